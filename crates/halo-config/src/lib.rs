@@ -1,0 +1,184 @@
+//! Configuration of both services (CONTRACT §5), parsed once at start-up into one typed struct.
+//! A missing or bad value stops start-up with one line naming the variable and the problem.
+
+mod secret;
+
+pub use secret::Secret;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Test,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Everything both binaries read from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: Secret,
+    pub valkey_url: Secret,
+    pub auth_jwt_secret: Secret,
+    pub public_port: u16,
+    pub internal_port: u16,
+    pub bind_addr: IpAddr,
+    pub app_env: AppEnv,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub cc_origin: Option<String>,
+    pub otp_dev_code: Option<String>,
+    pub valkey_key_prefix: String,
+    pub auto_offline_sweep: Duration,
+    pub heartbeat_mirror_interval: Duration,
+    /// `None` when `VALKEY_ONLINE_MIRROR_SWEEP_SECONDS=0` (reconciliation disabled).
+    pub reconciliation_sweep: Option<Duration>,
+    pub log_format: LogFormat,
+    /// Beyond the contract: per-call Valkey timeout, so a hung Valkey fails fast.
+    pub valkey_timeout: Duration,
+    /// Beyond the contract: how often each instance checks that the mirror was not flushed.
+    pub mirror_watch_interval: Duration,
+    pub pg_pool_size: usize,
+    /// Beyond the contract: pool wait/connect timeout and `statement_timeout` for Postgres.
+    pub pg_timeout: Duration,
+}
+
+/// Why start-up stopped: the variable and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error: {variable} {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+const MIN_JWT_SECRET_BYTES: usize = 32;
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(&lookup);
+        let app_env = vars.parsed("APP_ENV", AppEnv::Development, parse_app_env)?;
+        let auth_jwt_secret = vars.required("AUTH_JWT_SECRET")?;
+        if auth_jwt_secret.len() < MIN_JWT_SECRET_BYTES {
+            return Err(error(
+                "AUTH_JWT_SECRET",
+                format!("must be at least {MIN_JWT_SECRET_BYTES} bytes, got {}", auth_jwt_secret.len()),
+            ));
+        }
+        let otp_dev_code = vars.optional("OTP_DEV_CODE");
+        if otp_dev_code.is_some() && app_env == AppEnv::Production {
+            return Err(error("OTP_DEV_CODE", "is refused when APP_ENV=production".into()));
+        }
+        Ok(Self {
+            database_url: Secret::new(vars.required("DATABASE_URL")?),
+            valkey_url: Secret::new(vars.required("VALKEY_URL")?),
+            auth_jwt_secret: Secret::new(auth_jwt_secret),
+            public_port: vars.number("PUBLIC_PORT", 3000)?,
+            internal_port: vars.number("INTERNAL_PORT", 3001)?,
+            bind_addr: vars.number("BIND_ADDR", IpAddr::from([127, 0, 0, 1]))?,
+            app_env,
+            access_token_ttl: secs(vars.positive("ACCESS_TOKEN_TTL_SECONDS", 3600)?),
+            refresh_token_ttl: secs(vars.positive("REFRESH_TOKEN_TTL_DAYS", 30)? * 86_400),
+            cc_origin: vars.optional("CC_ORIGIN"),
+            otp_dev_code,
+            valkey_key_prefix: vars.optional("VALKEY_KEY_PREFIX").unwrap_or_default(),
+            auto_offline_sweep: secs(vars.positive("MITRA_AUTO_OFFLINE_SWEEP_SECONDS", 30)?),
+            heartbeat_mirror_interval: secs(vars.positive("HEARTBEAT_MIRROR_INTERVAL_SECONDS", 60)?),
+            reconciliation_sweep: match vars.number::<u64>("VALKEY_ONLINE_MIRROR_SWEEP_SECONDS", 300)? {
+                0 => None,
+                n => Some(secs(n)),
+            },
+            log_format: vars.parsed("LOG_FORMAT", LogFormat::Pretty, parse_log_format)?,
+            valkey_timeout: Duration::from_millis(vars.positive("VALKEY_TIMEOUT_MS", 250)?),
+            mirror_watch_interval: Duration::from_millis(vars.positive("MIRROR_WATCH_INTERVAL_MS", 1000)?),
+            pg_pool_size: vars.positive("PG_POOL_SIZE", 16)?,
+            pg_timeout: Duration::from_millis(vars.positive("PG_TIMEOUT_MS", 5000)?),
+        })
+    }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn error(variable: &'static str, problem: String) -> ConfigError {
+    ConfigError { variable, problem }
+}
+
+fn parse_app_env(s: &str) -> Option<AppEnv> {
+    match s {
+        "development" => Some(AppEnv::Development),
+        "test" => Some(AppEnv::Test),
+        "production" => Some(AppEnv::Production),
+        _ => None,
+    }
+}
+
+fn parse_log_format(s: &str) -> Option<LogFormat> {
+    match s {
+        "pretty" => Some(LogFormat::Pretty),
+        "json" => Some(LogFormat::Json),
+        _ => None,
+    }
+}
+
+/// Typed access to variables; an empty value counts as unset.
+struct Vars<'a, F: Fn(&str) -> Option<String>>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
+    fn optional(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.optional(name)
+            .ok_or_else(|| error(name, "is required but not set".into()))
+    }
+
+    fn parsed<T>(&self, name: &'static str, default: T, parse: fn(&str) -> Option<T>) -> Result<T, ConfigError> {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(raw) => parse(raw.trim()).ok_or_else(|| error(name, format!("has an unknown value {raw:?}"))),
+        }
+    }
+
+    fn number<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|e| error(name, format!("is not valid ({e}): {raw:?}"))),
+        }
+    }
+
+    fn positive<T: FromStr + Default + PartialEq>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        let value = self.number(name, default)?;
+        if value == T::default() {
+            return Err(error(name, "must be greater than 0".into()));
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests;

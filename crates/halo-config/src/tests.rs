@@ -1,0 +1,117 @@
+use super::*;
+use std::collections::HashMap;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+fn load(overrides: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let mut vars: HashMap<String, String> = [
+        ("DATABASE_URL", "postgres://localhost/halo"),
+        ("VALKEY_URL", "redis://127.0.0.1/"),
+        ("AUTH_JWT_SECRET", SECRET),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for (k, v) in overrides {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    Config::from_lookup(|name| vars.get(name).cloned())
+}
+
+fn check_fails(overrides: &[(&str, &str)], variable: &str, problem_part: &str) {
+    let err = load(overrides).expect_err("config should be refused");
+    assert_eq!(err.variable, variable, "{overrides:?}");
+    assert!(err.problem.contains(problem_part), "{err}");
+    assert!(err.to_string().contains(variable));
+    assert!(!err.to_string().contains('\n'), "one line: {err}");
+}
+
+#[test]
+fn defaults_follow_the_contract() {
+    let c = load(&[]).expect("valid");
+    assert_eq!(c.public_port, 3000);
+    assert_eq!(c.internal_port, 3001);
+    assert_eq!(c.bind_addr.to_string(), "127.0.0.1");
+    assert_eq!(c.app_env, AppEnv::Development);
+    assert_eq!(c.access_token_ttl, Duration::from_secs(3600));
+    assert_eq!(c.refresh_token_ttl, Duration::from_secs(30 * 86_400));
+    assert_eq!(c.valkey_key_prefix, "");
+    assert_eq!(c.auto_offline_sweep, Duration::from_secs(30));
+    assert_eq!(c.heartbeat_mirror_interval, Duration::from_secs(60));
+    assert_eq!(c.reconciliation_sweep, Some(Duration::from_secs(300)));
+    assert_eq!(c.log_format, LogFormat::Pretty);
+    assert_eq!(c.valkey_timeout, Duration::from_millis(250));
+    assert_eq!(c.cc_origin, None);
+    assert_eq!(c.otp_dev_code, None);
+}
+
+#[test]
+fn every_variable_is_read() {
+    let c = load(&[
+        ("PUBLIC_PORT", "4000"),
+        ("INTERNAL_PORT", "4001"),
+        ("BIND_ADDR", "::1"),
+        ("APP_ENV", "test"),
+        ("ACCESS_TOKEN_TTL_SECONDS", "60"),
+        ("REFRESH_TOKEN_TTL_DAYS", "2"),
+        ("CC_ORIGIN", "http://localhost:5173"),
+        ("OTP_DEV_CODE", "123456"),
+        ("VALKEY_KEY_PREFIX", "t1:"),
+        ("MITRA_AUTO_OFFLINE_SWEEP_SECONDS", "10"),
+        ("HEARTBEAT_MIRROR_INTERVAL_SECONDS", "15"),
+        ("VALKEY_ONLINE_MIRROR_SWEEP_SECONDS", "0"),
+        ("LOG_FORMAT", "json"),
+    ])
+    .expect("valid");
+    assert_eq!((c.public_port, c.internal_port), (4000, 4001));
+    assert_eq!(c.bind_addr.to_string(), "::1");
+    assert_eq!(c.app_env, AppEnv::Test);
+    assert_eq!(c.access_token_ttl, Duration::from_secs(60));
+    assert_eq!(c.refresh_token_ttl, Duration::from_secs(2 * 86_400));
+    assert_eq!(c.cc_origin.as_deref(), Some("http://localhost:5173"));
+    assert_eq!(c.otp_dev_code.as_deref(), Some("123456"));
+    assert_eq!(c.valkey_key_prefix, "t1:");
+    assert_eq!(c.auto_offline_sweep, Duration::from_secs(10));
+    assert_eq!(c.heartbeat_mirror_interval, Duration::from_secs(15));
+    assert_eq!(c.reconciliation_sweep, None, "0 disables the reconciliation sweep");
+    assert_eq!(c.log_format, LogFormat::Json);
+}
+
+#[test]
+fn each_bad_value_names_its_variable() {
+    check_fails(&[("DATABASE_URL", "")], "DATABASE_URL", "required");
+    check_fails(&[("VALKEY_URL", " ")], "VALKEY_URL", "required");
+    check_fails(&[("AUTH_JWT_SECRET", "")], "AUTH_JWT_SECRET", "required");
+    check_fails(&[("AUTH_JWT_SECRET", "short")], "AUTH_JWT_SECRET", "at least 32 bytes");
+    check_fails(&[("AUTH_JWT_SECRET", &SECRET[1..])], "AUTH_JWT_SECRET", "got 31");
+    check_fails(&[("PUBLIC_PORT", "70000")], "PUBLIC_PORT", "not valid");
+    check_fails(&[("INTERNAL_PORT", "x")], "INTERNAL_PORT", "not valid");
+    check_fails(&[("BIND_ADDR", "localhost")], "BIND_ADDR", "not valid");
+    check_fails(&[("APP_ENV", "staging")], "APP_ENV", "unknown value");
+    check_fails(&[("ACCESS_TOKEN_TTL_SECONDS", "0")], "ACCESS_TOKEN_TTL_SECONDS", "greater than 0");
+    check_fails(&[("REFRESH_TOKEN_TTL_DAYS", "-1")], "REFRESH_TOKEN_TTL_DAYS", "not valid");
+    check_fails(&[("MITRA_AUTO_OFFLINE_SWEEP_SECONDS", "0")], "MITRA_AUTO_OFFLINE_SWEEP_SECONDS", "greater than 0");
+    check_fails(&[("HEARTBEAT_MIRROR_INTERVAL_SECONDS", "abc")], "HEARTBEAT_MIRROR_INTERVAL_SECONDS", "not valid");
+    check_fails(&[("VALKEY_ONLINE_MIRROR_SWEEP_SECONDS", "-5")], "VALKEY_ONLINE_MIRROR_SWEEP_SECONDS", "not valid");
+    check_fails(&[("LOG_FORMAT", "xml")], "LOG_FORMAT", "unknown value");
+    check_fails(&[("VALKEY_TIMEOUT_MS", "0")], "VALKEY_TIMEOUT_MS", "greater than 0");
+    check_fails(&[("PG_POOL_SIZE", "0")], "PG_POOL_SIZE", "greater than 0");
+}
+
+#[test]
+fn otp_dev_code_is_refused_in_production() {
+    check_fails(
+        &[("APP_ENV", "production"), ("OTP_DEV_CODE", "000000")],
+        "OTP_DEV_CODE",
+        "production",
+    );
+    assert!(load(&[("APP_ENV", "production")]).is_ok());
+}
+
+#[test]
+fn secrets_never_print() {
+    let c = load(&[]).expect("valid");
+    let printed = format!("{c:?}");
+    assert!(!printed.contains(SECRET));
+    assert!(!printed.contains("postgres://"));
+}

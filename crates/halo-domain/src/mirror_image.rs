@@ -1,0 +1,221 @@
+//! The mirror as plain values: what Valkey should hold given the Postgres truth, and the
+//! key-by-key difference between what it should hold and what it does hold (drift).
+
+use crate::MitraId;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One mitra as Postgres knows it: the inputs of the seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MitraTruth {
+    pub id: MitraId,
+    pub active: bool,
+    pub online: bool,
+    pub open_sessions: u32,
+}
+
+/// The availability keys of the mirror, heartbeat values aside (they are liveness, not truth:
+/// only their presence for online mitras is derivable).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MirrorImage {
+    /// `mitras:online`
+    pub online: BTreeSet<MitraId>,
+    /// `mitras:deactivated`
+    pub deactivated: BTreeSet<MitraId>,
+    /// `mitra:capacity:<id>`; a missing key reads as 0.
+    pub capacity: BTreeMap<MitraId, u32>,
+    /// ids that have a `mitra:heartbeat:<id>` key.
+    pub heartbeat: BTreeSet<MitraId>,
+    /// Set members or key suffixes that are not mitra ids at all (corruption).
+    pub garbage: BTreeSet<String>,
+}
+
+impl MirrorImage {
+    /// What the mirror must hold for this truth. Capacity keys exist for online mitras and for
+    /// any mitra holding sessions; heartbeat keys exist exactly for online mitras.
+    pub fn expected_from<'a>(truth: impl IntoIterator<Item = &'a MitraTruth>) -> Self {
+        let mut image = Self::default();
+        for m in truth {
+            if m.online {
+                image.online.insert(m.id);
+                image.heartbeat.insert(m.id);
+            }
+            if !m.active {
+                image.deactivated.insert(m.id);
+            }
+            if m.online || m.open_sessions > 0 {
+                image.capacity.insert(m.id, m.open_sessions);
+            }
+        }
+        image
+    }
+
+    /// Mitras with at least one open session (the seed event's `with_sessions`).
+    pub fn with_sessions(&self) -> usize {
+        self.capacity.values().filter(|&&n| n > 0).count()
+    }
+
+    /// Compares `self` (expected) with `actual`, key by key.
+    pub fn drift_against(&self, actual: &MirrorImage) -> DriftReport {
+        let mut report = DriftReport::default();
+        diff_sets(&mut report, DriftKind::Online, &self.online, &actual.online);
+        diff_sets(&mut report, DriftKind::Deactivated, &self.deactivated, &actual.deactivated);
+        diff_sets(&mut report, DriftKind::Heartbeat, &self.heartbeat, &actual.heartbeat);
+        let ids: BTreeSet<_> = self.capacity.keys().chain(actual.capacity.keys()).collect();
+        for id in ids {
+            let want = self.capacity.get(id).copied().unwrap_or(0);
+            let have = actual.capacity.get(id).copied().unwrap_or(0);
+            if want != have {
+                report.different.push(DriftEntry {
+                    kind: DriftKind::Capacity,
+                    member: id.to_string(),
+                    expected: Some(want),
+                    actual: Some(have),
+                });
+            }
+        }
+        for g in &actual.garbage {
+            report.extra.push(DriftEntry::member(DriftKind::Garbage, g.clone()));
+        }
+        report
+    }
+}
+
+fn diff_sets(
+    report: &mut DriftReport,
+    kind: DriftKind,
+    expected: &BTreeSet<MitraId>,
+    actual: &BTreeSet<MitraId>,
+) {
+    for id in expected.difference(actual) {
+        report.missing.push(DriftEntry::member(kind, id.to_string()));
+    }
+    for id in actual.difference(expected) {
+        report.extra.push(DriftEntry::member(kind, id.to_string()));
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriftKind {
+    Online,
+    Deactivated,
+    Capacity,
+    Heartbeat,
+    Garbage,
+}
+
+impl DriftKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Deactivated => "deactivated",
+            Self::Capacity => "capacity",
+            Self::Heartbeat => "heartbeat",
+            Self::Garbage => "garbage",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriftEntry {
+    pub kind: DriftKind,
+    /// The mitra id (or the raw garbage string).
+    pub member: String,
+    pub expected: Option<u32>,
+    pub actual: Option<u32>,
+}
+
+impl DriftEntry {
+    fn member(kind: DriftKind, member: String) -> Self {
+        Self { kind, member, expected: None, actual: None }
+    }
+}
+
+/// Key-by-key difference between the mirror and the truth.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DriftReport {
+    /// In Postgres, absent from Valkey.
+    pub missing: Vec<DriftEntry>,
+    /// In Valkey, absent from Postgres.
+    pub extra: Vec<DriftEntry>,
+    /// In both, with different values.
+    pub different: Vec<DriftEntry>,
+}
+
+impl DriftReport {
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.extra.is_empty() && self.different.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn id(n: u128) -> MitraId {
+        MitraId::new(Uuid::from_u128(n))
+    }
+
+    fn truth(n: u128, active: bool, online: bool, open: u32) -> MitraTruth {
+        MitraTruth { id: id(n), active, online, open_sessions: open }
+    }
+
+    #[test]
+    fn expected_image_follows_the_columns() {
+        let rows = [
+            truth(1, true, true, 0),
+            truth(2, true, false, 2),
+            truth(3, false, false, 0),
+            truth(4, true, false, 0),
+        ];
+        let image = MirrorImage::expected_from(&rows);
+        assert_eq!(image.online, [id(1)].into());
+        assert_eq!(image.heartbeat, [id(1)].into());
+        assert_eq!(image.deactivated, [id(3)].into());
+        assert_eq!(image.capacity, [(id(1), 0), (id(2), 2)].into());
+        assert_eq!(image.with_sessions(), 1);
+    }
+
+    #[test]
+    fn identical_images_have_no_drift() {
+        let image = MirrorImage::expected_from(&[truth(1, true, true, 1)]);
+        assert!(image.drift_against(&image.clone()).is_empty());
+    }
+
+    #[test]
+    fn drift_names_missing_extra_and_different() {
+        let expected = MirrorImage::expected_from(&[truth(1, true, true, 0), truth(2, true, true, 1)]);
+        let mut actual = expected.clone();
+        actual.online.remove(&id(2));
+        actual.online.insert(id(999));
+        actual.capacity.insert(id(1), 99);
+        actual.garbage.insert("not-an-id".into());
+
+        let report = expected.drift_against(&actual);
+        assert_eq!(report.missing, vec![DriftEntry::member(DriftKind::Online, id(2).to_string())]);
+        assert_eq!(
+            report.extra,
+            vec![
+                DriftEntry::member(DriftKind::Online, id(999).to_string()),
+                DriftEntry::member(DriftKind::Garbage, "not-an-id".into()),
+            ]
+        );
+        assert_eq!(
+            report.different,
+            vec![DriftEntry {
+                kind: DriftKind::Capacity,
+                member: id(1).to_string(),
+                expected: Some(0),
+                actual: Some(99)
+            }]
+        );
+    }
+
+    #[test]
+    fn a_zero_capacity_key_equals_a_missing_one() {
+        let expected = MirrorImage::expected_from(&[truth(1, true, false, 0)]);
+        let mut actual = expected.clone();
+        actual.capacity.insert(id(1), 0);
+        assert!(expected.drift_against(&actual).is_empty());
+    }
+}

@@ -1,0 +1,246 @@
+//! Operator-tunable settings (`app_config`), their defaults and the ranges an operator may set.
+//! Constructed only through validation, so a loaded `AppSettings` is always usable.
+
+use std::fmt;
+use std::str::FromStr;
+use time::Duration;
+
+/// One `app_config` key. The string forms are the database keys and the API field names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SettingKey {
+    MaxCustomersPerMitra,
+    StaleAfterSeconds,
+    BeaconCacheTtlSeconds,
+    BlastTimeoutSeconds,
+    PaymentTimeoutSeconds,
+    HeartbeatIntervalSeconds,
+}
+
+impl SettingKey {
+    pub const ALL: [SettingKey; 6] = [
+        Self::MaxCustomersPerMitra,
+        Self::StaleAfterSeconds,
+        Self::BeaconCacheTtlSeconds,
+        Self::BlastTimeoutSeconds,
+        Self::PaymentTimeoutSeconds,
+        Self::HeartbeatIntervalSeconds,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxCustomersPerMitra => "max_customers_per_mitra",
+            Self::StaleAfterSeconds => "stale_after_seconds",
+            Self::BeaconCacheTtlSeconds => "beacon_cache_ttl_seconds",
+            Self::BlastTimeoutSeconds => "blast_timeout_seconds",
+            Self::PaymentTimeoutSeconds => "payment_timeout_seconds",
+            Self::HeartbeatIntervalSeconds => "heartbeat_interval_seconds",
+        }
+    }
+
+    /// Inclusive range an operator may set. Lower bounds stay small so tests can run fast cycles.
+    pub const fn range(self) -> (u32, u32) {
+        match self {
+            Self::MaxCustomersPerMitra => (1, 50),
+            Self::StaleAfterSeconds => (5, 3_600),
+            Self::BeaconCacheTtlSeconds => (1, 300),
+            Self::BlastTimeoutSeconds => (5, 3_600),
+            Self::PaymentTimeoutSeconds => (5, 86_400),
+            Self::HeartbeatIntervalSeconds => (5, 600),
+        }
+    }
+
+    pub const fn default_value(self) -> u32 {
+        match self {
+            Self::MaxCustomersPerMitra => 3,
+            Self::StaleAfterSeconds => 90,
+            Self::BeaconCacheTtlSeconds => 10,
+            Self::BlastTimeoutSeconds => 60,
+            Self::PaymentTimeoutSeconds => 300,
+            Self::HeartbeatIntervalSeconds => 30,
+        }
+    }
+}
+
+impl fmt::Display for SettingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SettingKey {
+    type Err = SettingError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| SettingError::UnknownKey(s.to_owned()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    #[error("unknown setting {0:?}")]
+    UnknownKey(String),
+    #[error("{key} must be between {min} and {max}, got {got}")]
+    OutOfRange {
+        key: SettingKey,
+        min: u32,
+        max: u32,
+        got: i64,
+    },
+    #[error("stale_after_seconds ({stale}) must be at least heartbeat_interval_seconds ({interval}), or every mitra goes stale between two pings")]
+    StaleShorterThanInterval { stale: u32, interval: u32 },
+}
+
+impl SettingError {
+    /// The field an API error should name.
+    pub fn field(&self) -> String {
+        match self {
+            Self::UnknownKey(k) => k.clone(),
+            Self::OutOfRange { key, .. } => key.as_str().to_owned(),
+            Self::StaleShorterThanInterval { .. } => SettingKey::StaleAfterSeconds.as_str().into(),
+        }
+    }
+}
+
+/// A validated set of all operator settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppSettings {
+    values: [u32; 6],
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        Self {
+            values: SettingKey::ALL.map(SettingKey::default_value),
+        }
+    }
+}
+
+impl AppSettings {
+    /// Builds settings from (key, value) pairs on top of the defaults; every value is range-checked.
+    pub fn from_pairs<I>(pairs: I) -> Result<Self, SettingError>
+    where
+        I: IntoIterator<Item = (SettingKey, i64)>,
+    {
+        Self::default().with_changes(pairs)
+    }
+
+    /// Returns a copy with `changes` applied, or the first validation error.
+    pub fn with_changes<I>(mut self, changes: I) -> Result<Self, SettingError>
+    where
+        I: IntoIterator<Item = (SettingKey, i64)>,
+    {
+        for (key, raw) in changes {
+            let (min, max) = key.range();
+            let value = u32::try_from(raw)
+                .ok()
+                .filter(|v| (min..=max).contains(v))
+                .ok_or(SettingError::OutOfRange {
+                    key,
+                    min,
+                    max,
+                    got: raw,
+                })?;
+            self.values[key as usize] = value;
+        }
+        self.check_consistency()?;
+        Ok(self)
+    }
+
+    fn check_consistency(&self) -> Result<(), SettingError> {
+        let stale = self.get(SettingKey::StaleAfterSeconds);
+        let interval = self.get(SettingKey::HeartbeatIntervalSeconds);
+        if stale < interval {
+            return Err(SettingError::StaleShorterThanInterval { stale, interval });
+        }
+        Ok(())
+    }
+
+    pub const fn get(&self, key: SettingKey) -> u32 {
+        self.values[key as usize]
+    }
+
+    pub fn pairs(&self) -> impl Iterator<Item = (SettingKey, u32)> + '_ {
+        SettingKey::ALL.into_iter().map(|k| (k, self.get(k)))
+    }
+
+    pub const fn max_customers_per_mitra(&self) -> u32 {
+        self.get(SettingKey::MaxCustomersPerMitra)
+    }
+
+    pub fn stale_after(&self) -> Duration {
+        Duration::seconds(self.get(SettingKey::StaleAfterSeconds).into())
+    }
+
+    pub const fn beacon_ttl_seconds(&self) -> u32 {
+        self.get(SettingKey::BeaconCacheTtlSeconds)
+    }
+
+    pub const fn heartbeat_interval_seconds(&self) -> u32 {
+        self.get(SettingKey::HeartbeatIntervalSeconds)
+    }
+
+    pub fn blast_timeout(&self) -> Duration {
+        Duration::seconds(self.get(SettingKey::BlastTimeoutSeconds).into())
+    }
+
+    pub fn payment_timeout(&self) -> Duration {
+        Duration::seconds(self.get(SettingKey::PaymentTimeoutSeconds).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = AppSettings::default();
+        assert_eq!(s.max_customers_per_mitra(), 3);
+        assert_eq!(s.stale_after(), Duration::seconds(90));
+        assert_eq!(s.beacon_ttl_seconds(), 10);
+        assert_eq!(s.blast_timeout(), Duration::seconds(60));
+        assert_eq!(s.payment_timeout(), Duration::seconds(300));
+        assert_eq!(s.heartbeat_interval_seconds(), 30);
+    }
+
+    fn check(changes: &[(SettingKey, i64)], expected: Result<(), SettingError>) {
+        let got = AppSettings::default()
+            .with_changes(changes.iter().copied())
+            .map(|_| ());
+        assert_eq!(got, expected, "{changes:?}");
+    }
+
+    #[test]
+    fn validation_table() {
+        use SettingKey::*;
+        check(&[(MaxCustomersPerMitra, 5)], Ok(()));
+        check(
+            &[(MaxCustomersPerMitra, 0)],
+            Err(SettingError::OutOfRange { key: MaxCustomersPerMitra, min: 1, max: 50, got: 0 }),
+        );
+        check(
+            &[(BeaconCacheTtlSeconds, -1)],
+            Err(SettingError::OutOfRange { key: BeaconCacheTtlSeconds, min: 1, max: 300, got: -1 }),
+        );
+        check(
+            &[(PaymentTimeoutSeconds, i64::MAX)],
+            Err(SettingError::OutOfRange { key: PaymentTimeoutSeconds, min: 5, max: 86_400, got: i64::MAX }),
+        );
+        check(
+            &[(StaleAfterSeconds, 15), (HeartbeatIntervalSeconds, 30)],
+            Err(SettingError::StaleShorterThanInterval { stale: 15, interval: 30 }),
+        );
+        check(&[(HeartbeatIntervalSeconds, 10), (StaleAfterSeconds, 15)], Ok(()));
+    }
+
+    #[test]
+    fn keys_round_trip_through_their_names() {
+        for key in SettingKey::ALL {
+            assert_eq!(key.as_str().parse::<SettingKey>(), Ok(key));
+        }
+        assert!(matches!("bogus".parse::<SettingKey>(), Err(SettingError::UnknownKey(_))));
+    }
+}

@@ -1,0 +1,185 @@
+//! Metrics of CONTRACT §6. One `Metrics` per app instance (not a global recorder), so tests that
+//! run several instances in one process can prove budgets from each instance's own counters.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Labels = Vec<(&'static str, String)>;
+type CounterFamily = Family<Labels, Counter>;
+
+/// Cheap to clone; all clones share the same counters.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+struct Inner {
+    registry: Registry,
+    pg_queries: CounterFamily,
+    valkey_round_trips: CounterFamily,
+    valkey_fallbacks: CounterFamily,
+    mirror_write_failures: CounterFamily,
+    seeds: CounterFamily,
+    sweep_runs: CounterFamily,
+    beacon_recomputes: Counter,
+    http_requests: CounterFamily,
+    http_latency: Family<Labels, Histogram>,
+}
+
+fn label(key: &'static str, value: &str) -> Labels {
+    vec![(key, value.to_owned())]
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str) -> CounterFamily {
+    let family = CounterFamily::default();
+    registry.register(name, help, family.clone());
+    family
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("halo");
+        let beacon_recomputes = Counter::default();
+        registry.register(
+            "beacon_recomputes",
+            "Beacon snapshots computed by this instance",
+            beacon_recomputes.clone(),
+        );
+        let http_latency = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_25, 2.0, 14))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            http_latency.clone(),
+        );
+        let inner = Inner {
+            pg_queries: counter(&mut registry, "pg_queries", "Postgres statements by named query"),
+            valkey_round_trips: counter(&mut registry, "valkey_round_trips", "Valkey round trips by operation"),
+            valkey_fallbacks: counter(&mut registry, "valkey_fallbacks", "Reads served from Postgres because Valkey failed, by operation"),
+            mirror_write_failures: counter(&mut registry, "mirror_write_failures", "Best-effort mirror writes that failed, by operation"),
+            seeds: counter(&mut registry, "mirror_seeds", "Mirror seeds by reason"),
+            sweep_runs: counter(&mut registry, "sweep_runs", "Sweep ticks by sweep and outcome"),
+            http_requests: counter(&mut registry, "http_requests", "HTTP requests by route and status"),
+            beacon_recomputes,
+            http_latency,
+            registry,
+        };
+        Self(Arc::new(inner))
+    }
+
+    pub fn pg_query(&self, query: &str) {
+        self.0.pg_queries.get_or_create(&label("query", query)).inc();
+    }
+
+    pub fn valkey_round_trip(&self, op: &str) {
+        self.0.valkey_round_trips.get_or_create(&label("op", op)).inc();
+    }
+
+    pub fn valkey_fallback(&self, op: &str) {
+        self.0.valkey_fallbacks.get_or_create(&label("op", op)).inc();
+    }
+
+    pub fn mirror_write_failed(&self, op: &str) {
+        self.0.mirror_write_failures.get_or_create(&label("op", op)).inc();
+    }
+
+    pub fn seed(&self, reason: &str) {
+        self.0.seeds.get_or_create(&label("reason", reason)).inc();
+    }
+
+    pub fn sweep_run(&self, sweep: &str, outcome: &str) {
+        let labels = vec![("sweep", sweep.to_owned()), ("outcome", outcome.to_owned())];
+        self.0.sweep_runs.get_or_create(&labels).inc();
+    }
+
+    pub fn beacon_recomputed(&self) {
+        self.0.beacon_recomputes.inc();
+    }
+
+    pub fn http_request(&self, route: &str, status: u16, latency: Duration) {
+        let labels = vec![("route", route.to_owned()), ("status", status.to_string())];
+        self.0.http_requests.get_or_create(&labels).inc();
+        self.0
+            .http_latency
+            .get_or_create(&label("route", route))
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Prometheus text exposition of every metric of this instance.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.0.registry);
+        out
+    }
+
+    // Readers for tests and the bench: exact counts, no text parsing.
+
+    pub fn pg_queries(&self, query: &str) -> u64 {
+        self.0.pg_queries.get_or_create(&label("query", query)).get()
+    }
+
+    pub fn valkey_round_trips(&self, op: &str) -> u64 {
+        self.0.valkey_round_trips.get_or_create(&label("op", op)).get()
+    }
+
+    pub fn valkey_fallbacks(&self, op: &str) -> u64 {
+        self.0.valkey_fallbacks.get_or_create(&label("op", op)).get()
+    }
+
+    pub fn mirror_write_failures(&self, op: &str) -> u64 {
+        self.0.mirror_write_failures.get_or_create(&label("op", op)).get()
+    }
+
+    pub fn seeds(&self, reason: &str) -> u64 {
+        self.0.seeds.get_or_create(&label("reason", reason)).get()
+    }
+
+    pub fn sweep_runs(&self, sweep: &str, outcome: &str) -> u64 {
+        let labels = vec![("sweep", sweep.to_owned()), ("outcome", outcome.to_owned())];
+        self.0.sweep_runs.get_or_create(&labels).get()
+    }
+
+    pub fn beacon_recomputes(&self) -> u64 {
+        self.0.beacon_recomputes.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_count_and_render() {
+        let m = Metrics::new();
+        m.pg_query("set_online");
+        m.pg_query("set_online");
+        m.valkey_round_trip("heartbeat");
+        m.sweep_run("auto_offline", "skipped");
+        m.http_request("/healthz", 200, Duration::from_millis(3));
+        assert_eq!(m.pg_queries("set_online"), 2);
+        assert_eq!(m.pg_queries("other"), 0);
+        assert_eq!(m.valkey_round_trips("heartbeat"), 1);
+        assert_eq!(m.sweep_runs("auto_offline", "skipped"), 1);
+        let text = m.render();
+        assert!(text.contains("halo_pg_queries_total{query=\"set_online\"} 2"), "{text}");
+        assert!(text.contains("halo_http_request_duration_seconds_bucket"), "{text}");
+    }
+
+    #[test]
+    fn instances_do_not_share_counters() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.pg_query("q");
+        assert_eq!(b.pg_queries("q"), 0);
+    }
+}

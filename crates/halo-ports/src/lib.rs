@@ -1,0 +1,30 @@
+//! Store ports: what the availability use cases need from the Postgres truth, the Valkey mirror
+//! and the clock. Adapters implement these traits; the core depends on nothing else.
+//!
+//! The fallback design hangs on one distinction every adapter must keep: `Unavailable` means
+//! "the store did not answer" (the core falls back or skips), any other variant is an answer.
+
+mod mirror;
+mod truth;
+
+pub use mirror::{AvailabilityMirror, BeaconClaim, HeartbeatOutcome, MirrorError, SeedWrite};
+pub use truth::{AvailabilityTruth, MitraFlags, OnlineReason, TruthError};
+
+use time::OffsetDateTime;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Where "now" comes from, so tests can move time.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The wall clock, in UTC.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}

@@ -1,0 +1,112 @@
+//! The Valkey mirror port: availability keys, the shared beacon snapshot, sweep leases and the
+//! seed. Every method is one round trip unless its doc says otherwise.
+
+use crate::BoxError;
+use async_trait::async_trait;
+use halo_domain::{Beacon, MirrorImage, MitraId, MitraState};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    /// Valkey did not answer in time, refused the connection, or dropped it.
+    #[error("valkey unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Valkey answered with data the adapter cannot read (a corrupted key, a bug).
+    #[error("valkey returned unreadable data: {0}")]
+    Corrupt(String),
+}
+
+/// What the heartbeat guard found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeartbeatOutcome {
+    /// The mitra is in `mitras:deactivated`: refuse the ping.
+    Deactivated,
+    /// The ping was recorded (the mitra is online).
+    Recorded,
+    /// The mitra is not online: nothing recorded (a heartbeat never sets a mitra online).
+    Offline,
+}
+
+/// The beacon snapshot as found, or the right to compute it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BeaconClaim {
+    /// A snapshot younger than its TTL exists.
+    Cached(Beacon),
+    /// No snapshot; this caller holds the recompute lock and must store one.
+    Compute,
+    /// No snapshot; another caller holds the lock and is computing it.
+    Busy,
+}
+
+/// The outcome of replacing the whole mirror.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeedWrite {
+    Applied,
+    /// A mirror write landed between the truth read and the swap: the seed data may be older
+    /// than the mirror, so the swap was refused. Read the truth again and retry.
+    Raced,
+}
+
+/// # Errors
+/// Every method returns `MirrorError::Unavailable` when Valkey does not answer in time.
+#[async_trait]
+pub trait AvailabilityMirror: Send + Sync + 'static {
+    /// Guard + write in one round trip: refuses deactivated mitras, records the ping only for
+    /// online ones.
+    async fn heartbeat(&self, id: MitraId, at: OffsetDateTime) -> Result<HeartbeatOutcome, MirrorError>;
+
+    /// Adds to `mitras:online`, stamps the heartbeat, sets the capacity.
+    async fn mark_online(&self, id: MitraId, at: OffsetDateTime, open_sessions: u32) -> Result<(), MirrorError>;
+
+    /// Removes from `mitras:online` and drops the heartbeats of all `ids`.
+    async fn mark_offline(&self, ids: &[MitraId]) -> Result<(), MirrorError>;
+
+    /// Adds to or removes from `mitras:deactivated`.
+    async fn set_deactivated(&self, id: MitraId, deactivated: bool) -> Result<(), MirrorError>;
+
+    async fn set_capacity(&self, id: MitraId, open_sessions: u32) -> Result<(), MirrorError>;
+
+    async fn is_deactivated(&self, id: MitraId) -> Result<bool, MirrorError>;
+
+    /// Everything the availability rules need about one mitra.
+    async fn mitra_state(&self, id: MitraId) -> Result<MitraState, MirrorError>;
+
+    /// States of the online, non-deactivated mitras: one round trip whatever their number.
+    async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, MirrorError>;
+
+    /// Heartbeats of every mitra in `mitras:online` (`None` = no heartbeat key).
+    async fn online_heartbeats(&self) -> Result<Vec<(MitraId, Option<OffsetDateTime>)>, MirrorError>;
+
+    /// `SCARD mitras:online`.
+    async fn online_count(&self) -> Result<u64, MirrorError>;
+
+    /// Reads the beacon snapshot; on a miss, tries to take the recompute lock for `lock_ttl`.
+    async fn claim_beacon(&self, lock_ttl: Duration) -> Result<BeaconClaim, MirrorError>;
+
+    /// Stores the snapshot with a TTL and releases the recompute lock.
+    async fn store_beacon(&self, beacon: Beacon, computed_at: OffsetDateTime, ttl: Duration) -> Result<(), MirrorError>;
+
+    /// Deletes the snapshot (config change).
+    async fn bust_beacon(&self) -> Result<(), MirrorError>;
+
+    /// A token that changes whenever a mirror write lands; read before the truth for a seed.
+    async fn write_token(&self) -> Result<u64, MirrorError>;
+
+    /// Replaces every availability key with `image` atomically (no reader sees a half-built
+    /// mirror), unless the write token moved since `token`. Keeps existing heartbeat values of
+    /// online mitras, stamps `now` where missing. May take several round trips to stage data.
+    async fn replace_all(&self, image: &MirrorImage, token: u64, now: OffsetDateTime) -> Result<SeedWrite, MirrorError>;
+
+    /// Reads every availability key (drift report). Several round trips.
+    async fn read_image(&self) -> Result<MirrorImage, MirrorError>;
+
+    /// True when the generation marker written by the last seed exists (false = flushed).
+    async fn is_seeded(&self) -> Result<bool, MirrorError>;
+
+    /// Takes a cluster-wide lease for `ttl`; false when another instance holds it.
+    async fn try_lease(&self, name: &str, ttl: Duration) -> Result<bool, MirrorError>;
+
+    /// Publishes on `config:invalidate`.
+    async fn publish_config_invalidate(&self) -> Result<(), MirrorError>;
+}

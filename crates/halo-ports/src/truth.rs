@@ -1,0 +1,97 @@
+//! The Postgres truth port: durable writes and the fallback equivalents of every mirror read.
+
+use crate::BoxError;
+use async_trait::async_trait;
+use halo_domain::{AppSettings, MitraId, MitraState, MitraTruth};
+use time::OffsetDateTime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TruthError {
+    #[error("mitra not found")]
+    MitraNotFound,
+    /// Postgres did not answer (connection refused, pool timeout, statement timeout).
+    #[error("postgres unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Postgres answered with something the adapter cannot use (a bug or a schema mismatch).
+    #[error("postgres query failed")]
+    Query(#[source] BoxError),
+}
+
+/// Why a mitra's online flag changed; stored in `mitra_online_logs.reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnlineReason {
+    /// The mitra's own toggle.
+    Manual,
+    /// The auto-offline sweep found the heartbeat stale.
+    AutoOffline,
+    /// An operator forced a ghost offline.
+    Operator,
+    /// Deactivation sets the mitra offline.
+    Deactivated,
+}
+
+impl OnlineReason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Manual => "manual",
+            Self::AutoOffline => "auto_offline",
+            Self::Operator => "operator",
+            Self::Deactivated => "deactivated",
+        }
+    }
+}
+
+/// The two flags the heartbeat guard needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MitraFlags {
+    pub active: bool,
+    pub online: bool,
+}
+
+/// # Errors
+/// Every method returns `TruthError::Unavailable` when Postgres does not answer, and
+/// `TruthError::MitraNotFound` only where its doc says so.
+#[async_trait]
+pub trait AvailabilityTruth: Send + Sync + 'static {
+    /// Sets `is_online`, with one audit row per real transition. Returns whether it changed.
+    /// `MitraNotFound` when the mitra does not exist.
+    async fn set_online(&self, id: MitraId, online: bool, reason: OnlineReason) -> Result<bool, TruthError>;
+
+    /// Sets the online flag of many mitras to false in one statement (the auto-offline sweep);
+    /// returns the ids that were actually online and are now offline.
+    async fn set_offline_many(&self, ids: &[MitraId], reason: OnlineReason) -> Result<Vec<MitraId>, TruthError>;
+
+    /// Sets `mitras.is_active`. `MitraNotFound` when the mitra does not exist.
+    async fn set_active(&self, id: MitraId, active: bool) -> Result<(), TruthError>;
+
+    /// Revokes every live refresh session of a user; returns how many were revoked.
+    async fn revoke_auth_sessions(&self, user_id: MitraId) -> Result<u64, TruthError>;
+
+    /// Heartbeat fallback while Valkey is down: guard and record the ping in one statement.
+    /// Records the heartbeat only for an active, online mitra. `None` when the mitra is unknown.
+    async fn heartbeat_fallback(&self, id: MitraId, at: OffsetDateTime) -> Result<Option<MitraFlags>, TruthError>;
+
+    /// The flags only (route activity checks while Valkey is down). `None` when unknown.
+    async fn mitra_flags(&self, id: MitraId) -> Result<Option<MitraFlags>, TruthError>;
+
+    /// Count of the mitra's `active` + `pending_payment` sessions.
+    async fn open_session_count(&self, id: MitraId) -> Result<u32, TruthError>;
+
+    /// Everything the availability rules need about one mitra. `None` when unknown.
+    async fn mitra_state(&self, id: MitraId) -> Result<Option<MitraState>, TruthError>;
+
+    /// States of every online, active mitra (the fallback of the blast and the beacon).
+    async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, TruthError>;
+
+    /// Number of mitras with `is_online = true`.
+    async fn count_online(&self) -> Result<u64, TruthError>;
+
+    /// Every mitra with its flags and open-session count, read in one consistent snapshot.
+    async fn mirror_truth(&self) -> Result<Vec<MitraTruth>, TruthError>;
+
+    /// Copies heartbeat timestamps to `last_heartbeat_at` in ONE statement; returns rows updated.
+    async fn record_heartbeats(&self, beats: &[(MitraId, OffsetDateTime)]) -> Result<u64, TruthError>;
+
+    /// The operator settings from `app_config`, validated (defaults for missing keys).
+    async fn load_settings(&self) -> Result<AppSettings, TruthError>;
+}

@@ -1,0 +1,25 @@
+//! Driver errors → port errors. "Postgres did not answer" must stay distinguishable from
+//! "Postgres answered no": the first becomes `Unavailable`, the second `Query`.
+
+use halo_ports::TruthError;
+
+/// SQLSTATE classes that mean the server or the connection is gone, not that the query is wrong:
+/// 08 connection exception, 53 insufficient resources, 57 operator intervention (includes
+/// `statement_timeout` cancellation and admin shutdown).
+const UNAVAILABLE_CLASSES: [&str; 3] = ["08", "53", "57"];
+
+pub fn classify(error: tokio_postgres::Error) -> TruthError {
+    let unavailable = match error.as_db_error() {
+        None => true, // I/O, closed connection, timeouts: no answer at all
+        Some(db) => UNAVAILABLE_CLASSES.contains(&&db.code().code()[..2]),
+    };
+    if unavailable {
+        TruthError::Unavailable(Box::new(error))
+    } else {
+        TruthError::Query(Box::new(error))
+    }
+}
+
+pub fn pool_unavailable(error: deadpool_postgres::PoolError) -> TruthError {
+    TruthError::Unavailable(Box::new(error))
+}

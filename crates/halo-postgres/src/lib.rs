@@ -1,0 +1,14 @@
+//! The Postgres truth adapter: the pool (with the timeouts deadpool leaves off by default),
+//! migrations applied under an advisory lock, and the named, prepared queries behind
+//! `AvailabilityTruth`. Only this crate knows tokio-postgres.
+
+mod error;
+mod pool;
+mod queries;
+mod truth;
+
+pub use deadpool_postgres::Pool;
+pub use error::classify;
+pub use pool::{connect_pool, migrate, MigrateError, PoolError, PoolSettings};
+pub use queries::NamedQuery;
+pub use truth::PgTruth;

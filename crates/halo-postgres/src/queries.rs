@@ -1,0 +1,123 @@
+//! Every SQL statement of the adapter, each with a name used in metrics and logs.
+
+pub struct NamedQuery {
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Sets the online flag; one audit row per real transition; going online stamps the heartbeat
+/// so the Postgres fallback sees a fresh mitra. `changed` = whether the flag moved.
+pub const SET_ONLINE: NamedQuery = NamedQuery {
+    name: "set_online",
+    sql: "WITH changed AS (
+              UPDATE mitra_online_status
+                 SET is_online = $2, updated_at = now(),
+                     last_heartbeat_at = CASE WHEN $2 THEN now() ELSE last_heartbeat_at END
+               WHERE mitra_id = $1 AND is_online <> $2
+           RETURNING mitra_id),
+          logged AS (
+              INSERT INTO mitra_online_logs (mitra_id, status, reason)
+              SELECT mitra_id, CASE WHEN $2 THEN 'online' ELSE 'offline' END, $3 FROM changed)
+          SELECT EXISTS (SELECT 1 FROM changed) AS changed,
+                 EXISTS (SELECT 1 FROM mitras WHERE id = $1) AS known",
+};
+
+pub const SET_OFFLINE_MANY: NamedQuery = NamedQuery {
+    name: "set_offline_many",
+    sql: "WITH changed AS (
+              UPDATE mitra_online_status SET is_online = false, updated_at = now()
+               WHERE mitra_id = ANY($1) AND is_online
+           RETURNING mitra_id),
+          logged AS (
+              INSERT INTO mitra_online_logs (mitra_id, status, reason)
+              SELECT mitra_id, 'offline', $2 FROM changed)
+          SELECT mitra_id FROM changed",
+};
+
+pub const SET_ACTIVE: NamedQuery = NamedQuery {
+    name: "set_active",
+    sql: "UPDATE mitras SET is_active = $2, updated_at = now() WHERE id = $1",
+};
+
+pub const REVOKE_AUTH_SESSIONS: NamedQuery = NamedQuery {
+    name: "revoke_auth_sessions",
+    sql: "UPDATE auth_sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+};
+
+/// Guard and record in one statement: the ping lands only for an active, online mitra.
+pub const HEARTBEAT_FALLBACK: NamedQuery = NamedQuery {
+    name: "heartbeat_fallback",
+    sql: "WITH target AS (
+              SELECT m.id, m.is_active, s.is_online
+                FROM mitras m JOIN mitra_online_status s ON s.mitra_id = m.id
+               WHERE m.id = $1),
+          stamped AS (
+              UPDATE mitra_online_status s SET last_heartbeat_at = $2
+                FROM target t
+               WHERE s.mitra_id = t.id AND t.is_active AND t.is_online
+                 AND (s.last_heartbeat_at IS NULL OR s.last_heartbeat_at < $2))
+          SELECT is_active, is_online FROM target",
+};
+
+pub const MITRA_FLAGS: NamedQuery = NamedQuery {
+    name: "mitra_flags",
+    sql: "SELECT m.is_active, s.is_online
+            FROM mitras m JOIN mitra_online_status s ON s.mitra_id = m.id
+           WHERE m.id = $1",
+};
+
+pub const OPEN_SESSION_COUNT: NamedQuery = NamedQuery {
+    name: "open_session_count",
+    sql: "SELECT count(*) FROM chat_sessions
+           WHERE mitra_id = $1 AND status IN ('active', 'pending_payment')",
+};
+
+/// The columns the availability rules need, for one or many mitras.
+macro_rules! mitra_state_select {
+    () => {
+        "SELECT m.id, s.is_online, m.is_active, s.last_heartbeat_at,
+                (SELECT count(*) FROM chat_sessions c
+                  WHERE c.mitra_id = m.id AND c.status IN ('active', 'pending_payment')) AS open_sessions
+           FROM mitras m JOIN mitra_online_status s ON s.mitra_id = m.id"
+    };
+}
+
+pub const MITRA_STATE: NamedQuery = NamedQuery {
+    name: "mitra_state",
+    sql: concat!(mitra_state_select!(), " WHERE m.id = $1"),
+};
+
+pub const CANDIDATE_STATES: NamedQuery = NamedQuery {
+    name: "candidate_states",
+    sql: concat!(mitra_state_select!(), " WHERE s.is_online AND m.is_active"),
+};
+
+pub const COUNT_ONLINE: NamedQuery = NamedQuery {
+    name: "count_online",
+    sql: "SELECT count(*) FROM mitra_online_status WHERE is_online",
+};
+
+pub const MIRROR_TRUTH: NamedQuery = NamedQuery {
+    name: "mirror_truth",
+    sql: "SELECT m.id, m.is_active, s.is_online, coalesce(c.open, 0) AS open_sessions
+            FROM mitras m
+            JOIN mitra_online_status s ON s.mitra_id = m.id
+            LEFT JOIN (SELECT mitra_id, count(*) AS open FROM chat_sessions
+                        WHERE status IN ('active', 'pending_payment') AND mitra_id IS NOT NULL
+                        GROUP BY mitra_id) c ON c.mitra_id = m.id",
+};
+
+/// The heartbeat mirror: one statement per cycle, idempotent, never moves a timestamp back
+/// (several instances may run it with slightly different reads).
+pub const RECORD_HEARTBEATS: NamedQuery = NamedQuery {
+    name: "record_heartbeats",
+    sql: "UPDATE mitra_online_status s SET last_heartbeat_at = u.at
+            FROM UNNEST($1::uuid[], $2::timestamptz[]) AS u(id, at)
+           WHERE s.mitra_id = u.id
+             AND (s.last_heartbeat_at IS NULL OR s.last_heartbeat_at < u.at)",
+};
+
+pub const LOAD_SETTINGS: NamedQuery = NamedQuery {
+    name: "load_settings",
+    sql: "SELECT key, value FROM app_config",
+};

@@ -1,0 +1,186 @@
+//! `AvailabilityTruth` over a deadpool pool: every call is one named, prepared statement.
+
+use crate::error::{classify, pool_unavailable};
+use crate::queries::{self, NamedQuery};
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use halo_domain::{AppSettings, MitraId, MitraState, MitraTruth, SettingKey};
+use halo_metrics::Metrics;
+use halo_ports::{AvailabilityTruth, MitraFlags, OnlineReason, TruthError};
+use time::OffsetDateTime;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+#[derive(Clone)]
+pub struct PgTruth {
+    pool: Pool,
+    metrics: Metrics,
+}
+
+impl PgTruth {
+    pub fn new(pool: Pool, metrics: Metrics) -> Self {
+        Self { pool, metrics }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Runs one named query and counts it.
+    pub async fn query(&self, q: &NamedQuery, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, TruthError> {
+        let client = self.pool.get().await.map_err(pool_unavailable)?;
+        let statement = client.prepare_cached(q.sql).await.map_err(classify)?;
+        self.metrics.pg_query(q.name);
+        client.query(&statement, params).await.map_err(classify)
+    }
+
+    async fn query_one(&self, q: &NamedQuery, params: &[&(dyn ToSql + Sync)]) -> Result<Row, TruthError> {
+        self.query(q, params)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| TruthError::Query(format!("{} returned no row", q.name).into()))
+    }
+
+    async fn execute(&self, q: &NamedQuery, params: &[&(dyn ToSql + Sync)]) -> Result<u64, TruthError> {
+        let client = self.pool.get().await.map_err(pool_unavailable)?;
+        let statement = client.prepare_cached(q.sql).await.map_err(classify)?;
+        self.metrics.pg_query(q.name);
+        client.execute(&statement, params).await.map_err(classify)
+    }
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, column: &str) -> Result<T, TruthError> {
+    row.try_get(column).map_err(|e| TruthError::Query(Box::new(e)))
+}
+
+fn count(row: &Row, column: &str) -> Result<u32, TruthError> {
+    let n: i64 = get(row, column)?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+fn state_row(row: &Row) -> Result<(MitraId, MitraState), TruthError> {
+    let id: Uuid = get(row, "id")?;
+    let state = MitraState {
+        online: get(row, "is_online")?,
+        active: get(row, "is_active")?,
+        last_heartbeat: get(row, "last_heartbeat_at")?,
+        open_sessions: count(row, "open_sessions")?,
+    };
+    Ok((MitraId::new(id), state))
+}
+
+fn flags_row(row: &Row) -> Result<MitraFlags, TruthError> {
+    Ok(MitraFlags {
+        active: get(row, "is_active")?,
+        online: get(row, "is_online")?,
+    })
+}
+
+fn uuids(ids: &[MitraId]) -> Vec<Uuid> {
+    ids.iter().map(|id| id.uuid()).collect()
+}
+
+#[async_trait]
+impl AvailabilityTruth for PgTruth {
+    async fn set_online(&self, id: MitraId, online: bool, reason: OnlineReason) -> Result<bool, TruthError> {
+        let row = self
+            .query_one(&queries::SET_ONLINE, &[&id.uuid(), &online, &reason.as_str()])
+            .await?;
+        if !get::<bool>(&row, "known")? {
+            return Err(TruthError::MitraNotFound);
+        }
+        get(&row, "changed")
+    }
+
+    async fn set_offline_many(&self, ids: &[MitraId], reason: OnlineReason) -> Result<Vec<MitraId>, TruthError> {
+        let rows = self
+            .query(&queries::SET_OFFLINE_MANY, &[&uuids(ids), &reason.as_str()])
+            .await?;
+        rows.iter()
+            .map(|r| get::<Uuid>(r, "mitra_id").map(MitraId::new))
+            .collect()
+    }
+
+    async fn set_active(&self, id: MitraId, active: bool) -> Result<(), TruthError> {
+        match self.execute(&queries::SET_ACTIVE, &[&id.uuid(), &active]).await? {
+            0 => Err(TruthError::MitraNotFound),
+            _ => Ok(()),
+        }
+    }
+
+    async fn revoke_auth_sessions(&self, user_id: MitraId) -> Result<u64, TruthError> {
+        self.execute(&queries::REVOKE_AUTH_SESSIONS, &[&user_id.uuid()]).await
+    }
+
+    async fn heartbeat_fallback(&self, id: MitraId, at: OffsetDateTime) -> Result<Option<MitraFlags>, TruthError> {
+        let rows = self.query(&queries::HEARTBEAT_FALLBACK, &[&id.uuid(), &at]).await?;
+        rows.first().map(flags_row).transpose()
+    }
+
+    async fn mitra_flags(&self, id: MitraId) -> Result<Option<MitraFlags>, TruthError> {
+        let rows = self.query(&queries::MITRA_FLAGS, &[&id.uuid()]).await?;
+        rows.first().map(flags_row).transpose()
+    }
+
+    async fn open_session_count(&self, id: MitraId) -> Result<u32, TruthError> {
+        let row = self.query_one(&queries::OPEN_SESSION_COUNT, &[&id.uuid()]).await?;
+        count(&row, "count")
+    }
+
+    async fn mitra_state(&self, id: MitraId) -> Result<Option<MitraState>, TruthError> {
+        let rows = self.query(&queries::MITRA_STATE, &[&id.uuid()]).await?;
+        Ok(rows.first().map(state_row).transpose()?.map(|(_, state)| state))
+    }
+
+    async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, TruthError> {
+        let rows = self.query(&queries::CANDIDATE_STATES, &[]).await?;
+        rows.iter().map(state_row).collect()
+    }
+
+    async fn count_online(&self) -> Result<u64, TruthError> {
+        let row = self.query_one(&queries::COUNT_ONLINE, &[]).await?;
+        Ok(u64::from(count(&row, "count")?))
+    }
+
+    async fn mirror_truth(&self) -> Result<Vec<MitraTruth>, TruthError> {
+        // One statement = one snapshot: flags and counts are mutually consistent.
+        let rows = self.query(&queries::MIRROR_TRUTH, &[]).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MitraTruth {
+                    id: MitraId::new(get(r, "id")?),
+                    active: get(r, "is_active")?,
+                    online: get(r, "is_online")?,
+                    open_sessions: count(r, "open_sessions")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_heartbeats(&self, beats: &[(MitraId, OffsetDateTime)]) -> Result<u64, TruthError> {
+        if beats.is_empty() {
+            return Ok(0);
+        }
+        let (ids, stamps): (Vec<Uuid>, Vec<OffsetDateTime>) =
+            beats.iter().map(|(id, at)| (id.uuid(), *at)).unzip();
+        self.execute(&queries::RECORD_HEARTBEATS, &[&ids, &stamps]).await
+    }
+
+    async fn load_settings(&self) -> Result<AppSettings, TruthError> {
+        let rows = self.query(&queries::LOAD_SETTINGS, &[]).await?;
+        let mut pairs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let key: String = get(row, "key")?;
+            let value: serde_json::Value = get(row, "value")?;
+            // Keys this version does not know are someone else's settings: skip them.
+            let Ok(key) = key.parse::<SettingKey>() else { continue };
+            let number = value
+                .as_i64()
+                .ok_or_else(|| TruthError::Query(format!("app_config {key} is not an integer: {value}").into()))?;
+            pairs.push((key, number));
+        }
+        AppSettings::from_pairs(pairs).map_err(|e| TruthError::Query(Box::new(e)))
+    }
+}

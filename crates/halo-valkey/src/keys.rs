@@ -1,0 +1,116 @@
+//! Key names. They are part of the contract (runbooks use them); `VALKEY_KEY_PREFIX` is
+//! prepended to every key and channel.
+
+use halo_domain::MitraId;
+
+pub const ONLINE: &str = "mitras:online";
+pub const DEACTIVATED: &str = "mitras:deactivated";
+pub const CAPACITY: &str = "mitra:capacity:";
+pub const HEARTBEAT: &str = "mitra:heartbeat:";
+pub const SNAPSHOT: &str = "availability:snapshot";
+pub const CONFIG_CHANNEL: &str = "config:invalidate";
+
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self { prefix: prefix.into() }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    pub fn online(&self) -> String {
+        self.key(ONLINE)
+    }
+
+    pub fn deactivated(&self) -> String {
+        self.key(DEACTIVATED)
+    }
+
+    pub fn capacity(&self, id: MitraId) -> String {
+        format!("{}{CAPACITY}{id}", self.prefix)
+    }
+
+    pub fn heartbeat(&self, id: MitraId) -> String {
+        format!("{}{HEARTBEAT}{id}", self.prefix)
+    }
+
+    pub fn snapshot(&self) -> String {
+        self.key(SNAPSHOT)
+    }
+
+    /// Held by the one caller recomputing the beacon.
+    pub fn snapshot_lock(&self) -> String {
+        self.key("availability:snapshot:lock")
+    }
+
+    /// Bumped by every mirror write, so a seed can tell whether it raced one.
+    pub fn write_token(&self) -> String {
+        self.key("mirror:writes")
+    }
+
+    /// Written last by every seed: its absence means the mirror was flushed.
+    pub fn generation(&self) -> String {
+        self.key("mirror:generation")
+    }
+
+    pub fn staging(&self, nonce: &str, set: &str) -> String {
+        self.key(&format!("mirror:staging:{nonce}:{set}"))
+    }
+
+    pub fn lease(&self, name: &str) -> String {
+        self.key(&format!("lease:{name}"))
+    }
+
+    pub fn config_channel(&self) -> String {
+        self.key(CONFIG_CHANNEL)
+    }
+
+    /// A SCAN pattern for keys starting with `name`, the prefix escaped.
+    pub fn scan_pattern(&self, name: &str) -> String {
+        let mut pattern = String::with_capacity(self.prefix.len() + name.len() + 1);
+        for c in self.prefix.chars().chain(name.chars()) {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        pattern
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    #[test]
+    fn contract_key_names_with_and_without_prefix() {
+        let id = MitraId::new(Uuid::from_u128(7));
+        let plain = Keys::new("");
+        assert_eq!(plain.online(), "mitras:online");
+        assert_eq!(plain.deactivated(), "mitras:deactivated");
+        assert_eq!(plain.capacity(id), format!("mitra:capacity:{id}"));
+        assert_eq!(plain.heartbeat(id), format!("mitra:heartbeat:{id}"));
+        assert_eq!(plain.snapshot(), "availability:snapshot");
+        assert_eq!(plain.config_channel(), "config:invalidate");
+        let prefixed = Keys::new("t1:");
+        assert_eq!(prefixed.online(), "t1:mitras:online");
+        assert_eq!(prefixed.config_channel(), "t1:config:invalidate");
+    }
+
+    #[test]
+    fn scan_patterns_escape_the_prefix() {
+        assert_eq!(Keys::new("a*[").scan_pattern("mitra:capacity:"), "a\\*\\[mitra:capacity:*");
+    }
+}

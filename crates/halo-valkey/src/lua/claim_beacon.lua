@@ -1,0 +1,7 @@
+-- Read the beacon snapshot, or claim the right to recompute it (one caller per TTL).
+-- KEYS: snapshot, lock. ARGV: lock owner, lock TTL in ms.
+-- Returns the snapshot JSON, or 'compute' (lock taken), or 'busy' (someone else computes).
+local snapshot = redis.call('GET', KEYS[1])
+if snapshot then return snapshot end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 'compute' end
+return 'busy'

@@ -1,0 +1,488 @@
+//! `AvailabilityMirror` over a self-reconnecting multiplexed connection.
+
+use crate::keys::Keys;
+use crate::scripts;
+use async_trait::async_trait;
+use halo_domain::{Beacon, MirrorImage, MitraId, MitraState};
+use halo_metrics::Metrics;
+use halo_ports::{AvailabilityMirror, BeaconClaim, HeartbeatOutcome, MirrorError, SeedWrite};
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, RedisError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::Duration;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Members staged per SADD, so one huge command never blocks the server for long.
+const STAGING_CHUNK: usize = 5_000;
+const SCAN_COUNT: usize = 1_000;
+
+#[derive(Clone)]
+pub struct ValkeyMirror {
+    conn: ConnectionManager,
+    keys: Keys,
+    timeout: Duration,
+    metrics: Metrics,
+}
+
+/// The JSON of `availability:snapshot` (contract shape).
+#[derive(Serialize, Deserialize)]
+struct SnapshotJson {
+    available: bool,
+    count: u32,
+    computed_at: String,
+}
+
+fn classify(error: RedisError) -> MirrorError {
+    let corrupt = matches!(
+        error.kind(),
+        redis::ErrorKind::UnexpectedReturnType | redis::ErrorKind::Parse
+    ) || error.code() == Some("WRONGTYPE");
+    if corrupt {
+        MirrorError::Corrupt(error.to_string())
+    } else {
+        MirrorError::Unavailable(Box::new(error))
+    }
+}
+
+pub(crate) fn format_time(at: OffsetDateTime) -> String {
+    // RFC 3339 formatting of a UTC datetime cannot fail for years 0..=9999.
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+/// An unreadable timestamp counts as no heartbeat: the mitra goes stale, the sweep heals it.
+fn parse_time(raw: Option<&str>) -> Option<OffsetDateTime> {
+    raw.and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+}
+
+fn parse_count(raw: Option<&str>) -> u32 {
+    raw.and_then(|s| s.parse::<u32>().ok()).unwrap_or(0)
+}
+
+impl ValkeyMirror {
+    pub fn new(conn: ConnectionManager, keys: Keys, timeout: Duration, metrics: Metrics) -> Self {
+        Self {
+            conn,
+            keys,
+            timeout,
+            metrics,
+        }
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Runs one round trip under the deadline and counts it.
+    async fn call<T, F>(&self, op: &'static str, request: F) -> Result<T, MirrorError>
+    where
+        F: Future<Output = Result<T, RedisError>>,
+    {
+        self.metrics.valkey_round_trip(op);
+        match tokio::time::timeout(self.timeout, request).await {
+            Ok(result) => result.map_err(classify),
+            Err(_) => Err(MirrorError::Unavailable(
+                format!("valkey {op} timed out after {:?}", self.timeout).into(),
+            )),
+        }
+    }
+
+    /// Runs an atomic pipeline whose last command bumps the write token.
+    async fn write(&self, op: &'static str, mut pipe: redis::Pipeline) -> Result<(), MirrorError> {
+        pipe.incr(self.keys.write_token(), 1).ignore();
+        let mut conn = self.conn.clone();
+        self.call(op, async move { pipe.query_async::<()>(&mut conn).await })
+            .await
+    }
+
+    async fn scan_keys(&self, name: &str) -> Result<Vec<String>, MirrorError> {
+        let pattern = self.keys.scan_pattern(name);
+        let mut cursor: u64 = 0;
+        let mut found = Vec::new();
+        loop {
+            let mut conn = self.conn.clone();
+            let cmd = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .to_owned();
+            let (next, keys): (u64, Vec<String>) =
+                self.call("scan", async move { cmd.query_async(&mut conn).await }).await?;
+            found.extend(keys);
+            if next == 0 {
+                return Ok(found);
+            }
+            cursor = next;
+        }
+    }
+
+    /// `(id, suffix)` for every key `<prefix><name><suffix>`.
+    fn suffixes<'a>(&self, name: &str, keys: &'a [String]) -> impl Iterator<Item = (&'a String, &'a str)> {
+        let head = format!("{}{name}", self.keys.prefix());
+        keys.iter().filter_map(move |k| k.strip_prefix(head.as_str()).map(|s| (k, s)))
+    }
+
+    async fn stage_set(&self, key: &str, members: &BTreeSet<MitraId>) -> Result<(), MirrorError> {
+        let members: Vec<String> = members.iter().map(ToString::to_string).collect();
+        for chunk in members.chunks(STAGING_CHUNK) {
+            let mut pipe = redis::pipe();
+            pipe.sadd(key, chunk).ignore().expire(key, 120).ignore();
+            let mut conn = self.conn.clone();
+            self.call("seed_stage", async move { pipe.query_async::<()>(&mut conn).await })
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Splits a flat script reply into records of `width` fields, first field a mitra id. Members
+/// that are not ids are skipped: they cannot be available, and drift reports them.
+fn records(flat: Vec<Option<String>>, width: usize) -> Vec<(MitraId, Vec<Option<String>>)> {
+    flat.chunks(width)
+        .filter_map(|chunk| {
+            let id = chunk.first()?.as_deref()?.parse::<MitraId>().ok()?;
+            Some((id, chunk[1..].to_vec()))
+        })
+        .collect()
+}
+
+#[async_trait]
+impl AvailabilityMirror for ValkeyMirror {
+    async fn heartbeat(&self, id: MitraId, at: OffsetDateTime) -> Result<HeartbeatOutcome, MirrorError> {
+        let mut invocation = scripts::HEARTBEAT.prepare_invoke();
+        invocation
+            .key(self.keys.deactivated())
+            .key(self.keys.online())
+            .key(self.keys.heartbeat(id))
+            .arg(id.to_string())
+            .arg(format_time(at));
+        let mut conn = self.conn.clone();
+        let code: i64 = self
+            .call("heartbeat", async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        match code {
+            0 => Ok(HeartbeatOutcome::Deactivated),
+            1 => Ok(HeartbeatOutcome::Recorded),
+            2 => Ok(HeartbeatOutcome::Offline),
+            other => Err(MirrorError::Corrupt(format!("heartbeat script returned {other}"))),
+        }
+    }
+
+    async fn mark_online(&self, id: MitraId, at: OffsetDateTime, open_sessions: u32) -> Result<(), MirrorError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .sadd(self.keys.online(), id.to_string())
+            .ignore()
+            .set(self.keys.heartbeat(id), format_time(at))
+            .ignore()
+            .set(self.keys.capacity(id), open_sessions)
+            .ignore();
+        self.write("mark_online", pipe).await
+    }
+
+    async fn mark_offline(&self, ids: &[MitraId]) -> Result<(), MirrorError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let members: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let heartbeats: Vec<String> = ids.iter().map(|id| self.keys.heartbeat(*id)).collect();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .srem(self.keys.online(), members)
+            .ignore()
+            .del(heartbeats)
+            .ignore();
+        self.write("mark_offline", pipe).await
+    }
+
+    async fn set_deactivated(&self, id: MitraId, deactivated: bool) -> Result<(), MirrorError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if deactivated {
+            pipe.sadd(self.keys.deactivated(), id.to_string()).ignore();
+        } else {
+            pipe.srem(self.keys.deactivated(), id.to_string()).ignore();
+        }
+        self.write("set_deactivated", pipe).await
+    }
+
+    async fn set_capacity(&self, id: MitraId, open_sessions: u32) -> Result<(), MirrorError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic().set(self.keys.capacity(id), open_sessions).ignore();
+        self.write("set_capacity", pipe).await
+    }
+
+    async fn is_deactivated(&self, id: MitraId) -> Result<bool, MirrorError> {
+        let mut conn = self.conn.clone();
+        let key = self.keys.deactivated();
+        self.call("is_deactivated", async move { conn.sismember(key, id.to_string()).await })
+            .await
+    }
+
+    async fn mitra_state(&self, id: MitraId) -> Result<MitraState, MirrorError> {
+        let member = id.to_string();
+        let mut pipe = redis::pipe();
+        pipe.sismember(self.keys.online(), &member)
+            .sismember(self.keys.deactivated(), &member)
+            .get(self.keys.heartbeat(id))
+            .get(self.keys.capacity(id));
+        let mut conn = self.conn.clone();
+        let (online, deactivated, heartbeat, capacity): (bool, bool, Option<String>, Option<String>) = self
+            .call("mitra_state", async move { pipe.query_async(&mut conn).await })
+            .await?;
+        Ok(MitraState {
+            online,
+            active: !deactivated,
+            last_heartbeat: parse_time(heartbeat.as_deref()),
+            open_sessions: parse_count(capacity.as_deref()),
+        })
+    }
+
+    async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, MirrorError> {
+        let mut invocation = scripts::CANDIDATES.prepare_invoke();
+        invocation
+            .key(self.keys.online())
+            .key(self.keys.deactivated())
+            .arg(self.keys.prefix());
+        let mut conn = self.conn.clone();
+        let flat: Vec<Option<String>> = self
+            .call("candidate_states", async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        Ok(records(flat, 3)
+            .into_iter()
+            .map(|(id, fields)| {
+                let state = MitraState {
+                    online: true,
+                    active: true,
+                    last_heartbeat: parse_time(fields[0].as_deref()),
+                    open_sessions: parse_count(fields[1].as_deref()),
+                };
+                (id, state)
+            })
+            .collect())
+    }
+
+    async fn online_heartbeats(&self) -> Result<Vec<(MitraId, Option<OffsetDateTime>)>, MirrorError> {
+        let mut invocation = scripts::ONLINE_HEARTBEATS.prepare_invoke();
+        invocation.key(self.keys.online()).arg(self.keys.prefix());
+        let mut conn = self.conn.clone();
+        let flat: Vec<Option<String>> = self
+            .call("online_heartbeats", async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        Ok(records(flat, 2)
+            .into_iter()
+            .map(|(id, fields)| (id, parse_time(fields[0].as_deref())))
+            .collect())
+    }
+
+    async fn online_count(&self) -> Result<u64, MirrorError> {
+        let mut conn = self.conn.clone();
+        let key = self.keys.online();
+        self.call("online_count", async move { conn.scard(key).await }).await
+    }
+
+    async fn claim_beacon(&self, lock_ttl: Duration) -> Result<BeaconClaim, MirrorError> {
+        let mut invocation = scripts::CLAIM_BEACON.prepare_invoke();
+        invocation
+            .key(self.keys.snapshot())
+            .key(self.keys.snapshot_lock())
+            .arg(uuid::Uuid::new_v4().simple().to_string())
+            .arg(u64::try_from(lock_ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        let mut conn = self.conn.clone();
+        let reply: String = self
+            .call("claim_beacon", async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        match reply.as_str() {
+            "compute" => Ok(BeaconClaim::Compute),
+            "busy" => Ok(BeaconClaim::Busy),
+            json => {
+                let snapshot: SnapshotJson = serde_json::from_str(json)
+                    .map_err(|e| MirrorError::Corrupt(format!("availability snapshot: {e}")))?;
+                Ok(BeaconClaim::Cached(Beacon::from_count(snapshot.count as usize)))
+            }
+        }
+    }
+
+    async fn store_beacon(&self, beacon: Beacon, computed_at: OffsetDateTime, ttl: Duration) -> Result<(), MirrorError> {
+        let json = serde_json::to_string(&SnapshotJson {
+            available: beacon.available(),
+            count: beacon.count,
+            computed_at: format_time(computed_at),
+        })
+        .map_err(|e| MirrorError::Corrupt(e.to_string()))?;
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.keys.snapshot())
+            .arg(json)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore()
+            .del(self.keys.snapshot_lock())
+            .ignore();
+        let mut conn = self.conn.clone();
+        self.call("store_beacon", async move { pipe.query_async::<()>(&mut conn).await })
+            .await
+    }
+
+    async fn bust_beacon(&self) -> Result<(), MirrorError> {
+        let mut conn = self.conn.clone();
+        let key = self.keys.snapshot();
+        self.call("bust_beacon", async move { conn.del::<_, ()>(key).await })
+            .await
+    }
+
+    async fn write_token(&self) -> Result<u64, MirrorError> {
+        let mut conn = self.conn.clone();
+        let key = self.keys.write_token();
+        let token: Option<u64> = self
+            .call("write_token", async move { conn.get(key).await })
+            .await?;
+        Ok(token.unwrap_or(0))
+    }
+
+    async fn replace_all(&self, image: &MirrorImage, token: u64, now: OffsetDateTime) -> Result<SeedWrite, MirrorError> {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let staged_online = self.keys.staging(&nonce, "online");
+        let staged_deactivated = self.keys.staging(&nonce, "deactivated");
+        self.stage_set(&staged_online, &image.online).await?;
+        self.stage_set(&staged_deactivated, &image.deactivated).await?;
+
+        // Per-mitra keys that exist now but must not after the swap.
+        let mut doomed = Vec::new();
+        let capacity_keys = self.scan_keys(crate::keys::CAPACITY).await?;
+        for (key, suffix) in self.suffixes(crate::keys::CAPACITY, &capacity_keys) {
+            let wanted = suffix.parse::<MitraId>().is_ok_and(|id| image.capacity.contains_key(&id));
+            if !wanted {
+                doomed.push(key.clone());
+            }
+        }
+        let heartbeat_keys = self.scan_keys(crate::keys::HEARTBEAT).await?;
+        for (key, suffix) in self.suffixes(crate::keys::HEARTBEAT, &heartbeat_keys) {
+            let wanted = suffix.parse::<MitraId>().is_ok_and(|id| image.heartbeat.contains(&id));
+            if !wanted {
+                doomed.push(key.clone());
+            }
+        }
+
+        let mut invocation = scripts::SWAP_SEED.prepare_invoke();
+        invocation
+            .key(self.keys.write_token())
+            .key(self.keys.online())
+            .key(self.keys.deactivated())
+            .key(&staged_online)
+            .key(&staged_deactivated)
+            .key(self.keys.generation())
+            .key(self.keys.snapshot())
+            .arg(token.to_string())
+            .arg(self.keys.prefix())
+            .arg(&nonce)
+            .arg(format_time(now))
+            .arg(image.capacity.len());
+        for (id, open) in &image.capacity {
+            invocation.arg(id.to_string()).arg(*open);
+        }
+        invocation.arg(image.heartbeat.len());
+        for id in &image.heartbeat {
+            invocation.arg(id.to_string());
+        }
+        invocation.arg(doomed.len());
+        for key in &doomed {
+            invocation.arg(key);
+        }
+        let mut conn = self.conn.clone();
+        let applied: i64 = self
+            .call("seed_swap", async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        Ok(if applied == 1 { SeedWrite::Applied } else { SeedWrite::Raced })
+    }
+
+    async fn read_image(&self) -> Result<MirrorImage, MirrorError> {
+        let mut image = MirrorImage::default();
+        let mut conn = self.conn.clone();
+        let (online, deactivated) = (self.keys.online(), self.keys.deactivated());
+        let (online, deactivated): (Vec<String>, Vec<String>) = self
+            .call("read_sets", async move {
+                redis::pipe().smembers(online).smembers(deactivated).query_async(&mut conn).await
+            })
+            .await?;
+        for (members, target) in [(online, &mut image.online), (deactivated, &mut image.deactivated)] {
+            for member in members {
+                match member.parse::<MitraId>() {
+                    Ok(id) => {
+                        target.insert(id);
+                    }
+                    Err(_) => {
+                        image.garbage.insert(member);
+                    }
+                }
+            }
+        }
+        let heartbeat_keys = self.scan_keys(crate::keys::HEARTBEAT).await?;
+        for (key, suffix) in self.suffixes(crate::keys::HEARTBEAT, &heartbeat_keys) {
+            match suffix.parse::<MitraId>() {
+                Ok(id) => {
+                    image.heartbeat.insert(id);
+                }
+                Err(_) => {
+                    image.garbage.insert(key.clone());
+                }
+            }
+        }
+        let capacity_keys = self.scan_keys(crate::keys::CAPACITY).await?;
+        if !capacity_keys.is_empty() {
+            let mut conn = self.conn.clone();
+            let keys = capacity_keys.clone();
+            let values: Vec<Option<String>> = self
+                .call("read_capacities", async move { conn.mget(keys).await })
+                .await?;
+            for ((key, suffix), value) in self.suffixes(crate::keys::CAPACITY, &capacity_keys).zip(values) {
+                match (suffix.parse::<MitraId>(), value.as_deref().map(str::parse::<u32>)) {
+                    (Ok(id), Some(Ok(n))) => {
+                        image.capacity.insert(id, n);
+                    }
+                    (_, None) => {} // deleted between SCAN and MGET
+                    _ => {
+                        image.garbage.insert(key.clone());
+                    }
+                }
+            }
+        }
+        Ok(image)
+    }
+
+    async fn is_seeded(&self) -> Result<bool, MirrorError> {
+        let mut conn = self.conn.clone();
+        let key = self.keys.generation();
+        self.call("is_seeded", async move { conn.exists(key).await }).await
+    }
+
+    async fn try_lease(&self, name: &str, ttl: Duration) -> Result<bool, MirrorError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let cmd = redis::cmd("SET")
+            .arg(self.keys.lease(name))
+            .arg(uuid::Uuid::new_v4().simple().to_string())
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .to_owned();
+        let mut conn = self.conn.clone();
+        let reply: Option<String> = self
+            .call("try_lease", async move { cmd.query_async(&mut conn).await })
+            .await?;
+        Ok(reply.is_some())
+    }
+
+    async fn publish_config_invalidate(&self) -> Result<(), MirrorError> {
+        let mut conn = self.conn.clone();
+        let channel = self.keys.config_channel();
+        self.call("publish_config_invalidate", async move {
+            conn.publish::<_, _, ()>(channel, "1").await
+        })
+        .await
+    }
+}

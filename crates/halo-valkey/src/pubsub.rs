@@ -1,0 +1,88 @@
+//! The `config:invalidate` subscription. The dedicated pub/sub stream just ends when Valkey goes
+//! away, so this loop reconnects and resubscribes by itself, pings to notice a dead peer, and
+//! reports every (re)subscription: messages published while it was away are lost (pub/sub is
+//! at-most-once), so the listener must treat a resubscription as an invalidation too.
+
+use futures_util::StreamExt;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidationEvent {
+    /// (Re)subscribed: anything may have changed while we were not listening.
+    Subscribed,
+    /// A message arrived on the channel.
+    Invalidated,
+}
+
+const PING_EVERY: Duration = Duration::from_secs(5);
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Runs until `shutdown` turns true, calling `on_event` for each event.
+pub fn spawn_invalidation_listener<F>(
+    client: redis::Client,
+    channel: String,
+    timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    on_event: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(InvalidationEvent) + Send + Sync + 'static,
+{
+    tokio::spawn(async move {
+        let mut retry = RETRY_MIN;
+        while !*shutdown.borrow() {
+            match listen(&client, &channel, timeout, &mut shutdown, &on_event).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::debug!(%error, "config:invalidate subscription lost; retrying");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(retry) => {}
+                _ = shutdown.changed() => return,
+            }
+            retry = (retry * 2).min(RETRY_MAX);
+        }
+    })
+}
+
+/// One subscription's life: returns Ok on shutdown, Err when the connection is lost.
+async fn listen<F>(
+    client: &redis::Client,
+    channel: &str,
+    timeout: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+    on_event: &F,
+) -> Result<(), String>
+where
+    F: Fn(InvalidationEvent),
+{
+    let connect = tokio::time::timeout(timeout * 4, client.get_async_pubsub());
+    let pubsub = connect.await.map_err(|_| "connect timed out".to_owned())?.map_err(|e| e.to_string())?;
+    let (mut sink, mut stream) = pubsub.split();
+    tokio::time::timeout(timeout * 4, sink.subscribe(channel))
+        .await
+        .map_err(|_| "subscribe timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    tracing::info!(channel, "subscribed to config invalidations");
+    on_event(InvalidationEvent::Subscribed);
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            message = stream.next() => match message {
+                Some(_) => on_event(InvalidationEvent::Invalidated),
+                None => return Err("stream ended".into()),
+            },
+            _ = ping.tick() => {
+                let pong = tokio::time::timeout(timeout * 4, sink.ping::<String>()).await;
+                if !matches!(pong, Ok(Ok(_))) {
+                    return Err("ping failed".into());
+                }
+            }
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
+}
