@@ -52,6 +52,9 @@ pub enum SeedWrite {
 /// Every method returns `MirrorError::Unavailable` when Valkey does not answer in time.
 #[async_trait]
 pub trait AvailabilityMirror: Send + Sync + 'static {
+    /// Answers when Valkey is reachable (readiness probe).
+    async fn ping(&self) -> Result<(), MirrorError>;
+
     /// Guard + write in one round trip: refuses deactivated mitras, records the ping only for
     /// online ones.
     async fn heartbeat(&self, id: MitraId, at: OffsetDateTime) -> Result<HeartbeatOutcome, MirrorError>;

@@ -53,6 +53,9 @@ pub struct MitraFlags {
 /// `TruthError::MitraNotFound` only where its doc says so.
 #[async_trait]
 pub trait AvailabilityTruth: Send + Sync + 'static {
+    /// Answers when Postgres is reachable (readiness probe).
+    async fn ping(&self) -> Result<(), TruthError>;
+
     /// Sets `is_online`, with one audit row per real transition. Returns whether it changed.
     /// `MitraNotFound` when the mitra does not exist.
     async fn set_online(&self, id: MitraId, online: bool, reason: OnlineReason) -> Result<bool, TruthError>;

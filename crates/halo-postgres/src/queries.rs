@@ -117,6 +117,19 @@ pub const RECORD_HEARTBEATS: NamedQuery = NamedQuery {
              AND (s.last_heartbeat_at IS NULL OR s.last_heartbeat_at < u.at)",
 };
 
+pub const PING: NamedQuery = NamedQuery {
+    name: "ping",
+    sql: "SELECT 1",
+};
+
+/// Creates an operator or, when the email exists, replaces the password (idempotent CLI).
+pub const UPSERT_OPERATOR: NamedQuery = NamedQuery {
+    name: "upsert_operator",
+    sql: "INSERT INTO operators (email, password_hash) VALUES ($1, $2)
+          ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash
+          RETURNING id",
+};
+
 pub const LOAD_SETTINGS: NamedQuery = NamedQuery {
     name: "load_settings",
     sql: "SELECT key, value FROM app_config",

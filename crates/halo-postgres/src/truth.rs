@@ -82,8 +82,20 @@ fn uuids(ids: &[MitraId]) -> Vec<Uuid> {
     ids.iter().map(|id| id.uuid()).collect()
 }
 
+impl PgTruth {
+    /// Creates the operator, or replaces its password when the email exists.
+    pub async fn upsert_operator(&self, email: &str, password_hash: &str) -> Result<Uuid, TruthError> {
+        let row = self.query_one(&queries::UPSERT_OPERATOR, &[&email, &password_hash]).await?;
+        get(&row, "id")
+    }
+}
+
 #[async_trait]
 impl AvailabilityTruth for PgTruth {
+    async fn ping(&self) -> Result<(), TruthError> {
+        self.query(&queries::PING, &[]).await.map(|_| ())
+    }
+
     async fn set_online(&self, id: MitraId, online: bool, reason: OnlineReason) -> Result<bool, TruthError> {
         let row = self
             .query_one(&queries::SET_ONLINE, &[&id.uuid(), &online, &reason.as_str()])

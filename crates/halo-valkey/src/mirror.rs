@@ -152,6 +152,13 @@ fn records(flat: Vec<Option<String>>, width: usize) -> Vec<(MitraId, Vec<Option<
 
 #[async_trait]
 impl AvailabilityMirror for ValkeyMirror {
+    async fn ping(&self) -> Result<(), MirrorError> {
+        let mut conn = self.conn.clone();
+        self.call("ping", async move { redis::cmd("PING").query_async::<String>(&mut conn).await })
+            .await
+            .map(|_| ())
+    }
+
     async fn heartbeat(&self, id: MitraId, at: OffsetDateTime) -> Result<HeartbeatOutcome, MirrorError> {
         let mut invocation = scripts::HEARTBEAT.prepare_invoke();
         invocation

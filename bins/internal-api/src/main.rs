@@ -1,0 +1,81 @@
+//! `internal-api`: the control centre's API (default), or operator administration
+//! (`internal-api create-operator --email … --password …`).
+
+use clap::{Parser, Subcommand};
+use halo_app::{create_operator, init_tracing, Application, Service};
+use halo_config::Config;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "internal-api", about = "Control-centre API of the availability backend")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the internal API (the default).
+    Serve,
+    /// Create an operator, or reset its password when the email exists.
+    CreateOperator {
+        #[arg(long)]
+        email: String,
+        /// At least 12 characters. Prefer `--password-env` to keep it out of shell history.
+        #[arg(long, required_unless_present = "password_env")]
+        password: Option<String>,
+        /// Name of an environment variable holding the password.
+        #[arg(long)]
+        password_env: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(config.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&config).await,
+        Command::CreateOperator { email, password, password_env } => {
+            let password = password.or_else(|| password_env.and_then(|name| std::env::var(name).ok()));
+            let Some(password) = password else {
+                eprintln!("create-operator: no password given");
+                return ExitCode::from(2);
+            };
+            match create_operator(&config, &email, &password).await {
+                Ok(id) => {
+                    println!("operator {email} ready (id {id})");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("create-operator: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(config: &Config) -> ExitCode {
+    let app = match Application::build(config, Service::Internal).await {
+        Ok(app) => app,
+        Err(error) => {
+            tracing::error!(error = ?error, "start-up failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}

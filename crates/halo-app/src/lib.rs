@@ -1,0 +1,285 @@
+//! The composition root shared by both binaries and the tests: picks the adapters, builds the
+//! availability core, seeds the mirror before serving, spawns the background work, and runs the
+//! HTTP server until SIGTERM or SIGINT (both graceful: in-flight requests finish, then the
+//! background tasks stop).
+
+mod operators;
+mod telemetry;
+
+pub use operators::{create_operator, OperatorError};
+pub use telemetry::init_tracing;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{middleware, web, App, HttpServer};
+use halo_config::Config;
+use halo_core::{spawn_background, Availability, Cadences, SeedReason, SettingsCache};
+use halo_http::AppState;
+use halo_metrics::Metrics;
+use halo_ports::{AvailabilityTruth, SystemClock};
+use halo_postgres::{PgTruth, PoolSettings};
+use halo_valkey::{InvalidationEvent, Keys, ValkeyMirror, ValkeySettings};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Which of the two services to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Public,
+    Internal,
+}
+
+impl Service {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Public => "public-api",
+            Self::Internal => "internal-api",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Pool(#[from] halo_postgres::PoolError),
+    #[error("postgres did not become reachable for migrations")]
+    Migrate(#[source] halo_postgres::MigrateError),
+    #[error("cannot load app_config")]
+    Settings(#[source] halo_ports::TruthError),
+    #[error(transparent)]
+    Valkey(#[from] halo_ports::MirrorError),
+    #[error("cannot bind the HTTP port")]
+    Bind(#[source] std::io::Error),
+}
+
+/// How long start-up waits for Postgres (a fresh cluster may still be starting).
+const POSTGRES_STARTUP_WAIT: Duration = Duration::from_secs(30);
+const SETTINGS_REFRESH: Duration = Duration::from_secs(30);
+const SHUTDOWN_GRACE_SECONDS: u64 = 30;
+
+/// A built, listening service.
+pub struct Application {
+    port: u16,
+    server: Server,
+    availability: Arc<Availability>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Connects, migrates, seeds and binds. Port 0 in the config picks a free port (tests).
+    pub async fn build(config: &Config, service: Service) -> Result<Self, StartupError> {
+        let metrics = Metrics::new();
+        let pool = halo_postgres::connect_pool(
+            config.database_url.expose(),
+            &PoolSettings {
+                max_size: config.pg_pool_size,
+                timeout: config.pg_timeout,
+            },
+        )?;
+        migrate_when_reachable(&pool).await?;
+        let truth = Arc::new(PgTruth::new(pool, metrics.clone()));
+        let valkey = ValkeySettings {
+            url: config.valkey_url.expose().to_owned(),
+            key_prefix: config.valkey_key_prefix.clone(),
+            timeout: config.valkey_timeout,
+        };
+        let (client, connection) = halo_valkey::connect(&valkey)?;
+        let keys = Keys::new(valkey.key_prefix.clone());
+        let channel = keys.config_channel();
+        let mirror = Arc::new(ValkeyMirror::new(connection, keys, valkey.timeout, metrics.clone()));
+        let settings = SettingsCache::new(truth.load_settings().await.map_err(StartupError::Settings)?);
+        let availability = Arc::new(Availability::new(
+            truth,
+            mirror,
+            Arc::new(SystemClock),
+            settings,
+            metrics.clone(),
+        ));
+
+        // Seed before serving; with Valkey down, start degraded and let the watcher reseed.
+        if let Err(error) = availability.seed_from_postgres(SeedReason::Startup).await {
+            tracing::warn!(error = %error, "start-up seed failed; serving from postgres until valkey answers");
+        }
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = spawn_background(availability.clone(), &cadences(config), &shutdown_rx);
+        let listener_target = availability.clone();
+        tasks.push(halo_valkey::spawn_invalidation_listener(
+            client,
+            channel,
+            config.valkey_timeout,
+            shutdown_rx,
+            move |event: InvalidationEvent| {
+                let availability = listener_target.clone();
+                tracing::debug!(?event, "config invalidation");
+                tokio::spawn(async move { availability.on_config_invalidated().await });
+            },
+        ));
+
+        let state = AppState {
+            availability: availability.clone(),
+            metrics,
+            service: service.name(),
+        };
+        let port = match service {
+            Service::Public => config.public_port,
+            Service::Internal => config.internal_port,
+        };
+        let cc_origin = config.cc_origin.clone();
+        let http = HttpServer::new(move || {
+            let app = App::new()
+                .app_data(web::Data::new(state.clone()))
+                .wrap(middleware::from_fn(halo_http::observe));
+            match service {
+                Service::Public => app.wrap(actix_cors::Cors::default()).configure(halo_http::configure_public),
+                Service::Internal => app.wrap(cors_for(cc_origin.as_deref())).configure(halo_http::configure_internal),
+            }
+        })
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_GRACE_SECONDS)
+        .bind((config.bind_addr, port))
+        .map_err(StartupError::Bind)?;
+        let port = http.addrs().first().map_or(port, |a| a.port());
+        tracing::info!(service = service.name(), addr = %config.bind_addr, port, "listening");
+        Ok(Self {
+            port,
+            server: http.run(),
+            availability,
+            shutdown,
+            tasks,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn availability(&self) -> Arc<Availability> {
+        self.availability.clone()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then stops gracefully.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        tokio::select! {
+            result = &mut server => {
+                stop_background(self.shutdown, self.tasks).await;
+                return result.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            }
+            () = termination_signal() => tracing::info!("shutting down: finishing in-flight requests"),
+        }
+        finish(handle, server, self.shutdown, self.tasks).await
+    }
+
+    /// Runs in the background and returns a handle to stop it (tests).
+    pub fn spawn(self) -> RunningApplication {
+        let handle = self.server.handle();
+        RunningApplication {
+            port: self.port,
+            availability: self.availability,
+            handle,
+            server: tokio::spawn(self.server),
+            shutdown: self.shutdown,
+            tasks: self.tasks,
+        }
+    }
+}
+
+/// A service serving in the background.
+pub struct RunningApplication {
+    pub port: u16,
+    pub availability: Arc<Availability>,
+    handle: ServerHandle,
+    server: JoinHandle<std::io::Result<()>>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningApplication {
+    /// Graceful stop, as on SIGTERM.
+    pub async fn stop(self) -> std::io::Result<()> {
+        finish(self.handle, self.server, self.shutdown, self.tasks).await
+    }
+}
+
+async fn finish(
+    handle: ServerHandle,
+    server: JoinHandle<std::io::Result<()>>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+) -> std::io::Result<()> {
+    handle.stop(true).await;
+    let result = server.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    stop_background(shutdown, tasks).await;
+    tracing::info!("stopped");
+    result
+}
+
+async fn stop_background(shutdown: watch::Sender<bool>, tasks: Vec<JoinHandle<()>>) {
+    let _ = shutdown.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+async fn termination_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn cadences(config: &Config) -> Cadences {
+    Cadences {
+        auto_offline: config.auto_offline_sweep,
+        heartbeat_mirror: config.heartbeat_mirror_interval,
+        reconciliation: config.reconciliation_sweep,
+        mirror_watch: config.mirror_watch_interval,
+        settings_refresh: SETTINGS_REFRESH,
+    }
+}
+
+/// CORS for the control centre's origin only; no origin configured = no cross-origin access.
+fn cors_for(origin: Option<&str>) -> actix_cors::Cors {
+    let cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PATCH", "PUT", "DELETE"])
+        .allowed_headers([actix_web::http::header::AUTHORIZATION, actix_web::http::header::CONTENT_TYPE])
+        .max_age(600);
+    match origin {
+        Some(origin) => cors.allowed_origin(origin),
+        None => cors,
+    }
+}
+
+async fn migrate_when_reachable(pool: &halo_postgres::Pool) -> Result<(), StartupError> {
+    let deadline = tokio::time::Instant::now() + POSTGRES_STARTUP_WAIT;
+    loop {
+        match halo_postgres::migrate(pool).await {
+            Ok(()) => return Ok(()),
+            Err(halo_postgres::MigrateError::Connect(error)) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %error, "postgres not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(StartupError::Migrate(error)),
+        }
+    }
+}

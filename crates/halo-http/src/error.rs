@@ -1,0 +1,141 @@
+//! The one API error type, driven by one table of code → HTTP status. Server faults log their
+//! cause and return a generic message; client faults say what is wrong.
+
+use actix_web::http::StatusCode;
+use actix_web::{error, web, HttpRequest, HttpResponse, ResponseError};
+use halo_core::AvailabilityError;
+use serde::Serialize;
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadRequest,
+    ValidationFailed,
+    PayloadTooLarge,
+    Unauthorized,
+    Forbidden,
+    AccountInactive,
+    NotFound,
+    StoreUnavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The table: wire code and HTTP status.
+    pub const fn spec(self) -> (&'static str, StatusCode) {
+        match self {
+            Self::BadRequest => ("BAD_REQUEST", StatusCode::BAD_REQUEST),
+            Self::ValidationFailed => ("VALIDATION_FAILED", StatusCode::UNPROCESSABLE_ENTITY),
+            Self::PayloadTooLarge => ("PAYLOAD_TOO_LARGE", StatusCode::PAYLOAD_TOO_LARGE),
+            Self::Unauthorized => ("UNAUTHORIZED", StatusCode::UNAUTHORIZED),
+            Self::Forbidden => ("FORBIDDEN", StatusCode::FORBIDDEN),
+            Self::AccountInactive => ("ACCOUNT_INACTIVE", StatusCode::FORBIDDEN),
+            Self::NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
+            Self::StoreUnavailable => ("STORE_UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE),
+            Self::Internal => ("INTERNAL", StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.spec().0, self.message)
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.spec().1
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (code, status) = self.code.spec();
+        HttpResponse::build(status).json(Body {
+            error: Inner {
+                code,
+                message: &self.message,
+            },
+        })
+    }
+}
+
+impl From<AvailabilityError> for ApiError {
+    fn from(error: AvailabilityError) -> Self {
+        match error {
+            AvailabilityError::MitraNotFound => Self::new(ErrorCode::NotFound, "mitra not found"),
+            AvailabilityError::Deactivated => {
+                Self::new(ErrorCode::AccountInactive, "this mitra account is deactivated")
+            }
+            AvailabilityError::StoreUnavailable(cause) => {
+                tracing::warn!(error = %cause, "postgres unavailable");
+                Self::new(ErrorCode::StoreUnavailable, "the service is temporarily unavailable, retry shortly")
+            }
+            AvailabilityError::Store(cause) => {
+                tracing::error!(error = ?cause, "store failure");
+                Self::new(ErrorCode::Internal, "internal error")
+            }
+        }
+    }
+}
+
+/// Malformed JSON, wrong types and oversize bodies become 400/413 with a code, never 500.
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(crate::MAX_BODY_BYTES)
+        .error_handler(|err, _req| {
+            let api = match &err {
+                error::JsonPayloadError::OverflowKnownLength { .. } | error::JsonPayloadError::Overflow { .. } => {
+                    ApiError::new(ErrorCode::PayloadTooLarge, "request body too large")
+                }
+                error::JsonPayloadError::ContentType => {
+                    ApiError::new(ErrorCode::BadRequest, "expected Content-Type: application/json")
+                }
+                error::JsonPayloadError::Deserialize(e) if e.is_data() => {
+                    ApiError::new(ErrorCode::ValidationFailed, e.to_string())
+                }
+                other => ApiError::new(ErrorCode::BadRequest, format!("malformed JSON body: {other}")),
+            };
+            api.into()
+        })
+}
+
+/// Invalid path parameters (e.g. a malformed UUID) → 400.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default()
+        .error_handler(|err, _req| ApiError::new(ErrorCode::BadRequest, format!("invalid path: {err}")).into())
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|err, _req| ApiError::new(ErrorCode::BadRequest, format!("invalid query: {err}")).into())
+}
+
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    ApiError::new(ErrorCode::NotFound, format!("no route for {} {}", req.method(), req.path())).error_response()
+}
