@@ -8,7 +8,9 @@ use halo_ports::{
     AvailabilityMirror, AvailabilityTruth, BeaconClaim, Clock, HeartbeatOutcome, MirrorError,
     OnlineReason, SeedWrite,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,9 @@ const BEACON_LOCK_TTL: Duration = Duration::from_secs(2);
 /// How long a caller that found another instance recomputing waits for its snapshot.
 const BEACON_WAIT: Duration = Duration::from_millis(300);
 const BEACON_POLL: Duration = Duration::from_millis(10);
+
+/// What an `async_trait` mirror method returns.
+type MirrorFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, MirrorError>> + Send + 'a>>;
 
 /// Why a seed ran (the `reason` of the `mirror.seed` event and metric).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +73,12 @@ pub struct Availability {
     clock: Arc<dyn Clock>,
     settings: SettingsCache,
     metrics: Metrics,
-    /// Set when a best-effort mirror write failed: the watcher reseeds once Valkey answers.
-    dirty: AtomicBool,
+    /// Best-effort mirror writes that failed, ever. While it differs from `healed_through`
+    /// the mirror is known to be behind Postgres: this instance reads and guards from Postgres
+    /// until the watcher has reseeded.
+    failed_writes: AtomicU64,
+    /// `failed_writes` as it was when the last successful seed started.
+    healed_through: AtomicU64,
     /// The beacon computed from Postgres while Valkey is down, so an outage costs one Postgres
     /// query per TTL per instance instead of one per poll.
     fallback_beacon: Mutex<Option<(Beacon, Instant)>>,
@@ -89,7 +98,8 @@ impl Availability {
             clock,
             settings,
             metrics,
-            dirty: AtomicBool::new(false),
+            failed_writes: AtomicU64::new(0),
+            healed_through: AtomicU64::new(0),
             fallback_beacon: Mutex::new(None),
         }
     }
@@ -120,15 +130,29 @@ impl Availability {
         self.mirror_written("mark_offline", result);
     }
 
-    pub(crate) fn take_dirty(&self) -> bool {
-        self.dirty.swap(false, Ordering::SeqCst)
+    /// False while a failed mirror write has not been healed by a seed.
+    pub fn mirror_trusted(&self) -> bool {
+        self.failed_writes.load(Ordering::SeqCst) == self.healed_through.load(Ordering::SeqCst)
+    }
+
+    /// Reads from the mirror, unless it is known to be behind (then the caller falls back).
+    async fn from_mirror<'a, T>(
+        &'a self,
+        read: impl FnOnce(&'a dyn AvailabilityMirror) -> MirrorFuture<'a, T>,
+    ) -> Result<T, MirrorError> {
+        if !self.mirror_trusted() {
+            return Err(MirrorError::Corrupt(
+                "mirror behind postgres after a failed write; awaiting reseed".into(),
+            ));
+        }
+        read(self.mirror.as_ref()).await
     }
 
     /// Absorbs a best-effort mirror write error: log, count, mark dirty.
     fn mirror_written(&self, op: &'static str, result: Result<(), MirrorError>) {
         if let Err(error) = result {
             self.metrics.mirror_write_failed(op);
-            self.dirty.store(true, Ordering::SeqCst);
+            self.failed_writes.fetch_add(1, Ordering::SeqCst);
             tracing::warn!(event = "mirror.write_failed", op, error = %error, "mirror.write_failed");
         }
     }
@@ -185,7 +209,8 @@ impl Availability {
     pub async fn heartbeat(&self, id: MitraId) -> Result<HeartbeatAck, AvailabilityError> {
         let now = self.clock.now();
         let interval_seconds = self.settings.get().heartbeat_interval_seconds();
-        let online = match self.mirror.heartbeat(id, now).await {
+        let outcome = self.from_mirror(|mirror| mirror.heartbeat(id, now)).await;
+        let online = match outcome {
             Ok(HeartbeatOutcome::Deactivated) => return Err(AvailabilityError::Deactivated),
             Ok(HeartbeatOutcome::Recorded) => true,
             Ok(HeartbeatOutcome::Offline) => false,
@@ -207,7 +232,8 @@ impl Availability {
 
     /// Refuses a deactivated mitra: mirror first, Postgres when Valkey is down.
     pub async fn ensure_active(&self, id: MitraId) -> Result<(), AvailabilityError> {
-        let deactivated = match self.mirror.is_deactivated(id).await {
+        let answer = self.from_mirror(|mirror| mirror.is_deactivated(id)).await;
+        let deactivated = match answer {
             Ok(deactivated) => deactivated,
             Err(error) => {
                 self.fell_back("is_deactivated", &error);
@@ -227,7 +253,8 @@ impl Availability {
     pub async fn is_mitra_reachable(&self, id: MitraId) -> Result<bool, AvailabilityError> {
         let settings = self.settings.get();
         let now = self.clock.now();
-        let state = match self.mirror.mitra_state(id).await {
+        let answer = self.from_mirror(|mirror| mirror.mitra_state(id)).await;
+        let state = match answer {
             Ok(state) => Some(state),
             Err(error) => {
                 self.fell_back("is_mitra_reachable", &error);
@@ -250,7 +277,8 @@ impl Availability {
     }
 
     async fn candidate_states(&self, op: &'static str) -> Result<Vec<(MitraId, MitraState)>, AvailabilityError> {
-        match self.mirror.candidate_states().await {
+        let answer = self.from_mirror(|mirror| mirror.candidate_states()).await;
+        match answer {
             Ok(states) => Ok(states),
             Err(error) => {
                 self.fell_back(op, &error);
@@ -265,7 +293,8 @@ impl Availability {
         let ttl = Duration::from_secs(self.settings.get().beacon_ttl_seconds().into());
         let deadline = Instant::now() + BEACON_WAIT;
         loop {
-            match self.mirror.claim_beacon(BEACON_LOCK_TTL).await {
+            let claim = self.from_mirror(|mirror| mirror.claim_beacon(BEACON_LOCK_TTL)).await;
+            match claim {
                 Ok(BeaconClaim::Cached(beacon)) => return Ok(beacon),
                 Ok(BeaconClaim::Compute) => return self.recompute_beacon(ttl).await,
                 Ok(BeaconClaim::Busy) if Instant::now() < deadline => {
@@ -329,7 +358,8 @@ impl Availability {
 
     /// The dashboard's online count: `SCARD mitras:online`, Postgres when Valkey is down.
     pub async fn dashboard_online_count(&self) -> Result<u64, AvailabilityError> {
-        match self.mirror.online_count().await {
+        let answer = self.from_mirror(|mirror| mirror.online_count()).await;
+        match answer {
             Ok(n) => Ok(n),
             Err(error) => {
                 self.fell_back("dashboard_online_count", &error);
@@ -343,6 +373,7 @@ impl Availability {
     /// Rebuilds every mirror key from Postgres, atomically. Retries when a mirror write landed
     /// between the truth read and the swap (the seed data could be older than the mirror).
     pub async fn seed_from_postgres(&self, reason: SeedReason) -> Result<SeedReport, SeedError> {
+        let failures_seen = self.failed_writes.load(Ordering::SeqCst);
         for _ in 0..SEED_ATTEMPTS {
             let token = self.mirror.write_token().await.map_err(SeedError::Mirror)?;
             let truth = self.truth.mirror_truth().await.map_err(SeedError::Truth)?;
@@ -350,6 +381,8 @@ impl Availability {
             let now = self.clock.now();
             match self.mirror.replace_all(&image, token, now).await.map_err(SeedError::Mirror)? {
                 SeedWrite::Applied => {
+                    // Failures from before this seed read the truth are healed; later ones not.
+                    self.healed_through.fetch_max(failures_seen, Ordering::SeqCst);
                     let report = SeedReport {
                         online: image.online.len(),
                         deactivated: image.deactivated.len(),

@@ -186,12 +186,11 @@ impl MirrorWatch {
                 return None;
             }
         };
-        let dirty = availability.take_dirty();
         let reason = if self.valkey_was_down {
             SeedReason::Reconnect
         } else if !seeded {
             SeedReason::Flushed
-        } else if dirty {
+        } else if !availability.mirror_trusted() {
             SeedReason::WriteFailed
         } else {
             return None;

@@ -6,6 +6,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ struct Inner {
     beacon_recomputes: Counter,
     http_requests: CounterFamily,
     http_latency: Family<Labels, Histogram>,
+    /// Totals across labels, for budget assertions (Prometheus sums the families itself).
+    pg_total: AtomicU64,
+    valkey_total: AtomicU64,
 }
 
 fn label(key: &'static str, value: &str) -> Labels {
@@ -73,16 +77,20 @@ impl Metrics {
             beacon_recomputes,
             http_latency,
             registry,
+            pg_total: AtomicU64::new(0),
+            valkey_total: AtomicU64::new(0),
         };
         Self(Arc::new(inner))
     }
 
     pub fn pg_query(&self, query: &str) {
         self.0.pg_queries.get_or_create(&label("query", query)).inc();
+        self.0.pg_total.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn valkey_round_trip(&self, op: &str) {
         self.0.valkey_round_trips.get_or_create(&label("op", op)).inc();
+        self.0.valkey_total.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn valkey_fallback(&self, op: &str) {
@@ -129,6 +137,16 @@ impl Metrics {
         self.0.pg_queries.get_or_create(&label("query", query)).get()
     }
 
+    /// Postgres statements of every name.
+    pub fn pg_queries_total(&self) -> u64 {
+        self.0.pg_total.load(Ordering::Relaxed)
+    }
+
+    /// Valkey round trips of every operation.
+    pub fn valkey_round_trips_total(&self) -> u64 {
+        self.0.valkey_total.load(Ordering::Relaxed)
+    }
+
     pub fn valkey_round_trips(&self, op: &str) -> u64 {
         self.0.valkey_round_trips.get_or_create(&label("op", op)).get()
     }
@@ -170,6 +188,8 @@ mod tests {
         assert_eq!(m.pg_queries("set_online"), 2);
         assert_eq!(m.pg_queries("other"), 0);
         assert_eq!(m.valkey_round_trips("heartbeat"), 1);
+        assert_eq!(m.pg_queries_total(), 2);
+        assert_eq!(m.valkey_round_trips_total(), 1);
         assert_eq!(m.sweep_runs("auto_offline", "skipped"), 1);
         let text = m.render();
         assert!(text.contains("halo_pg_queries_total{query=\"set_online\"} 2"), "{text}");

@@ -47,8 +47,13 @@ fn classify(error: RedisError) -> MirrorError {
     }
 }
 
+/// RFC 3339 in UTC, truncated to microseconds: the precision Postgres keeps, so the heartbeat
+/// mirror copies a value both stores agree on.
 pub(crate) fn format_time(at: OffsetDateTime) -> String {
-    // RFC 3339 formatting of a UTC datetime cannot fail for years 0..=9999.
+    let micros = at.nanosecond() / 1_000 * 1_000;
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let at = at.replace_nanosecond(micros).unwrap_or(at);
+    // Formatting a UTC datetime of years 0..=9999 cannot fail.
     at.format(&Rfc3339).unwrap_or_default()
 }
 
