@@ -7,7 +7,10 @@ use halo_config::Config;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "internal-api", about = "Control-centre API of the availability backend")]
+#[command(
+    name = "internal-api",
+    about = "Control-centre API of the availability backend"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -43,8 +46,13 @@ async fn main() -> ExitCode {
     init_tracing(config.log_format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&config).await,
-        Command::CreateOperator { email, password, password_env } => {
-            let password = password.or_else(|| password_env.and_then(|name| std::env::var(name).ok()));
+        Command::CreateOperator {
+            email,
+            password,
+            password_env,
+        } => {
+            let password =
+                password.or_else(|| password_env.and_then(|name| std::env::var(name).ok()));
             let Some(password) = password else {
                 eprintln!("create-operator: no password given");
                 return ExitCode::from(2);

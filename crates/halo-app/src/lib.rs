@@ -88,8 +88,18 @@ impl Application {
         let (client, connection) = halo_valkey::connect(&valkey)?;
         let keys = Keys::new(valkey.key_prefix.clone());
         let channel = keys.config_channel();
-        let mirror = Arc::new(ValkeyMirror::new(connection, keys, valkey.timeout, metrics.clone()));
-        let settings = SettingsCache::new(truth.load_settings().await.map_err(StartupError::Settings)?);
+        let mirror = Arc::new(ValkeyMirror::new(
+            connection,
+            keys,
+            valkey.timeout,
+            metrics.clone(),
+        ));
+        let settings = SettingsCache::new(
+            truth
+                .load_settings()
+                .await
+                .map_err(StartupError::Settings)?,
+        );
         let availability = Arc::new(Availability::new(
             truth,
             mirror,
@@ -133,8 +143,12 @@ impl Application {
                 .app_data(web::Data::new(state.clone()))
                 .wrap(middleware::from_fn(halo_http::observe));
             match service {
-                Service::Public => app.wrap(actix_cors::Cors::default()).configure(halo_http::configure_public),
-                Service::Internal => app.wrap(cors_for(cc_origin.as_deref())).configure(halo_http::configure_internal),
+                Service::Public => app
+                    .wrap(actix_cors::Cors::default())
+                    .configure(halo_http::configure_public),
+                Service::Internal => app
+                    .wrap(cors_for(cc_origin.as_deref()))
+                    .configure(halo_http::configure_internal),
             }
         })
         .disable_signals()
@@ -212,7 +226,9 @@ async fn finish(
     tasks: Vec<JoinHandle<()>>,
 ) -> std::io::Result<()> {
     handle.stop(true).await;
-    let result = server.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let result = server
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
     stop_background(shutdown, tasks).await;
     tracing::info!("stopped");
     result
@@ -262,7 +278,10 @@ fn cadences(config: &Config) -> Cadences {
 fn cors_for(origin: Option<&str>) -> actix_cors::Cors {
     let cors = actix_cors::Cors::default()
         .allowed_methods(["GET", "POST", "PATCH", "PUT", "DELETE"])
-        .allowed_headers([actix_web::http::header::AUTHORIZATION, actix_web::http::header::CONTENT_TYPE])
+        .allowed_headers([
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::CONTENT_TYPE,
+        ])
         .max_age(600);
     match origin {
         Some(origin) => cors.allowed_origin(origin),
@@ -275,7 +294,9 @@ async fn migrate_when_reachable(pool: &halo_postgres::Pool) -> Result<(), Startu
     loop {
         match halo_postgres::migrate(pool).await {
             Ok(()) => return Ok(()),
-            Err(halo_postgres::MigrateError::Connect(error)) if tokio::time::Instant::now() < deadline => {
+            Err(halo_postgres::MigrateError::Connect(error))
+                if tokio::time::Instant::now() < deadline =>
+            {
                 tracing::warn!(error = %error, "postgres not reachable yet; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }

@@ -23,7 +23,11 @@ pub enum OperatorError {
 }
 
 /// Creates the operator, or replaces its password when the email exists (idempotent).
-pub async fn create_operator(config: &Config, email: &str, password: &str) -> Result<uuid::Uuid, OperatorError> {
+pub async fn create_operator(
+    config: &Config,
+    email: &str,
+    password: &str,
+) -> Result<uuid::Uuid, OperatorError> {
     let email = email.trim().to_lowercase();
     if !email.contains('@') || email.starts_with('@') || email.ends_with('@') {
         return Err(OperatorError::InvalidEmail);

@@ -75,12 +75,18 @@ impl Config {
         if auth_jwt_secret.len() < MIN_JWT_SECRET_BYTES {
             return Err(error(
                 "AUTH_JWT_SECRET",
-                format!("must be at least {MIN_JWT_SECRET_BYTES} bytes, got {}", auth_jwt_secret.len()),
+                format!(
+                    "must be at least {MIN_JWT_SECRET_BYTES} bytes, got {}",
+                    auth_jwt_secret.len()
+                ),
             ));
         }
         let otp_dev_code = vars.optional("OTP_DEV_CODE");
         if otp_dev_code.is_some() && app_env == AppEnv::Production {
-            return Err(error("OTP_DEV_CODE", "is refused when APP_ENV=production".into()));
+            return Err(error(
+                "OTP_DEV_CODE",
+                "is refused when APP_ENV=production".into(),
+            ));
         }
         Ok(Self {
             database_url: Secret::new(vars.required("DATABASE_URL")?),
@@ -96,14 +102,20 @@ impl Config {
             otp_dev_code,
             valkey_key_prefix: vars.optional("VALKEY_KEY_PREFIX").unwrap_or_default(),
             auto_offline_sweep: secs(vars.positive("MITRA_AUTO_OFFLINE_SWEEP_SECONDS", 30)?),
-            heartbeat_mirror_interval: secs(vars.positive("HEARTBEAT_MIRROR_INTERVAL_SECONDS", 60)?),
-            reconciliation_sweep: match vars.number::<u64>("VALKEY_ONLINE_MIRROR_SWEEP_SECONDS", 300)? {
+            heartbeat_mirror_interval: secs(
+                vars.positive("HEARTBEAT_MIRROR_INTERVAL_SECONDS", 60)?,
+            ),
+            reconciliation_sweep: match vars
+                .number::<u64>("VALKEY_ONLINE_MIRROR_SWEEP_SECONDS", 300)?
+            {
                 0 => None,
                 n => Some(secs(n)),
             },
             log_format: vars.parsed("LOG_FORMAT", LogFormat::Pretty, parse_log_format)?,
             valkey_timeout: Duration::from_millis(vars.positive("VALKEY_TIMEOUT_MS", 250)?),
-            mirror_watch_interval: Duration::from_millis(vars.positive("MIRROR_WATCH_INTERVAL_MS", 1000)?),
+            mirror_watch_interval: Duration::from_millis(
+                vars.positive("MIRROR_WATCH_INTERVAL_MS", 1000)?,
+            ),
             pg_pool_size: vars.positive("PG_POOL_SIZE", 16)?,
             pg_timeout: Duration::from_millis(vars.positive("PG_TIMEOUT_MS", 5000)?),
         })
@@ -148,10 +160,16 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
             .ok_or_else(|| error(name, "is required but not set".into()))
     }
 
-    fn parsed<T>(&self, name: &'static str, default: T, parse: fn(&str) -> Option<T>) -> Result<T, ConfigError> {
+    fn parsed<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        parse: fn(&str) -> Option<T>,
+    ) -> Result<T, ConfigError> {
         match self.optional(name) {
             None => Ok(default),
-            Some(raw) => parse(raw.trim()).ok_or_else(|| error(name, format!("has an unknown value {raw:?}"))),
+            Some(raw) => parse(raw.trim())
+                .ok_or_else(|| error(name, format!("has an unknown value {raw:?}"))),
         }
     }
 
@@ -168,7 +186,11 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
         }
     }
 
-    fn positive<T: FromStr + Default + PartialEq>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    fn positive<T: FromStr + Default + PartialEq>(
+        &self,
+        name: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError>
     where
         T::Err: fmt::Display,
     {

@@ -73,7 +73,10 @@ fn every_variable_is_read() {
     assert_eq!(c.valkey_key_prefix, "t1:");
     assert_eq!(c.auto_offline_sweep, Duration::from_secs(10));
     assert_eq!(c.heartbeat_mirror_interval, Duration::from_secs(15));
-    assert_eq!(c.reconciliation_sweep, None, "0 disables the reconciliation sweep");
+    assert_eq!(
+        c.reconciliation_sweep, None,
+        "0 disables the reconciliation sweep"
+    );
     assert_eq!(c.log_format, LogFormat::Json);
 }
 
@@ -82,19 +85,51 @@ fn each_bad_value_names_its_variable() {
     check_fails(&[("DATABASE_URL", "")], "DATABASE_URL", "required");
     check_fails(&[("VALKEY_URL", " ")], "VALKEY_URL", "required");
     check_fails(&[("AUTH_JWT_SECRET", "")], "AUTH_JWT_SECRET", "required");
-    check_fails(&[("AUTH_JWT_SECRET", "short")], "AUTH_JWT_SECRET", "at least 32 bytes");
-    check_fails(&[("AUTH_JWT_SECRET", &SECRET[1..])], "AUTH_JWT_SECRET", "got 31");
+    check_fails(
+        &[("AUTH_JWT_SECRET", "short")],
+        "AUTH_JWT_SECRET",
+        "at least 32 bytes",
+    );
+    check_fails(
+        &[("AUTH_JWT_SECRET", &SECRET[1..])],
+        "AUTH_JWT_SECRET",
+        "got 31",
+    );
     check_fails(&[("PUBLIC_PORT", "70000")], "PUBLIC_PORT", "not valid");
     check_fails(&[("INTERNAL_PORT", "x")], "INTERNAL_PORT", "not valid");
     check_fails(&[("BIND_ADDR", "localhost")], "BIND_ADDR", "not valid");
     check_fails(&[("APP_ENV", "staging")], "APP_ENV", "unknown value");
-    check_fails(&[("ACCESS_TOKEN_TTL_SECONDS", "0")], "ACCESS_TOKEN_TTL_SECONDS", "greater than 0");
-    check_fails(&[("REFRESH_TOKEN_TTL_DAYS", "-1")], "REFRESH_TOKEN_TTL_DAYS", "not valid");
-    check_fails(&[("MITRA_AUTO_OFFLINE_SWEEP_SECONDS", "0")], "MITRA_AUTO_OFFLINE_SWEEP_SECONDS", "greater than 0");
-    check_fails(&[("HEARTBEAT_MIRROR_INTERVAL_SECONDS", "abc")], "HEARTBEAT_MIRROR_INTERVAL_SECONDS", "not valid");
-    check_fails(&[("VALKEY_ONLINE_MIRROR_SWEEP_SECONDS", "-5")], "VALKEY_ONLINE_MIRROR_SWEEP_SECONDS", "not valid");
+    check_fails(
+        &[("ACCESS_TOKEN_TTL_SECONDS", "0")],
+        "ACCESS_TOKEN_TTL_SECONDS",
+        "greater than 0",
+    );
+    check_fails(
+        &[("REFRESH_TOKEN_TTL_DAYS", "-1")],
+        "REFRESH_TOKEN_TTL_DAYS",
+        "not valid",
+    );
+    check_fails(
+        &[("MITRA_AUTO_OFFLINE_SWEEP_SECONDS", "0")],
+        "MITRA_AUTO_OFFLINE_SWEEP_SECONDS",
+        "greater than 0",
+    );
+    check_fails(
+        &[("HEARTBEAT_MIRROR_INTERVAL_SECONDS", "abc")],
+        "HEARTBEAT_MIRROR_INTERVAL_SECONDS",
+        "not valid",
+    );
+    check_fails(
+        &[("VALKEY_ONLINE_MIRROR_SWEEP_SECONDS", "-5")],
+        "VALKEY_ONLINE_MIRROR_SWEEP_SECONDS",
+        "not valid",
+    );
     check_fails(&[("LOG_FORMAT", "xml")], "LOG_FORMAT", "unknown value");
-    check_fails(&[("VALKEY_TIMEOUT_MS", "0")], "VALKEY_TIMEOUT_MS", "greater than 0");
+    check_fails(
+        &[("VALKEY_TIMEOUT_MS", "0")],
+        "VALKEY_TIMEOUT_MS",
+        "greater than 0",
+    );
     check_fails(&[("PG_POOL_SIZE", "0")], "PG_POOL_SIZE", "greater than 0");
 }
 

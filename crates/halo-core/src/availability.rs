@@ -136,7 +136,7 @@ impl Availability {
     }
 
     /// Reads from the mirror, unless it is known to be behind (then the caller falls back).
-    async fn from_mirror<'a, T>(
+    async fn read_mirror<'a, T>(
         &'a self,
         read: impl FnOnce(&'a dyn AvailabilityMirror) -> MirrorFuture<'a, T>,
     ) -> Result<T, MirrorError> {
@@ -167,7 +167,9 @@ impl Availability {
     /// The mitra's own toggle to online. Refused for a deactivated mitra.
     pub async fn set_online(&self, id: MitraId) -> Result<(), AvailabilityError> {
         self.ensure_active(id).await?;
-        self.truth.set_online(id, true, OnlineReason::Manual).await?;
+        self.truth
+            .set_online(id, true, OnlineReason::Manual)
+            .await?;
         let open = self.truth.open_session_count(id).await?;
         let result = self.mirror.mark_online(id, self.clock.now(), open).await;
         self.mirror_written("mark_online", result);
@@ -175,7 +177,11 @@ impl Availability {
     }
 
     /// Sets the mitra offline (own toggle, operator force, deactivation).
-    pub async fn set_offline(&self, id: MitraId, reason: OnlineReason) -> Result<(), AvailabilityError> {
+    pub async fn set_offline(
+        &self,
+        id: MitraId,
+        reason: OnlineReason,
+    ) -> Result<(), AvailabilityError> {
         self.truth.set_online(id, false, reason).await?;
         let result = self.mirror.mark_offline(&[id]).await;
         self.mirror_written("mark_offline", result);
@@ -184,7 +190,11 @@ impl Availability {
 
     /// Deactivate or reactivate: Postgres, then the mirror; deactivation then revokes every
     /// refresh session of the mitra and sets it offline.
-    pub async fn update_mitra_status(&self, id: MitraId, active: bool) -> Result<(), AvailabilityError> {
+    pub async fn update_mitra_status(
+        &self,
+        id: MitraId,
+        active: bool,
+    ) -> Result<(), AvailabilityError> {
         self.truth.set_active(id, active).await?;
         let result = self.mirror.set_deactivated(id, !active).await;
         self.mirror_written("set_deactivated", result);
@@ -197,7 +207,10 @@ impl Availability {
     }
 
     /// Re-derives the mitra's capacity from Postgres (a count, never INCR/DECR) and mirrors it.
-    pub async fn recompute_capacity_for_mitra(&self, id: MitraId) -> Result<u32, AvailabilityError> {
+    pub async fn recompute_capacity_for_mitra(
+        &self,
+        id: MitraId,
+    ) -> Result<u32, AvailabilityError> {
         let open = self.truth.open_session_count(id).await?;
         let result = self.mirror.set_capacity(id, open).await;
         self.mirror_written("set_capacity", result);
@@ -209,7 +222,7 @@ impl Availability {
     pub async fn heartbeat(&self, id: MitraId) -> Result<HeartbeatAck, AvailabilityError> {
         let now = self.clock.now();
         let interval_seconds = self.settings.get().heartbeat_interval_seconds();
-        let outcome = self.from_mirror(|mirror| mirror.heartbeat(id, now)).await;
+        let outcome = self.read_mirror(|mirror| mirror.heartbeat(id, now)).await;
         let online = match outcome {
             Ok(HeartbeatOutcome::Deactivated) => return Err(AvailabilityError::Deactivated),
             Ok(HeartbeatOutcome::Recorded) => true,
@@ -227,17 +240,24 @@ impl Availability {
                 flags.online
             }
         };
-        Ok(HeartbeatAck { online, interval_seconds })
+        Ok(HeartbeatAck {
+            online,
+            interval_seconds,
+        })
     }
 
     /// Refuses a deactivated mitra: mirror first, Postgres when Valkey is down.
     pub async fn ensure_active(&self, id: MitraId) -> Result<(), AvailabilityError> {
-        let answer = self.from_mirror(|mirror| mirror.is_deactivated(id)).await;
+        let answer = self.read_mirror(|mirror| mirror.is_deactivated(id)).await;
         let deactivated = match answer {
             Ok(deactivated) => deactivated,
             Err(error) => {
                 self.fell_back("is_deactivated", &error);
-                let flags = self.truth.mitra_flags(id).await?.ok_or(AvailabilityError::MitraNotFound)?;
+                let flags = self
+                    .truth
+                    .mitra_flags(id)
+                    .await?
+                    .ok_or(AvailabilityError::MitraNotFound)?;
                 !flags.active
             }
         };
@@ -253,7 +273,7 @@ impl Availability {
     pub async fn is_mitra_reachable(&self, id: MitraId) -> Result<bool, AvailabilityError> {
         let settings = self.settings.get();
         let now = self.clock.now();
-        let answer = self.from_mirror(|mirror| mirror.mitra_state(id)).await;
+        let answer = self.read_mirror(|mirror| mirror.mitra_state(id)).await;
         let state = match answer {
             Ok(state) => Some(state),
             Err(error) => {
@@ -271,13 +291,22 @@ impl Availability {
         let now = self.clock.now();
         Ok(candidates
             .into_iter()
-            .filter(|(_, s)| s.is_available(now, settings.stale_after(), settings.max_customers_per_mitra()))
+            .filter(|(_, s)| {
+                s.is_available(
+                    now,
+                    settings.stale_after(),
+                    settings.max_customers_per_mitra(),
+                )
+            })
             .map(|(id, _)| id)
             .collect())
     }
 
-    async fn candidate_states(&self, op: &'static str) -> Result<Vec<(MitraId, MitraState)>, AvailabilityError> {
-        let answer = self.from_mirror(|mirror| mirror.candidate_states()).await;
+    async fn candidate_states(
+        &self,
+        op: &'static str,
+    ) -> Result<Vec<(MitraId, MitraState)>, AvailabilityError> {
+        let answer = self.read_mirror(|mirror| mirror.candidate_states()).await;
         match answer {
             Ok(states) => Ok(states),
             Err(error) => {
@@ -293,7 +322,9 @@ impl Availability {
         let ttl = Duration::from_secs(self.settings.get().beacon_ttl_seconds().into());
         let deadline = Instant::now() + BEACON_WAIT;
         loop {
-            let claim = self.from_mirror(|mirror| mirror.claim_beacon(BEACON_LOCK_TTL)).await;
+            let claim = self
+                .read_mirror(|mirror| mirror.claim_beacon(BEACON_LOCK_TTL))
+                .await;
             match claim {
                 Ok(BeaconClaim::Cached(beacon)) => return Ok(beacon),
                 Ok(BeaconClaim::Compute) => return self.recompute_beacon(ttl).await,
@@ -316,7 +347,13 @@ impl Availability {
         let now = self.clock.now();
         let count = candidates
             .iter()
-            .filter(|(_, s)| s.is_available(now, settings.stale_after(), settings.max_customers_per_mitra()))
+            .filter(|(_, s)| {
+                s.is_available(
+                    now,
+                    settings.stale_after(),
+                    settings.max_customers_per_mitra(),
+                )
+            })
             .count();
         self.metrics.beacon_recomputed();
         Ok(Beacon::from_count(count))
@@ -324,7 +361,11 @@ impl Availability {
 
     async fn recompute_beacon(&self, ttl: Duration) -> Result<Beacon, AvailabilityError> {
         let beacon = self.live_beacon("count_available").await?;
-        if let Err(error) = self.mirror.store_beacon(beacon, self.clock.now(), ttl).await {
+        if let Err(error) = self
+            .mirror
+            .store_beacon(beacon, self.clock.now(), ttl)
+            .await
+        {
             self.metrics.mirror_write_failed("store_beacon");
             tracing::warn!(event = "mirror.write_failed", op = "store_beacon", error = %error, "mirror.write_failed");
         }
@@ -344,7 +385,8 @@ impl Availability {
 
     fn cached_fallback_beacon(&self, ttl: Duration) -> Option<Beacon> {
         let slot = self.fallback_beacon.lock().ok()?;
-        slot.filter(|(_, at)| at.elapsed() < ttl).map(|(beacon, _)| beacon)
+        slot.filter(|(_, at)| at.elapsed() < ttl)
+            .map(|(beacon, _)| beacon)
     }
 
     /// Drops the shared snapshot and the local fallback copy (config change).
@@ -358,7 +400,7 @@ impl Availability {
 
     /// The dashboard's online count: `SCARD mitras:online`, Postgres when Valkey is down.
     pub async fn dashboard_online_count(&self) -> Result<u64, AvailabilityError> {
-        let answer = self.from_mirror(|mirror| mirror.online_count()).await;
+        let answer = self.read_mirror(|mirror| mirror.online_count()).await;
         match answer {
             Ok(n) => Ok(n),
             Err(error) => {
@@ -379,10 +421,16 @@ impl Availability {
             let truth = self.truth.mirror_truth().await.map_err(SeedError::Truth)?;
             let image = MirrorImage::expected_from(&truth);
             let now = self.clock.now();
-            match self.mirror.replace_all(&image, token, now).await.map_err(SeedError::Mirror)? {
+            match self
+                .mirror
+                .replace_all(&image, token, now)
+                .await
+                .map_err(SeedError::Mirror)?
+            {
                 SeedWrite::Applied => {
                     // Failures from before this seed read the truth are healed; later ones not.
-                    self.healed_through.fetch_max(failures_seen, Ordering::SeqCst);
+                    self.healed_through
+                        .fetch_max(failures_seen, Ordering::SeqCst);
                     let report = SeedReport {
                         online: image.online.len(),
                         deactivated: image.deactivated.len(),

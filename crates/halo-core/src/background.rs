@@ -25,7 +25,9 @@ pub struct Cadences {
 /// What one sweep tick did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SweepOutcome {
-    Done { changed: usize },
+    Done {
+        changed: usize,
+    },
     /// Valkey failed: the whole tick was skipped, Postgres untouched.
     Skipped,
     /// Another instance holds this cadence's lease.
@@ -94,7 +96,11 @@ impl Availability {
         if stale.is_empty() {
             return self.finish(SWEEP, SweepOutcome::Done { changed: 0 }, started);
         }
-        let changed = match self.truth().set_offline_many(&stale, OnlineReason::AutoOffline).await {
+        let changed = match self
+            .truth()
+            .set_offline_many(&stale, OnlineReason::AutoOffline)
+            .await
+        {
             Ok(changed) => changed,
             Err(error) => {
                 tracing::error!(sweep = SWEEP, error = %error, "auto-offline could not write postgres");
@@ -103,7 +109,13 @@ impl Availability {
         };
         // Remove every stale id, also those Postgres already had offline (mirror drift).
         self.mirror_offline(&stale).await;
-        self.finish(SWEEP, SweepOutcome::Done { changed: changed.len() }, started)
+        self.finish(
+            SWEEP,
+            SweepOutcome::Done {
+                changed: changed.len(),
+            },
+            started,
+        )
     }
 
     /// Copies every heartbeat to `last_heartbeat_at` in one statement; skipped on Valkey error.
@@ -147,7 +159,13 @@ impl Availability {
             Ok(true) => {}
         }
         match self.seed_from_postgres(SeedReason::Reconciliation).await {
-            Ok(report) => self.finish(SWEEP, SweepOutcome::Done { changed: report.online }, started),
+            Ok(report) => self.finish(
+                SWEEP,
+                SweepOutcome::Done {
+                    changed: report.online,
+                },
+                started,
+            ),
             Err(error) => {
                 tracing::warn!(event = "sweep.skipped", sweep = SWEEP, error = %error, "sweep.skipped");
                 self.finish(SWEEP, SweepOutcome::Skipped, started)
@@ -224,12 +242,16 @@ pub fn spawn_background(
     }));
     let av = availability.clone();
     let ttl = lease_ttl(cadences.heartbeat_mirror);
-    tasks.push(every(cadences.heartbeat_mirror, shutdown.clone(), move || {
-        let av = av.clone();
-        async move {
-            av.heartbeat_mirror_tick(Some(ttl)).await;
-        }
-    }));
+    tasks.push(every(
+        cadences.heartbeat_mirror,
+        shutdown.clone(),
+        move || {
+            let av = av.clone();
+            async move {
+                av.heartbeat_mirror_tick(Some(ttl)).await;
+            }
+        },
+    ));
     if let Some(cadence) = cadences.reconciliation {
         let av = availability.clone();
         let ttl = lease_ttl(cadence);
@@ -249,19 +271,27 @@ pub fn spawn_background(
         }
     }));
     let av = availability;
-    tasks.push(every(cadences.settings_refresh, shutdown.clone(), move || {
-        let av = av.clone();
-        async move {
-            if let Err(error) = av.settings().reload(av.truth()).await {
-                tracing::warn!(error = %error, "periodic settings reload failed");
+    tasks.push(every(
+        cadences.settings_refresh,
+        shutdown.clone(),
+        move || {
+            let av = av.clone();
+            async move {
+                if let Err(error) = av.settings().reload(av.truth()).await {
+                    tracing::warn!(error = %error, "periodic settings reload failed");
+                }
             }
-        }
-    }));
+        },
+    ));
     tasks
 }
 
 /// Runs `tick` every `period` (first run after one period) until shutdown.
-fn every<F, Fut>(period: Duration, mut shutdown: watch::Receiver<bool>, mut tick: F) -> JoinHandle<()>
+fn every<F, Fut>(
+    period: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    mut tick: F,
+) -> JoinHandle<()>
 where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send,

@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn beacon_from_count() {
-        assert_eq!(Beacon::from_count(0).available(), false);
+        assert!(!Beacon::from_count(0).available());
         assert_eq!(Beacon::from_count(4), Beacon { count: 4 });
         assert!(Beacon::from_count(4).available());
     }

@@ -58,8 +58,18 @@ impl MirrorImage {
     pub fn drift_against(&self, actual: &MirrorImage) -> DriftReport {
         let mut report = DriftReport::default();
         diff_sets(&mut report, DriftKind::Online, &self.online, &actual.online);
-        diff_sets(&mut report, DriftKind::Deactivated, &self.deactivated, &actual.deactivated);
-        diff_sets(&mut report, DriftKind::Heartbeat, &self.heartbeat, &actual.heartbeat);
+        diff_sets(
+            &mut report,
+            DriftKind::Deactivated,
+            &self.deactivated,
+            &actual.deactivated,
+        );
+        diff_sets(
+            &mut report,
+            DriftKind::Heartbeat,
+            &self.heartbeat,
+            &actual.heartbeat,
+        );
         let ids: BTreeSet<_> = self.capacity.keys().chain(actual.capacity.keys()).collect();
         for id in ids {
             let want = self.capacity.get(id).copied().unwrap_or(0);
@@ -74,7 +84,9 @@ impl MirrorImage {
             }
         }
         for g in &actual.garbage {
-            report.extra.push(DriftEntry::member(DriftKind::Garbage, g.clone()));
+            report
+                .extra
+                .push(DriftEntry::member(DriftKind::Garbage, g.clone()));
         }
         report
     }
@@ -87,7 +99,9 @@ fn diff_sets(
     actual: &BTreeSet<MitraId>,
 ) {
     for id in expected.difference(actual) {
-        report.missing.push(DriftEntry::member(kind, id.to_string()));
+        report
+            .missing
+            .push(DriftEntry::member(kind, id.to_string()));
     }
     for id in actual.difference(expected) {
         report.extra.push(DriftEntry::member(kind, id.to_string()));
@@ -126,7 +140,12 @@ pub struct DriftEntry {
 
 impl DriftEntry {
     fn member(kind: DriftKind, member: String) -> Self {
-        Self { kind, member, expected: None, actual: None }
+        Self {
+            kind,
+            member,
+            expected: None,
+            actual: None,
+        }
     }
 }
 
@@ -157,7 +176,12 @@ mod tests {
     }
 
     fn truth(n: u128, active: bool, online: bool, open: u32) -> MitraTruth {
-        MitraTruth { id: id(n), active, online, open_sessions: open }
+        MitraTruth {
+            id: id(n),
+            active,
+            online,
+            open_sessions: open,
+        }
     }
 
     #[test]
@@ -184,7 +208,8 @@ mod tests {
 
     #[test]
     fn drift_names_missing_extra_and_different() {
-        let expected = MirrorImage::expected_from(&[truth(1, true, true, 0), truth(2, true, true, 1)]);
+        let expected =
+            MirrorImage::expected_from(&[truth(1, true, true, 0), truth(2, true, true, 1)]);
         let mut actual = expected.clone();
         actual.online.remove(&id(2));
         actual.online.insert(id(999));
@@ -192,7 +217,10 @@ mod tests {
         actual.garbage.insert("not-an-id".into());
 
         let report = expected.drift_against(&actual);
-        assert_eq!(report.missing, vec![DriftEntry::member(DriftKind::Online, id(2).to_string())]);
+        assert_eq!(
+            report.missing,
+            vec![DriftEntry::member(DriftKind::Online, id(2).to_string())]
+        );
         assert_eq!(
             report.extra,
             vec![

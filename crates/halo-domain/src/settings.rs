@@ -219,21 +219,42 @@ mod tests {
         check(&[(MaxCustomersPerMitra, 5)], Ok(()));
         check(
             &[(MaxCustomersPerMitra, 0)],
-            Err(SettingError::OutOfRange { key: MaxCustomersPerMitra, min: 1, max: 50, got: 0 }),
+            Err(SettingError::OutOfRange {
+                key: MaxCustomersPerMitra,
+                min: 1,
+                max: 50,
+                got: 0,
+            }),
         );
         check(
             &[(BeaconCacheTtlSeconds, -1)],
-            Err(SettingError::OutOfRange { key: BeaconCacheTtlSeconds, min: 1, max: 300, got: -1 }),
+            Err(SettingError::OutOfRange {
+                key: BeaconCacheTtlSeconds,
+                min: 1,
+                max: 300,
+                got: -1,
+            }),
         );
         check(
             &[(PaymentTimeoutSeconds, i64::MAX)],
-            Err(SettingError::OutOfRange { key: PaymentTimeoutSeconds, min: 5, max: 86_400, got: i64::MAX }),
+            Err(SettingError::OutOfRange {
+                key: PaymentTimeoutSeconds,
+                min: 5,
+                max: 86_400,
+                got: i64::MAX,
+            }),
         );
         check(
             &[(StaleAfterSeconds, 15), (HeartbeatIntervalSeconds, 30)],
-            Err(SettingError::StaleShorterThanInterval { stale: 15, interval: 30 }),
+            Err(SettingError::StaleShorterThanInterval {
+                stale: 15,
+                interval: 30,
+            }),
         );
-        check(&[(HeartbeatIntervalSeconds, 10), (StaleAfterSeconds, 15)], Ok(()));
+        check(
+            &[(HeartbeatIntervalSeconds, 10), (StaleAfterSeconds, 15)],
+            Ok(()),
+        );
     }
 
     #[test]
@@ -241,6 +262,9 @@ mod tests {
         for key in SettingKey::ALL {
             assert_eq!(key.as_str().parse::<SettingKey>(), Ok(key));
         }
-        assert!(matches!("bogus".parse::<SettingKey>(), Err(SettingError::UnknownKey(_))));
+        assert!(matches!(
+            "bogus".parse::<SettingKey>(),
+            Err(SettingError::UnknownKey(_))
+        ));
     }
 }

@@ -89,12 +89,16 @@ impl From<AvailabilityError> for ApiError {
     fn from(error: AvailabilityError) -> Self {
         match error {
             AvailabilityError::MitraNotFound => Self::new(ErrorCode::NotFound, "mitra not found"),
-            AvailabilityError::Deactivated => {
-                Self::new(ErrorCode::AccountInactive, "this mitra account is deactivated")
-            }
+            AvailabilityError::Deactivated => Self::new(
+                ErrorCode::AccountInactive,
+                "this mitra account is deactivated",
+            ),
             AvailabilityError::StoreUnavailable(cause) => {
                 tracing::warn!(error = %cause, "postgres unavailable");
-                Self::new(ErrorCode::StoreUnavailable, "the service is temporarily unavailable, retry shortly")
+                Self::new(
+                    ErrorCode::StoreUnavailable,
+                    "the service is temporarily unavailable, retry shortly",
+                )
             }
             AvailabilityError::Store(cause) => {
                 tracing::error!(error = ?cause, "store failure");
@@ -110,16 +114,21 @@ pub fn json_config() -> web::JsonConfig {
         .limit(crate::MAX_BODY_BYTES)
         .error_handler(|err, _req| {
             let api = match &err {
-                error::JsonPayloadError::OverflowKnownLength { .. } | error::JsonPayloadError::Overflow { .. } => {
+                error::JsonPayloadError::OverflowKnownLength { .. }
+                | error::JsonPayloadError::Overflow { .. } => {
                     ApiError::new(ErrorCode::PayloadTooLarge, "request body too large")
                 }
-                error::JsonPayloadError::ContentType => {
-                    ApiError::new(ErrorCode::BadRequest, "expected Content-Type: application/json")
-                }
+                error::JsonPayloadError::ContentType => ApiError::new(
+                    ErrorCode::BadRequest,
+                    "expected Content-Type: application/json",
+                ),
                 error::JsonPayloadError::Deserialize(e) if e.is_data() => {
                     ApiError::new(ErrorCode::ValidationFailed, e.to_string())
                 }
-                other => ApiError::new(ErrorCode::BadRequest, format!("malformed JSON body: {other}")),
+                other => ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("malformed JSON body: {other}"),
+                ),
             };
             api.into()
         })
@@ -127,15 +136,21 @@ pub fn json_config() -> web::JsonConfig {
 
 /// Invalid path parameters (e.g. a malformed UUID) → 400.
 pub fn path_config() -> web::PathConfig {
-    web::PathConfig::default()
-        .error_handler(|err, _req| ApiError::new(ErrorCode::BadRequest, format!("invalid path: {err}")).into())
+    web::PathConfig::default().error_handler(|err, _req| {
+        ApiError::new(ErrorCode::BadRequest, format!("invalid path: {err}")).into()
+    })
 }
 
 pub fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default()
-        .error_handler(|err, _req| ApiError::new(ErrorCode::BadRequest, format!("invalid query: {err}")).into())
+    web::QueryConfig::default().error_handler(|err, _req| {
+        ApiError::new(ErrorCode::BadRequest, format!("invalid query: {err}")).into()
+    })
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    ApiError::new(ErrorCode::NotFound, format!("no route for {} {}", req.method(), req.path())).error_response()
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for {} {}", req.method(), req.path()),
+    )
+    .error_response()
 }

@@ -67,13 +67,37 @@ impl Metrics {
             http_latency.clone(),
         );
         let inner = Inner {
-            pg_queries: counter(&mut registry, "pg_queries", "Postgres statements by named query"),
-            valkey_round_trips: counter(&mut registry, "valkey_round_trips", "Valkey round trips by operation"),
-            valkey_fallbacks: counter(&mut registry, "valkey_fallbacks", "Reads served from Postgres because Valkey failed, by operation"),
-            mirror_write_failures: counter(&mut registry, "mirror_write_failures", "Best-effort mirror writes that failed, by operation"),
+            pg_queries: counter(
+                &mut registry,
+                "pg_queries",
+                "Postgres statements by named query",
+            ),
+            valkey_round_trips: counter(
+                &mut registry,
+                "valkey_round_trips",
+                "Valkey round trips by operation",
+            ),
+            valkey_fallbacks: counter(
+                &mut registry,
+                "valkey_fallbacks",
+                "Reads served from Postgres because Valkey failed, by operation",
+            ),
+            mirror_write_failures: counter(
+                &mut registry,
+                "mirror_write_failures",
+                "Best-effort mirror writes that failed, by operation",
+            ),
             seeds: counter(&mut registry, "mirror_seeds", "Mirror seeds by reason"),
-            sweep_runs: counter(&mut registry, "sweep_runs", "Sweep ticks by sweep and outcome"),
-            http_requests: counter(&mut registry, "http_requests", "HTTP requests by route and status"),
+            sweep_runs: counter(
+                &mut registry,
+                "sweep_runs",
+                "Sweep ticks by sweep and outcome",
+            ),
+            http_requests: counter(
+                &mut registry,
+                "http_requests",
+                "HTTP requests by route and status",
+            ),
             beacon_recomputes,
             http_latency,
             registry,
@@ -84,21 +108,33 @@ impl Metrics {
     }
 
     pub fn pg_query(&self, query: &str) {
-        self.0.pg_queries.get_or_create(&label("query", query)).inc();
+        self.0
+            .pg_queries
+            .get_or_create(&label("query", query))
+            .inc();
         self.0.pg_total.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn valkey_round_trip(&self, op: &str) {
-        self.0.valkey_round_trips.get_or_create(&label("op", op)).inc();
+        self.0
+            .valkey_round_trips
+            .get_or_create(&label("op", op))
+            .inc();
         self.0.valkey_total.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn valkey_fallback(&self, op: &str) {
-        self.0.valkey_fallbacks.get_or_create(&label("op", op)).inc();
+        self.0
+            .valkey_fallbacks
+            .get_or_create(&label("op", op))
+            .inc();
     }
 
     pub fn mirror_write_failed(&self, op: &str) {
-        self.0.mirror_write_failures.get_or_create(&label("op", op)).inc();
+        self.0
+            .mirror_write_failures
+            .get_or_create(&label("op", op))
+            .inc();
     }
 
     pub fn seed(&self, reason: &str) {
@@ -134,7 +170,10 @@ impl Metrics {
     // Readers for tests and the bench: exact counts, no text parsing.
 
     pub fn pg_queries(&self, query: &str) -> u64 {
-        self.0.pg_queries.get_or_create(&label("query", query)).get()
+        self.0
+            .pg_queries
+            .get_or_create(&label("query", query))
+            .get()
     }
 
     /// Postgres statements of every name.
@@ -148,15 +187,24 @@ impl Metrics {
     }
 
     pub fn valkey_round_trips(&self, op: &str) -> u64 {
-        self.0.valkey_round_trips.get_or_create(&label("op", op)).get()
+        self.0
+            .valkey_round_trips
+            .get_or_create(&label("op", op))
+            .get()
     }
 
     pub fn valkey_fallbacks(&self, op: &str) -> u64 {
-        self.0.valkey_fallbacks.get_or_create(&label("op", op)).get()
+        self.0
+            .valkey_fallbacks
+            .get_or_create(&label("op", op))
+            .get()
     }
 
     pub fn mirror_write_failures(&self, op: &str) -> u64 {
-        self.0.mirror_write_failures.get_or_create(&label("op", op)).get()
+        self.0
+            .mirror_write_failures
+            .get_or_create(&label("op", op))
+            .get()
     }
 
     pub fn seeds(&self, reason: &str) -> u64 {
@@ -192,8 +240,14 @@ mod tests {
         assert_eq!(m.valkey_round_trips_total(), 1);
         assert_eq!(m.sweep_runs("auto_offline", "skipped"), 1);
         let text = m.render();
-        assert!(text.contains("halo_pg_queries_total{query=\"set_online\"} 2"), "{text}");
-        assert!(text.contains("halo_http_request_duration_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("halo_pg_queries_total{query=\"set_online\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("halo_http_request_duration_seconds_bucket"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -57,10 +57,19 @@ pub trait AvailabilityMirror: Send + Sync + 'static {
 
     /// Guard + write in one round trip: refuses deactivated mitras, records the ping only for
     /// online ones.
-    async fn heartbeat(&self, id: MitraId, at: OffsetDateTime) -> Result<HeartbeatOutcome, MirrorError>;
+    async fn heartbeat(
+        &self,
+        id: MitraId,
+        at: OffsetDateTime,
+    ) -> Result<HeartbeatOutcome, MirrorError>;
 
     /// Adds to `mitras:online`, stamps the heartbeat, sets the capacity.
-    async fn mark_online(&self, id: MitraId, at: OffsetDateTime, open_sessions: u32) -> Result<(), MirrorError>;
+    async fn mark_online(
+        &self,
+        id: MitraId,
+        at: OffsetDateTime,
+        open_sessions: u32,
+    ) -> Result<(), MirrorError>;
 
     /// Removes from `mitras:online` and drops the heartbeats of all `ids`.
     async fn mark_offline(&self, ids: &[MitraId]) -> Result<(), MirrorError>;
@@ -79,7 +88,9 @@ pub trait AvailabilityMirror: Send + Sync + 'static {
     async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, MirrorError>;
 
     /// Heartbeats of every mitra in `mitras:online` (`None` = no heartbeat key).
-    async fn online_heartbeats(&self) -> Result<Vec<(MitraId, Option<OffsetDateTime>)>, MirrorError>;
+    async fn online_heartbeats(
+        &self,
+    ) -> Result<Vec<(MitraId, Option<OffsetDateTime>)>, MirrorError>;
 
     /// `SCARD mitras:online`.
     async fn online_count(&self) -> Result<u64, MirrorError>;
@@ -88,7 +99,12 @@ pub trait AvailabilityMirror: Send + Sync + 'static {
     async fn claim_beacon(&self, lock_ttl: Duration) -> Result<BeaconClaim, MirrorError>;
 
     /// Stores the snapshot with a TTL and releases the recompute lock.
-    async fn store_beacon(&self, beacon: Beacon, computed_at: OffsetDateTime, ttl: Duration) -> Result<(), MirrorError>;
+    async fn store_beacon(
+        &self,
+        beacon: Beacon,
+        computed_at: OffsetDateTime,
+        ttl: Duration,
+    ) -> Result<(), MirrorError>;
 
     /// Deletes the snapshot (config change).
     async fn bust_beacon(&self) -> Result<(), MirrorError>;
@@ -99,7 +115,12 @@ pub trait AvailabilityMirror: Send + Sync + 'static {
     /// Replaces every availability key with `image` atomically (no reader sees a half-built
     /// mirror), unless the write token moved since `token`. Keeps existing heartbeat values of
     /// online mitras, stamps `now` where missing. May take several round trips to stage data.
-    async fn replace_all(&self, image: &MirrorImage, token: u64, now: OffsetDateTime) -> Result<SeedWrite, MirrorError>;
+    async fn replace_all(
+        &self,
+        image: &MirrorImage,
+        token: u64,
+        now: OffsetDateTime,
+    ) -> Result<SeedWrite, MirrorError>;
 
     /// Reads every availability key (drift report). Several round trips.
     async fn read_image(&self) -> Result<MirrorImage, MirrorError>;

@@ -58,11 +58,20 @@ pub trait AvailabilityTruth: Send + Sync + 'static {
 
     /// Sets `is_online`, with one audit row per real transition. Returns whether it changed.
     /// `MitraNotFound` when the mitra does not exist.
-    async fn set_online(&self, id: MitraId, online: bool, reason: OnlineReason) -> Result<bool, TruthError>;
+    async fn set_online(
+        &self,
+        id: MitraId,
+        online: bool,
+        reason: OnlineReason,
+    ) -> Result<bool, TruthError>;
 
     /// Sets the online flag of many mitras to false in one statement (the auto-offline sweep);
     /// returns the ids that were actually online and are now offline.
-    async fn set_offline_many(&self, ids: &[MitraId], reason: OnlineReason) -> Result<Vec<MitraId>, TruthError>;
+    async fn set_offline_many(
+        &self,
+        ids: &[MitraId],
+        reason: OnlineReason,
+    ) -> Result<Vec<MitraId>, TruthError>;
 
     /// Sets `mitras.is_active`. `MitraNotFound` when the mitra does not exist.
     async fn set_active(&self, id: MitraId, active: bool) -> Result<(), TruthError>;
@@ -72,7 +81,11 @@ pub trait AvailabilityTruth: Send + Sync + 'static {
 
     /// Heartbeat fallback while Valkey is down: guard and record the ping in one statement.
     /// Records the heartbeat only for an active, online mitra. `None` when the mitra is unknown.
-    async fn heartbeat_fallback(&self, id: MitraId, at: OffsetDateTime) -> Result<Option<MitraFlags>, TruthError>;
+    async fn heartbeat_fallback(
+        &self,
+        id: MitraId,
+        at: OffsetDateTime,
+    ) -> Result<Option<MitraFlags>, TruthError>;
 
     /// The flags only (route activity checks while Valkey is down). `None` when unknown.
     async fn mitra_flags(&self, id: MitraId) -> Result<Option<MitraFlags>, TruthError>;
@@ -93,7 +106,10 @@ pub trait AvailabilityTruth: Send + Sync + 'static {
     async fn mirror_truth(&self) -> Result<Vec<MitraTruth>, TruthError>;
 
     /// Copies heartbeat timestamps to `last_heartbeat_at` in ONE statement; returns rows updated.
-    async fn record_heartbeats(&self, beats: &[(MitraId, OffsetDateTime)]) -> Result<u64, TruthError>;
+    async fn record_heartbeats(
+        &self,
+        beats: &[(MitraId, OffsetDateTime)],
+    ) -> Result<u64, TruthError>;
 
     /// The operator settings from `app_config`, validated (defaults for missing keys).
     async fn load_settings(&self) -> Result<AppSettings, TruthError>;

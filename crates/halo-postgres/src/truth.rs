@@ -28,14 +28,22 @@ impl PgTruth {
     }
 
     /// Runs one named query and counts it.
-    pub async fn query(&self, q: &NamedQuery, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, TruthError> {
+    pub async fn query(
+        &self,
+        q: &NamedQuery,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, TruthError> {
         let client = self.pool.get().await.map_err(pool_unavailable)?;
         let statement = client.prepare_cached(q.sql).await.map_err(classify)?;
         self.metrics.pg_query(q.name);
         client.query(&statement, params).await.map_err(classify)
     }
 
-    async fn query_one(&self, q: &NamedQuery, params: &[&(dyn ToSql + Sync)]) -> Result<Row, TruthError> {
+    async fn query_one(
+        &self,
+        q: &NamedQuery,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, TruthError> {
         self.query(q, params)
             .await?
             .into_iter()
@@ -43,7 +51,11 @@ impl PgTruth {
             .ok_or_else(|| TruthError::Query(format!("{} returned no row", q.name).into()))
     }
 
-    async fn execute(&self, q: &NamedQuery, params: &[&(dyn ToSql + Sync)]) -> Result<u64, TruthError> {
+    async fn execute(
+        &self,
+        q: &NamedQuery,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, TruthError> {
         let client = self.pool.get().await.map_err(pool_unavailable)?;
         let statement = client.prepare_cached(q.sql).await.map_err(classify)?;
         self.metrics.pg_query(q.name);
@@ -51,8 +63,12 @@ impl PgTruth {
     }
 }
 
-fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, column: &str) -> Result<T, TruthError> {
-    row.try_get(column).map_err(|e| TruthError::Query(Box::new(e)))
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    column: &str,
+) -> Result<T, TruthError> {
+    row.try_get(column)
+        .map_err(|e| TruthError::Query(Box::new(e)))
 }
 
 fn count(row: &Row, column: &str) -> Result<u32, TruthError> {
@@ -84,8 +100,14 @@ fn uuids(ids: &[MitraId]) -> Vec<Uuid> {
 
 impl PgTruth {
     /// Creates the operator, or replaces its password when the email exists.
-    pub async fn upsert_operator(&self, email: &str, password_hash: &str) -> Result<Uuid, TruthError> {
-        let row = self.query_one(&queries::UPSERT_OPERATOR, &[&email, &password_hash]).await?;
+    pub async fn upsert_operator(
+        &self,
+        email: &str,
+        password_hash: &str,
+    ) -> Result<Uuid, TruthError> {
+        let row = self
+            .query_one(&queries::UPSERT_OPERATOR, &[&email, &password_hash])
+            .await?;
         get(&row, "id")
     }
 }
@@ -96,9 +118,17 @@ impl AvailabilityTruth for PgTruth {
         self.query(&queries::PING, &[]).await.map(|_| ())
     }
 
-    async fn set_online(&self, id: MitraId, online: bool, reason: OnlineReason) -> Result<bool, TruthError> {
+    async fn set_online(
+        &self,
+        id: MitraId,
+        online: bool,
+        reason: OnlineReason,
+    ) -> Result<bool, TruthError> {
         let row = self
-            .query_one(&queries::SET_ONLINE, &[&id.uuid(), &online, &reason.as_str()])
+            .query_one(
+                &queries::SET_ONLINE,
+                &[&id.uuid(), &online, &reason.as_str()],
+            )
             .await?;
         if !get::<bool>(&row, "known")? {
             return Err(TruthError::MitraNotFound);
@@ -106,7 +136,11 @@ impl AvailabilityTruth for PgTruth {
         get(&row, "changed")
     }
 
-    async fn set_offline_many(&self, ids: &[MitraId], reason: OnlineReason) -> Result<Vec<MitraId>, TruthError> {
+    async fn set_offline_many(
+        &self,
+        ids: &[MitraId],
+        reason: OnlineReason,
+    ) -> Result<Vec<MitraId>, TruthError> {
         let rows = self
             .query(&queries::SET_OFFLINE_MANY, &[&uuids(ids), &reason.as_str()])
             .await?;
@@ -116,18 +150,28 @@ impl AvailabilityTruth for PgTruth {
     }
 
     async fn set_active(&self, id: MitraId, active: bool) -> Result<(), TruthError> {
-        match self.execute(&queries::SET_ACTIVE, &[&id.uuid(), &active]).await? {
+        match self
+            .execute(&queries::SET_ACTIVE, &[&id.uuid(), &active])
+            .await?
+        {
             0 => Err(TruthError::MitraNotFound),
             _ => Ok(()),
         }
     }
 
     async fn revoke_auth_sessions(&self, user_id: MitraId) -> Result<u64, TruthError> {
-        self.execute(&queries::REVOKE_AUTH_SESSIONS, &[&user_id.uuid()]).await
+        self.execute(&queries::REVOKE_AUTH_SESSIONS, &[&user_id.uuid()])
+            .await
     }
 
-    async fn heartbeat_fallback(&self, id: MitraId, at: OffsetDateTime) -> Result<Option<MitraFlags>, TruthError> {
-        let rows = self.query(&queries::HEARTBEAT_FALLBACK, &[&id.uuid(), &at]).await?;
+    async fn heartbeat_fallback(
+        &self,
+        id: MitraId,
+        at: OffsetDateTime,
+    ) -> Result<Option<MitraFlags>, TruthError> {
+        let rows = self
+            .query(&queries::HEARTBEAT_FALLBACK, &[&id.uuid(), &at])
+            .await?;
         rows.first().map(flags_row).transpose()
     }
 
@@ -137,13 +181,19 @@ impl AvailabilityTruth for PgTruth {
     }
 
     async fn open_session_count(&self, id: MitraId) -> Result<u32, TruthError> {
-        let row = self.query_one(&queries::OPEN_SESSION_COUNT, &[&id.uuid()]).await?;
+        let row = self
+            .query_one(&queries::OPEN_SESSION_COUNT, &[&id.uuid()])
+            .await?;
         count(&row, "count")
     }
 
     async fn mitra_state(&self, id: MitraId) -> Result<Option<MitraState>, TruthError> {
         let rows = self.query(&queries::MITRA_STATE, &[&id.uuid()]).await?;
-        Ok(rows.first().map(state_row).transpose()?.map(|(_, state)| state))
+        Ok(rows
+            .first()
+            .map(state_row)
+            .transpose()?
+            .map(|(_, state)| state))
     }
 
     async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, TruthError> {
@@ -171,13 +221,17 @@ impl AvailabilityTruth for PgTruth {
             .collect()
     }
 
-    async fn record_heartbeats(&self, beats: &[(MitraId, OffsetDateTime)]) -> Result<u64, TruthError> {
+    async fn record_heartbeats(
+        &self,
+        beats: &[(MitraId, OffsetDateTime)],
+    ) -> Result<u64, TruthError> {
         if beats.is_empty() {
             return Ok(0);
         }
         let (ids, stamps): (Vec<Uuid>, Vec<OffsetDateTime>) =
             beats.iter().map(|(id, at)| (id.uuid(), *at)).unzip();
-        self.execute(&queries::RECORD_HEARTBEATS, &[&ids, &stamps]).await
+        self.execute(&queries::RECORD_HEARTBEATS, &[&ids, &stamps])
+            .await
     }
 
     async fn load_settings(&self) -> Result<AppSettings, TruthError> {
@@ -187,10 +241,12 @@ impl AvailabilityTruth for PgTruth {
             let key: String = get(row, "key")?;
             let value: serde_json::Value = get(row, "value")?;
             // Keys this version does not know are someone else's settings: skip them.
-            let Ok(key) = key.parse::<SettingKey>() else { continue };
-            let number = value
-                .as_i64()
-                .ok_or_else(|| TruthError::Query(format!("app_config {key} is not an integer: {value}").into()))?;
+            let Ok(key) = key.parse::<SettingKey>() else {
+                continue;
+            };
+            let number = value.as_i64().ok_or_else(|| {
+                TruthError::Query(format!("app_config {key} is not an integer: {value}").into())
+            })?;
             pairs.push((key, number));
         }
         AppSettings::from_pairs(pairs).map_err(|e| TruthError::Query(Box::new(e)))

@@ -17,7 +17,9 @@ pub struct ValkeySettings {
 }
 
 /// The client (for pub/sub connections) and the shared, self-reconnecting command connection.
-pub fn connect(settings: &ValkeySettings) -> Result<(redis::Client, ConnectionManager), MirrorError> {
+pub fn connect(
+    settings: &ValkeySettings,
+) -> Result<(redis::Client, ConnectionManager), MirrorError> {
     let info = settings
         .url
         .as_str()

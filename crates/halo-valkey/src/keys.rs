@@ -17,7 +17,9 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+        Self {
+            prefix: prefix.into(),
+        }
     }
 
     pub fn prefix(&self) -> &str {
@@ -111,6 +113,9 @@ mod tests {
 
     #[test]
     fn scan_patterns_escape_the_prefix() {
-        assert_eq!(Keys::new("a*[").scan_pattern("mitra:capacity:"), "a\\*\\[mitra:capacity:*");
+        assert_eq!(
+            Keys::new("a*[").scan_pattern("mitra:capacity:"),
+            "a\\*\\[mitra:capacity:*"
+        );
     }
 }

@@ -115,8 +115,9 @@ impl ValkeyMirror {
                 .arg("COUNT")
                 .arg(SCAN_COUNT)
                 .to_owned();
-            let (next, keys): (u64, Vec<String>) =
-                self.call("scan", async move { cmd.query_async(&mut conn).await }).await?;
+            let (next, keys): (u64, Vec<String>) = self
+                .call("scan", async move { cmd.query_async(&mut conn).await })
+                .await?;
             found.extend(keys);
             if next == 0 {
                 return Ok(found);
@@ -126,9 +127,14 @@ impl ValkeyMirror {
     }
 
     /// `(id, suffix)` for every key `<prefix><name><suffix>`.
-    fn suffixes<'a>(&self, name: &str, keys: &'a [String]) -> impl Iterator<Item = (&'a String, &'a str)> {
+    fn suffixes<'a>(
+        &self,
+        name: &str,
+        keys: &'a [String],
+    ) -> impl Iterator<Item = (&'a String, &'a str)> {
         let head = format!("{}{name}", self.keys.prefix());
-        keys.iter().filter_map(move |k| k.strip_prefix(head.as_str()).map(|s| (k, s)))
+        keys.iter()
+            .filter_map(move |k| k.strip_prefix(head.as_str()).map(|s| (k, s)))
     }
 
     async fn stage_set(&self, key: &str, members: &BTreeSet<MitraId>) -> Result<(), MirrorError> {
@@ -137,8 +143,10 @@ impl ValkeyMirror {
             let mut pipe = redis::pipe();
             pipe.sadd(key, chunk).ignore().expire(key, 120).ignore();
             let mut conn = self.conn.clone();
-            self.call("seed_stage", async move { pipe.query_async::<()>(&mut conn).await })
-                .await?;
+            self.call("seed_stage", async move {
+                pipe.query_async::<()>(&mut conn).await
+            })
+            .await?;
         }
         Ok(())
     }
@@ -159,12 +167,18 @@ fn records(flat: Vec<Option<String>>, width: usize) -> Vec<(MitraId, Vec<Option<
 impl AvailabilityMirror for ValkeyMirror {
     async fn ping(&self) -> Result<(), MirrorError> {
         let mut conn = self.conn.clone();
-        self.call("ping", async move { redis::cmd("PING").query_async::<String>(&mut conn).await })
-            .await
-            .map(|_| ())
+        self.call("ping", async move {
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        })
+        .await
+        .map(|_| ())
     }
 
-    async fn heartbeat(&self, id: MitraId, at: OffsetDateTime) -> Result<HeartbeatOutcome, MirrorError> {
+    async fn heartbeat(
+        &self,
+        id: MitraId,
+        at: OffsetDateTime,
+    ) -> Result<HeartbeatOutcome, MirrorError> {
         let mut invocation = scripts::HEARTBEAT.prepare_invoke();
         invocation
             .key(self.keys.deactivated())
@@ -174,17 +188,26 @@ impl AvailabilityMirror for ValkeyMirror {
             .arg(format_time(at));
         let mut conn = self.conn.clone();
         let code: i64 = self
-            .call("heartbeat", async move { invocation.invoke_async(&mut conn).await })
+            .call("heartbeat", async move {
+                invocation.invoke_async(&mut conn).await
+            })
             .await?;
         match code {
             0 => Ok(HeartbeatOutcome::Deactivated),
             1 => Ok(HeartbeatOutcome::Recorded),
             2 => Ok(HeartbeatOutcome::Offline),
-            other => Err(MirrorError::Corrupt(format!("heartbeat script returned {other}"))),
+            other => Err(MirrorError::Corrupt(format!(
+                "heartbeat script returned {other}"
+            ))),
         }
     }
 
-    async fn mark_online(&self, id: MitraId, at: OffsetDateTime, open_sessions: u32) -> Result<(), MirrorError> {
+    async fn mark_online(
+        &self,
+        id: MitraId,
+        at: OffsetDateTime,
+        open_sessions: u32,
+    ) -> Result<(), MirrorError> {
         let mut pipe = redis::pipe();
         pipe.atomic()
             .sadd(self.keys.online(), id.to_string())
@@ -224,15 +247,19 @@ impl AvailabilityMirror for ValkeyMirror {
 
     async fn set_capacity(&self, id: MitraId, open_sessions: u32) -> Result<(), MirrorError> {
         let mut pipe = redis::pipe();
-        pipe.atomic().set(self.keys.capacity(id), open_sessions).ignore();
+        pipe.atomic()
+            .set(self.keys.capacity(id), open_sessions)
+            .ignore();
         self.write("set_capacity", pipe).await
     }
 
     async fn is_deactivated(&self, id: MitraId) -> Result<bool, MirrorError> {
         let mut conn = self.conn.clone();
         let key = self.keys.deactivated();
-        self.call("is_deactivated", async move { conn.sismember(key, id.to_string()).await })
-            .await
+        self.call("is_deactivated", async move {
+            conn.sismember(key, id.to_string()).await
+        })
+        .await
     }
 
     async fn mitra_state(&self, id: MitraId) -> Result<MitraState, MirrorError> {
@@ -243,8 +270,16 @@ impl AvailabilityMirror for ValkeyMirror {
             .get(self.keys.heartbeat(id))
             .get(self.keys.capacity(id));
         let mut conn = self.conn.clone();
-        let (online, deactivated, heartbeat, capacity): (bool, bool, Option<String>, Option<String>) = self
-            .call("mitra_state", async move { pipe.query_async(&mut conn).await })
+        let (online, deactivated, heartbeat, capacity): (
+            bool,
+            bool,
+            Option<String>,
+            Option<String>,
+        ) = self
+            .call(
+                "mitra_state",
+                async move { pipe.query_async(&mut conn).await },
+            )
             .await?;
         Ok(MitraState {
             online,
@@ -262,7 +297,9 @@ impl AvailabilityMirror for ValkeyMirror {
             .arg(self.keys.prefix());
         let mut conn = self.conn.clone();
         let flat: Vec<Option<String>> = self
-            .call("candidate_states", async move { invocation.invoke_async(&mut conn).await })
+            .call("candidate_states", async move {
+                invocation.invoke_async(&mut conn).await
+            })
             .await?;
         Ok(records(flat, 3)
             .into_iter()
@@ -278,12 +315,16 @@ impl AvailabilityMirror for ValkeyMirror {
             .collect())
     }
 
-    async fn online_heartbeats(&self) -> Result<Vec<(MitraId, Option<OffsetDateTime>)>, MirrorError> {
+    async fn online_heartbeats(
+        &self,
+    ) -> Result<Vec<(MitraId, Option<OffsetDateTime>)>, MirrorError> {
         let mut invocation = scripts::ONLINE_HEARTBEATS.prepare_invoke();
         invocation.key(self.keys.online()).arg(self.keys.prefix());
         let mut conn = self.conn.clone();
         let flat: Vec<Option<String>> = self
-            .call("online_heartbeats", async move { invocation.invoke_async(&mut conn).await })
+            .call("online_heartbeats", async move {
+                invocation.invoke_async(&mut conn).await
+            })
             .await?;
         Ok(records(flat, 2)
             .into_iter()
@@ -294,7 +335,8 @@ impl AvailabilityMirror for ValkeyMirror {
     async fn online_count(&self) -> Result<u64, MirrorError> {
         let mut conn = self.conn.clone();
         let key = self.keys.online();
-        self.call("online_count", async move { conn.scard(key).await }).await
+        self.call("online_count", async move { conn.scard(key).await })
+            .await
     }
 
     async fn claim_beacon(&self, lock_ttl: Duration) -> Result<BeaconClaim, MirrorError> {
@@ -303,10 +345,16 @@ impl AvailabilityMirror for ValkeyMirror {
             .key(self.keys.snapshot())
             .key(self.keys.snapshot_lock())
             .arg(uuid::Uuid::new_v4().simple().to_string())
-            .arg(u64::try_from(lock_ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+            .arg(
+                u64::try_from(lock_ttl.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            );
         let mut conn = self.conn.clone();
         let reply: String = self
-            .call("claim_beacon", async move { invocation.invoke_async(&mut conn).await })
+            .call("claim_beacon", async move {
+                invocation.invoke_async(&mut conn).await
+            })
             .await?;
         match reply.as_str() {
             "compute" => Ok(BeaconClaim::Compute),
@@ -314,12 +362,19 @@ impl AvailabilityMirror for ValkeyMirror {
             json => {
                 let snapshot: SnapshotJson = serde_json::from_str(json)
                     .map_err(|e| MirrorError::Corrupt(format!("availability snapshot: {e}")))?;
-                Ok(BeaconClaim::Cached(Beacon::from_count(snapshot.count as usize)))
+                Ok(BeaconClaim::Cached(Beacon::from_count(
+                    snapshot.count as usize,
+                )))
             }
         }
     }
 
-    async fn store_beacon(&self, beacon: Beacon, computed_at: OffsetDateTime, ttl: Duration) -> Result<(), MirrorError> {
+    async fn store_beacon(
+        &self,
+        beacon: Beacon,
+        computed_at: OffsetDateTime,
+        ttl: Duration,
+    ) -> Result<(), MirrorError> {
         let json = serde_json::to_string(&SnapshotJson {
             available: beacon.available(),
             count: beacon.count,
@@ -337,8 +392,10 @@ impl AvailabilityMirror for ValkeyMirror {
             .del(self.keys.snapshot_lock())
             .ignore();
         let mut conn = self.conn.clone();
-        self.call("store_beacon", async move { pipe.query_async::<()>(&mut conn).await })
-            .await
+        self.call("store_beacon", async move {
+            pipe.query_async::<()>(&mut conn).await
+        })
+        .await
     }
 
     async fn bust_beacon(&self) -> Result<(), MirrorError> {
@@ -357,25 +414,35 @@ impl AvailabilityMirror for ValkeyMirror {
         Ok(token.unwrap_or(0))
     }
 
-    async fn replace_all(&self, image: &MirrorImage, token: u64, now: OffsetDateTime) -> Result<SeedWrite, MirrorError> {
+    async fn replace_all(
+        &self,
+        image: &MirrorImage,
+        token: u64,
+        now: OffsetDateTime,
+    ) -> Result<SeedWrite, MirrorError> {
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let staged_online = self.keys.staging(&nonce, "online");
         let staged_deactivated = self.keys.staging(&nonce, "deactivated");
         self.stage_set(&staged_online, &image.online).await?;
-        self.stage_set(&staged_deactivated, &image.deactivated).await?;
+        self.stage_set(&staged_deactivated, &image.deactivated)
+            .await?;
 
         // Per-mitra keys that exist now but must not after the swap.
         let mut doomed = Vec::new();
         let capacity_keys = self.scan_keys(crate::keys::CAPACITY).await?;
         for (key, suffix) in self.suffixes(crate::keys::CAPACITY, &capacity_keys) {
-            let wanted = suffix.parse::<MitraId>().is_ok_and(|id| image.capacity.contains_key(&id));
+            let wanted = suffix
+                .parse::<MitraId>()
+                .is_ok_and(|id| image.capacity.contains_key(&id));
             if !wanted {
                 doomed.push(key.clone());
             }
         }
         let heartbeat_keys = self.scan_keys(crate::keys::HEARTBEAT).await?;
         for (key, suffix) in self.suffixes(crate::keys::HEARTBEAT, &heartbeat_keys) {
-            let wanted = suffix.parse::<MitraId>().is_ok_and(|id| image.heartbeat.contains(&id));
+            let wanted = suffix
+                .parse::<MitraId>()
+                .is_ok_and(|id| image.heartbeat.contains(&id));
             if !wanted {
                 doomed.push(key.clone());
             }
@@ -408,9 +475,15 @@ impl AvailabilityMirror for ValkeyMirror {
         }
         let mut conn = self.conn.clone();
         let applied: i64 = self
-            .call("seed_swap", async move { invocation.invoke_async(&mut conn).await })
+            .call("seed_swap", async move {
+                invocation.invoke_async(&mut conn).await
+            })
             .await?;
-        Ok(if applied == 1 { SeedWrite::Applied } else { SeedWrite::Raced })
+        Ok(if applied == 1 {
+            SeedWrite::Applied
+        } else {
+            SeedWrite::Raced
+        })
     }
 
     async fn read_image(&self) -> Result<MirrorImage, MirrorError> {
@@ -419,10 +492,17 @@ impl AvailabilityMirror for ValkeyMirror {
         let (online, deactivated) = (self.keys.online(), self.keys.deactivated());
         let (online, deactivated): (Vec<String>, Vec<String>) = self
             .call("read_sets", async move {
-                redis::pipe().smembers(online).smembers(deactivated).query_async(&mut conn).await
+                redis::pipe()
+                    .smembers(online)
+                    .smembers(deactivated)
+                    .query_async(&mut conn)
+                    .await
             })
             .await?;
-        for (members, target) in [(online, &mut image.online), (deactivated, &mut image.deactivated)] {
+        for (members, target) in [
+            (online, &mut image.online),
+            (deactivated, &mut image.deactivated),
+        ] {
             for member in members {
                 match member.parse::<MitraId>() {
                     Ok(id) => {
@@ -452,8 +532,14 @@ impl AvailabilityMirror for ValkeyMirror {
             let values: Vec<Option<String>> = self
                 .call("read_capacities", async move { conn.mget(keys).await })
                 .await?;
-            for ((key, suffix), value) in self.suffixes(crate::keys::CAPACITY, &capacity_keys).zip(values) {
-                match (suffix.parse::<MitraId>(), value.as_deref().map(str::parse::<u32>)) {
+            for ((key, suffix), value) in self
+                .suffixes(crate::keys::CAPACITY, &capacity_keys)
+                .zip(values)
+            {
+                match (
+                    suffix.parse::<MitraId>(),
+                    value.as_deref().map(str::parse::<u32>),
+                ) {
                     (Ok(id), Some(Ok(n))) => {
                         image.capacity.insert(id, n);
                     }
@@ -470,7 +556,8 @@ impl AvailabilityMirror for ValkeyMirror {
     async fn is_seeded(&self) -> Result<bool, MirrorError> {
         let mut conn = self.conn.clone();
         let key = self.keys.generation();
-        self.call("is_seeded", async move { conn.exists(key).await }).await
+        self.call("is_seeded", async move { conn.exists(key).await })
+            .await
     }
 
     async fn try_lease(&self, name: &str, ttl: Duration) -> Result<bool, MirrorError> {

@@ -60,7 +60,10 @@ where
     F: Fn(InvalidationEvent),
 {
     let connect = tokio::time::timeout(timeout * 4, client.get_async_pubsub());
-    let pubsub = connect.await.map_err(|_| "connect timed out".to_owned())?.map_err(|e| e.to_string())?;
+    let pubsub = connect
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
     let (mut sink, mut stream) = pubsub.split();
     tokio::time::timeout(timeout * 4, sink.subscribe(channel))
         .await
@@ -77,7 +80,7 @@ where
                 None => return Err("stream ended".into()),
             },
             _ = ping.tick() => {
-                let pong = tokio::time::timeout(timeout * 4, sink.ping::<String>()).await;
+                let pong = tokio::time::timeout(timeout * 4, sink.ping::<redis::Value>()).await;
                 if !matches!(pong, Ok(Ok(_))) {
                     return Err("ping failed".into());
                 }

@@ -10,13 +10,24 @@ async fn heartbeat_costs_zero_postgres_queries_and_one_round_trip() {
     let id = s.online_mitra().await;
     let deactivated = s.mitra().await;
     s.av.update_mitra_status(deactivated, false).await.unwrap();
-    let (pg, vk) = (metrics.pg_queries_total(), metrics.valkey_round_trips_total());
+    let (pg, vk) = (
+        metrics.pg_queries_total(),
+        metrics.valkey_round_trips_total(),
+    );
     for _ in 0..10 {
         assert!(av.heartbeat(id).await.unwrap().online);
     }
     assert!(av.heartbeat(deactivated).await.is_err());
-    assert_eq!(metrics.pg_queries_total() - pg, 0, "no postgres on the heartbeat path");
-    assert_eq!(metrics.valkey_round_trips_total() - vk, 11, "one round trip per heartbeat");
+    assert_eq!(
+        metrics.pg_queries_total() - pg,
+        0,
+        "no postgres on the heartbeat path"
+    );
+    assert_eq!(
+        metrics.valkey_round_trips_total() - vk,
+        11,
+        "one round trip per heartbeat"
+    );
 }
 
 #[tokio::test]
@@ -24,7 +35,10 @@ async fn find_available_is_constant_round_trips_for_1_or_5000_mitras() {
     let s = stack().await;
     let (av, metrics) = counted_instance(&s.db, &s.valkey.url()).await;
     s.online_mitra().await;
-    let (pg, vk) = (metrics.pg_queries_total(), metrics.valkey_round_trips_total());
+    let (pg, vk) = (
+        metrics.pg_queries_total(),
+        metrics.valkey_round_trips_total(),
+    );
     assert_eq!(av.find_available_mitras().await.unwrap().len(), 1);
     assert_eq!(metrics.pg_queries_total() - pg, 0);
     let small = metrics.valkey_round_trips_total() - vk;
@@ -32,10 +46,17 @@ async fn find_available_is_constant_round_trips_for_1_or_5000_mitras() {
 
     bulk_online_mitras(&s.pg, "+64", 4999).await;
     s.av.seed_from_postgres(SeedReason::Operator).await.unwrap();
-    let (pg, vk) = (metrics.pg_queries_total(), metrics.valkey_round_trips_total());
+    let (pg, vk) = (
+        metrics.pg_queries_total(),
+        metrics.valkey_round_trips_total(),
+    );
     assert_eq!(av.find_available_mitras().await.unwrap().len(), 5000);
     assert_eq!(metrics.pg_queries_total() - pg, 0);
-    assert_eq!(metrics.valkey_round_trips_total() - vk, small, "same round trips at 5000 mitras");
+    assert_eq!(
+        metrics.valkey_round_trips_total() - vk,
+        small,
+        "same round trips at 5000 mitras"
+    );
 }
 
 #[tokio::test]
@@ -63,7 +84,9 @@ async fn k_beacon_is_recomputed_once_per_ttl_across_three_polling_instances() {
     for (av, _) in &instances {
         for _ in 0..20 {
             let av = av.clone();
-            polls.push(tokio::spawn(async move { av.count_available().await.unwrap().count }));
+            polls.push(tokio::spawn(async move {
+                av.count_available().await.unwrap().count
+            }));
         }
     }
     for poll in polls {
@@ -71,6 +94,9 @@ async fn k_beacon_is_recomputed_once_per_ttl_across_three_polling_instances() {
     }
     let recomputes: u64 = instances.iter().map(|(_, m)| m.beacon_recomputes()).sum();
     assert_eq!(recomputes, 1, "one recompute per TTL across all instances");
-    let pg: u64 = instances.iter().map(|(_, m)| m.pg_queries("candidate_states")).sum();
+    let pg: u64 = instances
+        .iter()
+        .map(|(_, m)| m.pg_queries("candidate_states"))
+        .sum();
     assert_eq!(pg, 0, "no postgres availability query in steady state");
 }

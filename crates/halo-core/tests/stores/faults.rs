@@ -37,12 +37,18 @@ async fn j_valkey_killed_reads_fall_back_with_the_same_answers_and_writes_land()
 
     s.valkey.kill().await;
     let after = answers(s.av.clone()).await;
-    assert_eq!(before, after, "the postgres fallback gives the same answers");
+    assert_eq!(
+        before, after,
+        "the postgres fallback gives the same answers"
+    );
     assert!(s.metrics.valkey_fallbacks("find_available_mitras") > 0);
 
     // Heartbeats: active mitra accepted, deactivated still refused (postgres guard).
     assert!(s.av.heartbeat(fresh).await.unwrap().online);
-    assert!(matches!(s.av.heartbeat(deactivated).await, Err(AvailabilityError::Deactivated)));
+    assert!(matches!(
+        s.av.heartbeat(deactivated).await,
+        Err(AvailabilityError::Deactivated)
+    ));
 
     // Writes land in Postgres; the mirror failure is absorbed and counted.
     let newcomer = s.mitra().await;
@@ -56,11 +62,17 @@ async fn j_valkey_killed_reads_fall_back_with_the_same_answers_and_writes_land()
     s.valkey.restart().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while watch.tick(&s.av).await != Some(SeedReason::Reconnect) {
-        assert!(tokio::time::Instant::now() < deadline, "valkey reconnect not noticed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "valkey reconnect not noticed"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(s.drift_is_empty().await);
-    assert!(s.smembers("mitras:online").await.contains(&newcomer.to_string()));
+    assert!(s
+        .smembers("mitras:online")
+        .await
+        .contains(&newcomer.to_string()));
     assert!(s.av.mirror_trusted());
 }
 
@@ -78,10 +90,15 @@ async fn j_flushdb_without_reconnect_is_reseeded_within_two_seconds() {
         settings_refresh: Duration::from_secs(600),
     };
     let _tasks = spawn_background(s.av.clone(), &cadences, &shutdown);
-    let () = redis::cmd("FLUSHDB").query_async(&mut s.vk().await).await.unwrap();
-    eventually("mirror reseeded after FLUSHDB", Duration::from_secs(2), || async {
-        s.smembers("mitras:online").await == sorted([id])
-    })
+    let () = redis::cmd("FLUSHDB")
+        .query_async(&mut s.vk().await)
+        .await
+        .unwrap();
+    eventually(
+        "mirror reseeded after FLUSHDB",
+        Duration::from_secs(2),
+        || async { s.smembers("mitras:online").await == sorted([id]) },
+    )
     .await;
     assert!(s.drift_is_empty().await);
     assert_eq!(s.metrics.seeds("flushed"), 1);
@@ -113,7 +130,10 @@ async fn j_a_failed_mirror_write_sends_reads_to_postgres_until_reseeded() {
     s.valkey.restart().await;
     // Restarted with stale data would still list the mitra; the instance knows better.
     let mirror = crate::fixture::mirror(&s.valkey.url(), &s.metrics);
-    mirror.mark_online(id, time::OffsetDateTime::now_utc(), 0).await.unwrap();
+    mirror
+        .mark_online(id, time::OffsetDateTime::now_utc(), 0)
+        .await
+        .unwrap();
     assert!(!s.av.mirror_trusted());
     assert!(s.av.find_available_mitras().await.unwrap().is_empty());
     assert!(!s.av.heartbeat(id).await.unwrap().online);
@@ -161,7 +181,12 @@ async fn k_two_instances_seeding_and_toggling_end_consistent() {
         t.await.unwrap();
     }
     seeds.await.unwrap();
-    let expected: Vec<_> = ids.iter().enumerate().filter(|(i, _)| i % 3 != 0).map(|(_, id)| *id).collect();
+    let expected: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 0)
+        .map(|(_, id)| *id)
+        .collect();
     assert_eq!(s.smembers("mitras:online").await, sorted(expected));
     for id in &ids {
         assert_eq!(s.get(&cap_key(*id)).await.as_deref().unwrap_or("0"), "0");
@@ -213,9 +238,11 @@ async fn k_config_invalidation_reaches_another_instance_and_survives_a_valkey_re
             s.av.mirror().publish_config_invalidate().await.is_ok()
         })
         .await;
-        eventually("the other instance reloads its settings", Duration::from_secs(1), || async {
-            i64::from(b.settings().get().max_customers_per_mitra()) == value
-        })
+        eventually(
+            "the other instance reloads its settings",
+            Duration::from_secs(1),
+            || async { i64::from(b.settings().get().max_customers_per_mitra()) == value },
+        )
         .await;
     }
 }

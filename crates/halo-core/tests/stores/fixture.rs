@@ -27,7 +27,13 @@ pub async fn stack() -> Stack {
     let valkey = ValkeyServer::start().await;
     let (av, metrics) = instance(&db, &valkey.url()).await;
     let pg = db.client().await;
-    Stack { db, valkey, pg, av, metrics }
+    Stack {
+        db,
+        valkey,
+        pg,
+        av,
+        metrics,
+    }
 }
 
 /// Another availability instance on the same stores (its own pools, connection and counters).
@@ -43,16 +49,30 @@ pub fn mirror(valkey_url: &str, metrics: &Metrics) -> Arc<ValkeyMirror> {
         timeout: VALKEY_TIMEOUT,
     };
     let (_client, connection) = halo_valkey::connect(&settings).expect("valkey url");
-    Arc::new(ValkeyMirror::new(connection, Keys::new(""), VALKEY_TIMEOUT, metrics.clone()))
+    Arc::new(ValkeyMirror::new(
+        connection,
+        Keys::new(""),
+        VALKEY_TIMEOUT,
+        metrics.clone(),
+    ))
 }
 
 /// An instance over any mirror implementation (e.g. one that injects failures). The mirror's
 /// counters are not the instance's: budget tests use `instance`, which shares them.
-pub async fn instance_with_mirror(db: &TestDatabase, mirror: Arc<dyn AvailabilityMirror>) -> (Arc<Availability>, Metrics) {
+pub async fn instance_with_mirror(
+    db: &TestDatabase,
+    mirror: Arc<dyn AvailabilityMirror>,
+) -> (Arc<Availability>, Metrics) {
     let metrics = Metrics::new();
     let truth = Arc::new(PgTruth::new(db.pool().await, metrics.clone()));
     let settings = SettingsCache::new(truth.load_settings().await.expect("settings"));
-    let av = Availability::new(truth, mirror, Arc::new(SystemClock), settings, metrics.clone());
+    let av = Availability::new(
+        truth,
+        mirror,
+        Arc::new(SystemClock),
+        settings,
+        metrics.clone(),
+    );
     (Arc::new(av), metrics)
 }
 
@@ -62,7 +82,13 @@ pub async fn counted_instance(db: &TestDatabase, valkey_url: &str) -> (Arc<Avail
     let truth = Arc::new(PgTruth::new(db.pool().await, metrics.clone()));
     let settings = SettingsCache::new(truth.load_settings().await.expect("settings"));
     let mirror = mirror(valkey_url, &metrics);
-    let av = Availability::new(truth, mirror, Arc::new(SystemClock), settings, metrics.clone());
+    let av = Availability::new(
+        truth,
+        mirror,
+        Arc::new(SystemClock),
+        settings,
+        metrics.clone(),
+    );
     (Arc::new(av), metrics)
 }
 
@@ -85,7 +111,10 @@ impl Stack {
         let phone = format!("+62{}", Uuid::new_v4().as_u128() % 10_000_000_000);
         let row = self
             .pg
-            .query_one("INSERT INTO customers (phone) VALUES ($1) RETURNING id", &[&phone])
+            .query_one(
+                "INSERT INTO customers (phone) VALUES ($1) RETURNING id",
+                &[&phone],
+            )
             .await
             .expect("insert customer");
         row.get(0)
@@ -107,7 +136,10 @@ impl Stack {
 
     pub async fn pg_online(&self, id: MitraId) -> bool {
         self.pg
-            .query_one("SELECT is_online FROM mitra_online_status WHERE mitra_id = $1", &[&id.uuid()])
+            .query_one(
+                "SELECT is_online FROM mitra_online_status WHERE mitra_id = $1",
+                &[&id.uuid()],
+            )
             .await
             .expect("status row")
             .get(0)

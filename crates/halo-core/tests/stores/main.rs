@@ -2,6 +2,9 @@
 //! fallbacks, capacity, sweeps, deactivation, beacon, budgets, faults and a model-based test.
 //! Each test owns its database and its `valkey-server` process.
 
+// Setup helpers outside `#[test]` functions panic on purpose: a broken fixture is a failed test.
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "test code")]
+
 mod budgets;
 mod faults;
 mod fixture;

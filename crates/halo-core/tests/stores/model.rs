@@ -2,12 +2,14 @@
 //! At no point may a read call an offline or deactivated mitra available or reachable; after
 //! the failures stop, one reconciliation leaves no drift.
 
-use crate::fixture::{instance_with_mirror, insert_mitra, mirror as valkey_mirror};
+use crate::fixture::{insert_mitra, instance_with_mirror, mirror as valkey_mirror};
 use async_trait::async_trait;
 use halo_core::{MirrorWatch, SweepOutcome};
 use halo_domain::{Beacon, MirrorImage, MitraId, MitraState};
 use halo_metrics::Metrics;
-use halo_ports::{AvailabilityMirror, BeaconClaim, HeartbeatOutcome, MirrorError, OnlineReason, SeedWrite};
+use halo_ports::{
+    AvailabilityMirror, BeaconClaim, HeartbeatOutcome, MirrorError, OnlineReason, SeedWrite,
+};
 use halo_testkit::{test_database, ValkeyServer};
 use halo_valkey::ValkeyMirror;
 use rand::rngs::StdRng;
@@ -38,11 +40,20 @@ impl AvailabilityMirror for FlakyMirror {
         self.gate()?;
         self.inner.ping().await
     }
-    async fn heartbeat(&self, id: MitraId, at: OffsetDateTime) -> Result<HeartbeatOutcome, MirrorError> {
+    async fn heartbeat(
+        &self,
+        id: MitraId,
+        at: OffsetDateTime,
+    ) -> Result<HeartbeatOutcome, MirrorError> {
         self.gate()?;
         self.inner.heartbeat(id, at).await
     }
-    async fn mark_online(&self, id: MitraId, at: OffsetDateTime, open: u32) -> Result<(), MirrorError> {
+    async fn mark_online(
+        &self,
+        id: MitraId,
+        at: OffsetDateTime,
+        open: u32,
+    ) -> Result<(), MirrorError> {
         self.gate()?;
         self.inner.mark_online(id, at, open).await
     }
@@ -70,7 +81,9 @@ impl AvailabilityMirror for FlakyMirror {
         self.gate()?;
         self.inner.candidate_states().await
     }
-    async fn online_heartbeats(&self) -> Result<Vec<(MitraId, Option<OffsetDateTime>)>, MirrorError> {
+    async fn online_heartbeats(
+        &self,
+    ) -> Result<Vec<(MitraId, Option<OffsetDateTime>)>, MirrorError> {
         self.gate()?;
         self.inner.online_heartbeats().await
     }
@@ -82,7 +95,12 @@ impl AvailabilityMirror for FlakyMirror {
         self.gate()?;
         self.inner.claim_beacon(lock_ttl).await
     }
-    async fn store_beacon(&self, beacon: Beacon, at: OffsetDateTime, ttl: Duration) -> Result<(), MirrorError> {
+    async fn store_beacon(
+        &self,
+        beacon: Beacon,
+        at: OffsetDateTime,
+        ttl: Duration,
+    ) -> Result<(), MirrorError> {
         self.gate()?;
         self.inner.store_beacon(beacon, at, ttl).await
     }
@@ -94,7 +112,12 @@ impl AvailabilityMirror for FlakyMirror {
         self.gate()?;
         self.inner.write_token().await
     }
-    async fn replace_all(&self, image: &MirrorImage, token: u64, now: OffsetDateTime) -> Result<SeedWrite, MirrorError> {
+    async fn replace_all(
+        &self,
+        image: &MirrorImage,
+        token: u64,
+        now: OffsetDateTime,
+    ) -> Result<SeedWrite, MirrorError> {
         self.gate()?;
         self.inner.replace_all(image, token, now).await
     }
@@ -134,7 +157,10 @@ async fn model_random_operations_with_injected_failures_never_show_unavailable_m
         ids.push(insert_mitra(&pg).await);
     }
     let customer: uuid::Uuid = pg
-        .query_one("INSERT INTO customers (phone) VALUES ('+6299') RETURNING id", &[])
+        .query_one(
+            "INSERT INTO customers (phone) VALUES ('+6299') RETURNING id",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -176,9 +202,15 @@ async fn model_random_operations_with_injected_failures_never_show_unavailable_m
             check_invariant(&av, &pg, &ids, seed, step).await;
         }
         flaky.down.store(false, Ordering::SeqCst);
-        assert!(matches!(av.reconciliation_tick(None).await, SweepOutcome::Done { .. }));
+        assert!(matches!(
+            av.reconciliation_tick(None).await,
+            SweepOutcome::Done { .. }
+        ));
         let drift = av.drift_report().await.unwrap();
-        assert!(drift.is_empty(), "seed {seed}: drift after reconciliation {drift:?}");
+        assert!(
+            drift.is_empty(),
+            "seed {seed}: drift after reconciliation {drift:?}"
+        );
         assert!(av.mirror_trusted());
     }
 }
@@ -201,8 +233,14 @@ async fn check_invariant(
             .unwrap();
         let (active, online): (bool, bool) = (row.get(0), row.get(1));
         if !(active && online) {
-            assert!(!available.contains(id), "seed {seed} step {step}: {id} available but active={active} online={online}");
-            assert!(!av.is_mitra_reachable(*id).await.unwrap(), "seed {seed} step {step}: {id} reachable");
+            assert!(
+                !available.contains(id),
+                "seed {seed} step {step}: {id} available but active={active} online={online}"
+            );
+            assert!(
+                !av.is_mitra_reachable(*id).await.unwrap(),
+                "seed {seed} step {step}: {id} reachable"
+            );
         }
     }
 }

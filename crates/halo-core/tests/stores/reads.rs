@@ -9,7 +9,10 @@ async fn f_reachability_follows_online_and_heartbeat_freshness() {
     let id = s.online_mitra().await;
     assert!(s.av.is_mitra_reachable(id).await.unwrap());
     s.set(&hb_key(id), "2020-01-01T00:00:00Z").await;
-    assert!(!s.av.is_mitra_reachable(id).await.unwrap(), "stale heartbeat, still online in postgres");
+    assert!(
+        !s.av.is_mitra_reachable(id).await.unwrap(),
+        "stale heartbeat, still online in postgres"
+    );
     assert!(s.pg_online(id).await);
     let offline = s.mitra().await;
     assert!(!s.av.is_mitra_reachable(offline).await.unwrap());
@@ -28,7 +31,12 @@ async fn f_find_available_applies_every_rule() {
     let deactivated = s.online_mitra().await;
     s.av.update_mitra_status(deactivated, false).await.unwrap();
     let _offline = s.mitra().await;
-    let () = s.vk().await.sadd("mitras:online", "not-a-uuid").await.unwrap();
+    let () = s
+        .vk()
+        .await
+        .sadd("mitras:online", "not-a-uuid")
+        .await
+        .unwrap();
 
     let mut found = s.av.find_available_mitras().await.unwrap();
     found.sort();
@@ -43,13 +51,19 @@ async fn f_beacon_is_cached_in_valkey_with_the_contract_shape() {
     s.online_mitra().await;
     let beacon = s.av.count_available().await.unwrap();
     assert_eq!((beacon.available(), beacon.count), (true, 2));
-    let raw = s.get("availability:snapshot").await.expect("snapshot stored");
+    let raw = s
+        .get("availability:snapshot")
+        .await
+        .expect("snapshot stored");
     let json: serde_json::Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(json["available"], true);
     assert_eq!(json["count"], 2);
     assert!(json["computed_at"].as_str().unwrap().ends_with('Z'));
     let ttl: i64 = s.vk().await.pttl("availability:snapshot").await.unwrap();
-    assert!(ttl > 0 && ttl <= 10_000, "TTL = beacon_cache_ttl_seconds, got {ttl} ms");
+    assert!(
+        ttl > 0 && ttl <= 10_000,
+        "TTL = beacon_cache_ttl_seconds, got {ttl} ms"
+    );
 
     // A third mitra does not show until the snapshot expires or is busted.
     s.online_mitra().await;
@@ -79,11 +93,17 @@ async fn c_heartbeat_advances_and_never_sets_online() {
     assert!(ack.online);
     assert_eq!(ack.interval_seconds, 30);
     let after = s.get(&hb_key(id)).await.unwrap();
-    assert!(after.as_str() > "2026-01-01T00:00:00Z", "heartbeat advanced to {after}");
+    assert!(
+        after.as_str() > "2026-01-01T00:00:00Z",
+        "heartbeat advanced to {after}"
+    );
 
     let offline = s.mitra().await;
     let ack = s.av.heartbeat(offline).await.unwrap();
     assert!(!ack.online, "an offline mitra is told so");
     assert_eq!(s.get(&hb_key(offline)).await, None, "nothing recorded");
-    assert!(!s.smembers("mitras:online").await.contains(&offline.to_string()));
+    assert!(!s
+        .smembers("mitras:online")
+        .await
+        .contains(&offline.to_string()));
 }

@@ -10,7 +10,12 @@ use time::OffsetDateTime;
 #[tokio::test]
 async fn a_seed_counts_and_keys_match_postgres() {
     let s = stack().await;
-    let (online, busy, deactivated, offline_busy) = (s.mitra().await, s.mitra().await, s.mitra().await, s.mitra().await);
+    let (online, busy, deactivated, offline_busy) = (
+        s.mitra().await,
+        s.mitra().await,
+        s.mitra().await,
+        s.mitra().await,
+    );
     // The truth is written straight to Postgres, as if the mirror had been lost.
     s.pg.execute(
         "UPDATE mitra_online_status SET is_online = true WHERE mitra_id = ANY($1)",
@@ -18,9 +23,12 @@ async fn a_seed_counts_and_keys_match_postgres() {
     )
     .await
     .unwrap();
-    s.pg.execute("UPDATE mitras SET is_active = false WHERE id = $1", &[&deactivated.uuid()])
-        .await
-        .unwrap();
+    s.pg.execute(
+        "UPDATE mitras SET is_active = false WHERE id = $1",
+        &[&deactivated.uuid()],
+    )
+    .await
+    .unwrap();
     s.session(busy, "active").await;
     s.session(busy, "pending_payment").await;
     s.session(busy, "ended").await;
@@ -29,9 +37,8 @@ async fn a_seed_counts_and_keys_match_postgres() {
     let before = OffsetDateTime::now_utc();
     let report = s.av.seed_from_postgres(SeedReason::Startup).await.unwrap();
 
-    let truth = s
-        .pg
-        .query_one(
+    let truth =
+        s.pg.query_one(
             "SELECT (SELECT count(*) FROM mitra_online_status WHERE is_online) AS online,
                     (SELECT count(*) FROM mitras WHERE NOT is_active) AS deactivated,
                     (SELECT count(DISTINCT mitra_id) FROM chat_sessions WHERE mitra_id IS NOT NULL
@@ -41,14 +48,29 @@ async fn a_seed_counts_and_keys_match_postgres() {
         .await
         .unwrap();
     assert_eq!(report.online as i64, truth.get::<_, i64>("online"));
-    assert_eq!(report.deactivated as i64, truth.get::<_, i64>("deactivated"));
-    assert_eq!(report.with_sessions as i64, truth.get::<_, i64>("with_sessions"));
-    assert_eq!((report.online, report.deactivated, report.with_sessions), (2, 1, 2));
+    assert_eq!(
+        report.deactivated as i64,
+        truth.get::<_, i64>("deactivated")
+    );
+    assert_eq!(
+        report.with_sessions as i64,
+        truth.get::<_, i64>("with_sessions")
+    );
+    assert_eq!(
+        (report.online, report.deactivated, report.with_sessions),
+        (2, 1, 2)
+    );
 
     assert_eq!(s.smembers("mitras:online").await, sorted([online, busy]));
-    assert_eq!(s.smembers("mitras:deactivated").await, sorted([deactivated]));
+    assert_eq!(
+        s.smembers("mitras:deactivated").await,
+        sorted([deactivated])
+    );
     for id in [online, busy] {
-        let raw = s.get(&hb_key(id)).await.expect("heartbeat seeded for online mitra");
+        let raw = s
+            .get(&hb_key(id))
+            .await
+            .expect("heartbeat seeded for online mitra");
         let at = OffsetDateTime::parse(&raw, &Rfc3339).expect("RFC 3339 heartbeat");
         assert!(at >= before - time::Duration::seconds(1) && at <= OffsetDateTime::now_utc());
     }
@@ -66,9 +88,16 @@ async fn a_flushdb_is_noticed_and_reseeded() {
     let id = s.online_mitra().await;
     s.av.seed_from_postgres(SeedReason::Startup).await.unwrap();
     let mut watch = MirrorWatch::default();
-    assert_eq!(watch.tick(&s.av).await, None, "a healthy mirror is left alone");
+    assert_eq!(
+        watch.tick(&s.av).await,
+        None,
+        "a healthy mirror is left alone"
+    );
 
-    let () = redis::cmd("FLUSHDB").query_async(&mut s.vk().await).await.unwrap();
+    let () = redis::cmd("FLUSHDB")
+        .query_async(&mut s.vk().await)
+        .await
+        .unwrap();
     assert_eq!(watch.tick(&s.av).await, Some(SeedReason::Flushed));
     assert_eq!(s.smembers("mitras:online").await, sorted([id]));
     assert!(s.get(&hb_key(id)).await.is_some());
@@ -81,7 +110,10 @@ async fn a_reseed_keeps_live_heartbeats() {
     let id = s.online_mitra().await;
     s.set(&hb_key(id), "2026-01-01T00:00:00Z").await;
     s.av.seed_from_postgres(SeedReason::Operator).await.unwrap();
-    assert_eq!(s.get(&hb_key(id)).await.as_deref(), Some("2026-01-01T00:00:00Z"));
+    assert_eq!(
+        s.get(&hb_key(id)).await.as_deref(),
+        Some("2026-01-01T00:00:00Z")
+    );
 }
 
 #[tokio::test]
@@ -92,9 +124,15 @@ async fn a_seed_refuses_to_overwrite_a_newer_mirror_write() {
     let token = mirror.write_token().await.unwrap();
     let stale_image = halo_domain::MirrorImage::default();
     // A toggle lands between the seed's truth read and its swap...
-    mirror.mark_online(id, OffsetDateTime::now_utc(), 0).await.unwrap();
+    mirror
+        .mark_online(id, OffsetDateTime::now_utc(), 0)
+        .await
+        .unwrap();
     // ...so the swap of the older image is refused and nothing changes.
-    let outcome = mirror.replace_all(&stale_image, token, OffsetDateTime::now_utc()).await.unwrap();
+    let outcome = mirror
+        .replace_all(&stale_image, token, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
     assert_eq!(outcome, SeedWrite::Raced);
     assert_eq!(s.smembers("mitras:online").await, sorted([id]));
     let staged: Vec<String> = s.vk().await.keys("mirror:staging:*").await.unwrap();

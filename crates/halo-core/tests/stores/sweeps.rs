@@ -11,17 +11,23 @@ use time::OffsetDateTime;
 #[tokio::test]
 async fn g_auto_offline_sets_stale_and_missing_heartbeats_offline() {
     let s = stack().await;
-    let (fresh, missing, stale) = (s.online_mitra().await, s.online_mitra().await, s.online_mitra().await);
+    let (fresh, missing, stale) = (
+        s.online_mitra().await,
+        s.online_mitra().await,
+        s.online_mitra().await,
+    );
     let () = s.vk().await.del(hb_key(missing)).await.unwrap();
     s.set(&hb_key(stale), "2020-01-01T00:00:00Z").await;
 
-    assert_eq!(s.av.auto_offline_tick(None).await, SweepOutcome::Done { changed: 2 });
+    assert_eq!(
+        s.av.auto_offline_tick(None).await,
+        SweepOutcome::Done { changed: 2 }
+    );
     assert!(s.pg_online(fresh).await);
     for id in [missing, stale] {
         assert!(!s.pg_online(id).await);
-        let reason: String = s
-            .pg
-            .query_one(
+        let reason: String =
+            s.pg.query_one(
                 "SELECT reason FROM mitra_online_logs WHERE mitra_id = $1 AND status = 'offline'",
                 &[&id.uuid()],
             )
@@ -39,13 +45,23 @@ async fn g_auto_offline_sets_stale_and_missing_heartbeats_offline() {
 async fn g_sweep_skips_on_valkey_error_without_touching_postgres() {
     let mut s = stack().await;
     let id = s.online_mitra().await;
-    s.pg.execute("UPDATE mitra_online_status SET last_heartbeat_at = '2020-01-01' WHERE mitra_id = $1", &[&id.uuid()])
-        .await
-        .unwrap();
+    s.pg.execute(
+        "UPDATE mitra_online_status SET last_heartbeat_at = '2020-01-01' WHERE mitra_id = $1",
+        &[&id.uuid()],
+    )
+    .await
+    .unwrap();
     s.valkey.kill().await;
     assert_eq!(s.av.auto_offline_tick(None).await, SweepOutcome::Skipped);
-    assert_eq!(s.av.auto_offline_tick(Some(Duration::from_secs(1))).await, SweepOutcome::Skipped);
-    assert_eq!(s.metrics.pg_queries("set_offline_many"), 0, "no mass-offline from postgres");
+    assert_eq!(
+        s.av.auto_offline_tick(Some(Duration::from_secs(1))).await,
+        SweepOutcome::Skipped
+    );
+    assert_eq!(
+        s.metrics.pg_queries("set_offline_many"),
+        0,
+        "no mass-offline from postgres"
+    );
     assert!(s.pg_online(id).await);
     assert_eq!(s.metrics.sweep_runs("auto_offline", "skipped"), 2);
 }
@@ -53,43 +69,66 @@ async fn g_sweep_skips_on_valkey_error_without_touching_postgres() {
 #[tokio::test]
 async fn h_heartbeat_mirror_copies_all_heartbeats_in_one_statement() {
     let s = stack().await;
-    let ids = [s.online_mitra().await, s.online_mitra().await, s.online_mitra().await];
+    let ids = [
+        s.online_mitra().await,
+        s.online_mitra().await,
+        s.online_mitra().await,
+    ];
     for id in ids {
         s.av.heartbeat(id).await.unwrap();
     }
     let before = s.metrics.pg_queries("record_heartbeats");
-    assert_eq!(s.av.heartbeat_mirror_tick(None).await, SweepOutcome::Done { changed: 3 });
-    assert_eq!(s.metrics.pg_queries("record_heartbeats") - before, 1, "one UNNEST statement");
+    assert_eq!(
+        s.av.heartbeat_mirror_tick(None).await,
+        SweepOutcome::Done { changed: 3 }
+    );
+    assert_eq!(
+        s.metrics.pg_queries("record_heartbeats") - before,
+        1,
+        "one UNNEST statement"
+    );
     for id in ids {
         let valkey = OffsetDateTime::parse(&s.get(&hb_key(id)).await.unwrap(), &Rfc3339).unwrap();
-        let pg: OffsetDateTime = s
-            .pg
-            .query_one("SELECT last_heartbeat_at FROM mitra_online_status WHERE mitra_id = $1", &[&id.uuid()])
+        let pg: OffsetDateTime =
+            s.pg.query_one(
+                "SELECT last_heartbeat_at FROM mitra_online_status WHERE mitra_id = $1",
+                &[&id.uuid()],
+            )
             .await
             .unwrap()
             .get(0);
         assert_eq!(pg, valkey);
     }
     // Idempotent: a second run (another instance) changes nothing and does not fail.
-    assert_eq!(s.av.heartbeat_mirror_tick(None).await, SweepOutcome::Done { changed: 0 });
+    assert_eq!(
+        s.av.heartbeat_mirror_tick(None).await,
+        SweepOutcome::Done { changed: 0 }
+    );
 }
 
 #[tokio::test]
 async fn h_heartbeat_mirror_skips_on_valkey_error() {
     let mut s = stack().await;
     let id = s.online_mitra().await;
-    let before: Option<OffsetDateTime> = s
-        .pg
-        .query_one("SELECT last_heartbeat_at FROM mitra_online_status WHERE mitra_id = $1", &[&id.uuid()])
+    let before: Option<OffsetDateTime> =
+        s.pg.query_one(
+            "SELECT last_heartbeat_at FROM mitra_online_status WHERE mitra_id = $1",
+            &[&id.uuid()],
+        )
         .await
         .unwrap()
         .get(0);
     s.valkey.kill().await;
-    assert_eq!(s.av.heartbeat_mirror_tick(None).await, SweepOutcome::Skipped);
+    assert_eq!(
+        s.av.heartbeat_mirror_tick(None).await,
+        SweepOutcome::Skipped
+    );
     assert_eq!(s.metrics.pg_queries("record_heartbeats"), 0);
-    let after: Option<OffsetDateTime> = s
-        .pg
-        .query_one("SELECT last_heartbeat_at FROM mitra_online_status WHERE mitra_id = $1", &[&id.uuid()])
+    let after: Option<OffsetDateTime> =
+        s.pg.query_one(
+            "SELECT last_heartbeat_at FROM mitra_online_status WHERE mitra_id = $1",
+            &[&id.uuid()],
+        )
         .await
         .unwrap()
         .get(0);
@@ -101,7 +140,10 @@ async fn i_reconciliation_heals_a_corrupted_mirror() {
     let s = stack().await;
     let (kept, removed) = (s.online_mitra().await, s.online_mitra().await);
     let mut vk = s.vk().await;
-    let () = vk.sadd("mitras:online", "00000000-0000-0000-0000-000000000999").await.unwrap();
+    let () = vk
+        .sadd("mitras:online", "00000000-0000-0000-0000-000000000999")
+        .await
+        .unwrap();
     let () = vk.srem("mitras:online", removed.to_string()).await.unwrap();
     let () = vk.set(cap_key(kept), 99).await.unwrap();
     let drift = s.av.drift_report().await.unwrap();
@@ -109,7 +151,10 @@ async fn i_reconciliation_heals_a_corrupted_mirror() {
     assert_eq!(drift.extra.len(), 1, "{drift:?}");
     assert_eq!(drift.different.len(), 1, "{drift:?}");
 
-    assert!(matches!(s.av.reconciliation_tick(None).await, SweepOutcome::Done { .. }));
+    assert!(matches!(
+        s.av.reconciliation_tick(None).await,
+        SweepOutcome::Done { .. }
+    ));
     assert_eq!(s.smembers("mitras:online").await, sorted([kept, removed]));
     assert_eq!(s.get(&cap_key(kept)).await.as_deref(), Some("0"));
     assert!(s.drift_is_empty().await);
@@ -121,10 +166,27 @@ async fn k_a_lease_lets_one_instance_sweep_per_cadence() {
     let s = stack().await;
     let (other, _) = instance(&s.db, &s.valkey.url()).await;
     let lease = Some(Duration::from_secs(5));
-    let (a, b) = tokio::join!(s.av.auto_offline_tick(lease), other.auto_offline_tick(lease));
+    let (a, b) = tokio::join!(
+        s.av.auto_offline_tick(lease),
+        other.auto_offline_tick(lease)
+    );
     let outcomes = [a, b];
-    assert_eq!(outcomes.iter().filter(|o| matches!(o, SweepOutcome::Done { .. })).count(), 1, "{outcomes:?}");
-    assert_eq!(outcomes.iter().filter(|o| **o == SweepOutcome::LeaseHeld).count(), 1, "{outcomes:?}");
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, SweepOutcome::Done { .. }))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == SweepOutcome::LeaseHeld)
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
 }
 
 #[tokio::test]
@@ -141,17 +203,28 @@ async fn i_background_loops_run_on_their_cadence_and_zero_disables_reconciliatio
     let tasks = spawn_background(s.av.clone(), &cadences, &shutdown);
     let id = s.online_mitra().await;
     let () = s.vk().await.del(hb_key(id)).await.unwrap();
-    eventually("auto-offline loop sets the stale mitra offline", Duration::from_secs(5), || async {
-        !s.pg_online(id).await
-    })
+    eventually(
+        "auto-offline loop sets the stale mitra offline",
+        Duration::from_secs(5),
+        || async { !s.pg_online(id).await },
+    )
     .await;
-    eventually("heartbeat mirror loop ran", Duration::from_secs(5), || async {
-        s.metrics.sweep_runs("heartbeat_mirror", "done") > 0
-    })
+    eventually(
+        "heartbeat mirror loop ran",
+        Duration::from_secs(5),
+        || async { s.metrics.sweep_runs("heartbeat_mirror", "done") > 0 },
+    )
     .await;
-    assert_eq!(s.metrics.seeds("reconciliation"), 0, "reconciliation disabled");
+    assert_eq!(
+        s.metrics.seeds("reconciliation"),
+        0,
+        "reconciliation disabled"
+    );
     shutdown_tx.send(true).unwrap();
     for task in tasks {
-        tokio::time::timeout(Duration::from_secs(5), task).await.expect("loops stop on shutdown").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("loops stop on shutdown")
+            .unwrap();
     }
 }

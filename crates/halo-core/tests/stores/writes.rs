@@ -13,19 +13,31 @@ async fn b_toggles_write_postgres_then_mirror_with_audit_rows() {
     let id = s.mitra().await;
     s.av.set_online(id).await.unwrap();
     assert!(s.pg_online(id).await);
-    assert!(s.vk().await.sismember::<_, _, bool>("mitras:online", id.to_string()).await.unwrap());
-    let hb = s.get(&hb_key(id)).await.expect("heartbeat stamped on going online");
+    assert!(s
+        .vk()
+        .await
+        .sismember::<_, _, bool>("mitras:online", id.to_string())
+        .await
+        .unwrap());
+    let hb = s
+        .get(&hb_key(id))
+        .await
+        .expect("heartbeat stamped on going online");
     let at = OffsetDateTime::parse(&hb, &Rfc3339).unwrap();
     assert!(OffsetDateTime::now_utc() - at < time::Duration::seconds(5));
 
     s.av.set_offline(id, OnlineReason::Manual).await.unwrap();
     assert!(!s.pg_online(id).await);
-    assert!(!s.vk().await.sismember::<_, _, bool>("mitras:online", id.to_string()).await.unwrap());
+    assert!(!s
+        .vk()
+        .await
+        .sismember::<_, _, bool>("mitras:online", id.to_string())
+        .await
+        .unwrap());
     assert_eq!(s.get(&hb_key(id)).await, None);
 
-    let rows = s
-        .pg
-        .query(
+    let rows =
+        s.pg.query(
             "SELECT status, reason FROM mitra_online_logs WHERE mitra_id = $1 ORDER BY id",
             &[&id.uuid()],
         )
@@ -34,13 +46,18 @@ async fn b_toggles_write_postgres_then_mirror_with_audit_rows() {
     let audit: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(
         audit,
-        vec![("online".into(), "manual".into()), ("offline".into(), "manual".into())]
+        vec![
+            ("online".into(), "manual".into()),
+            ("offline".into(), "manual".into())
+        ]
     );
     // A repeated toggle is not a transition: no second audit row.
     s.av.set_offline(id, OnlineReason::Manual).await.unwrap();
-    let count: i64 = s
-        .pg
-        .query_one("SELECT count(*) FROM mitra_online_logs WHERE mitra_id = $1", &[&id.uuid()])
+    let count: i64 =
+        s.pg.query_one(
+            "SELECT count(*) FROM mitra_online_logs WHERE mitra_id = $1",
+            &[&id.uuid()],
+        )
         .await
         .unwrap()
         .get(0);
@@ -52,7 +69,10 @@ async fn b_a_deactivated_mitra_cannot_go_online() {
     let s = stack().await;
     let id = s.mitra().await;
     s.av.update_mitra_status(id, false).await.unwrap();
-    assert!(matches!(s.av.set_online(id).await, Err(AvailabilityError::Deactivated)));
+    assert!(matches!(
+        s.av.set_online(id).await,
+        Err(AvailabilityError::Deactivated)
+    ));
     assert!(!s.pg_online(id).await);
 }
 
@@ -64,7 +84,10 @@ async fn b_unknown_mitra_is_not_found() {
         s.av.set_offline(ghost, OnlineReason::Manual).await,
         Err(AvailabilityError::MitraNotFound)
     ));
-    assert!(matches!(s.av.update_mitra_status(ghost, false).await, Err(AvailabilityError::MitraNotFound)));
+    assert!(matches!(
+        s.av.update_mitra_status(ghost, false).await,
+        Err(AvailabilityError::MitraNotFound)
+    ));
 }
 
 #[tokio::test]
@@ -79,9 +102,12 @@ async fn d_capacity_is_recounted_after_each_transition() {
     assert_eq!(s.av.recompute_capacity_for_mitra(id).await.unwrap(), 2);
     assert_eq!(s.get(&cap_key(id)).await.as_deref(), Some("2"));
     for (session, expected) in [(first, "1"), (second, "0")] {
-        s.pg.execute("UPDATE chat_sessions SET status = 'ended' WHERE id = $1", &[&session])
-            .await
-            .unwrap();
+        s.pg.execute(
+            "UPDATE chat_sessions SET status = 'ended' WHERE id = $1",
+            &[&session],
+        )
+        .await
+        .unwrap();
         s.av.recompute_capacity_for_mitra(id).await.unwrap();
         assert_eq!(s.get(&cap_key(id)).await.as_deref(), Some(expected));
     }
@@ -93,9 +119,12 @@ async fn d_reroute_moves_capacity_between_mitras() {
     let (a, b) = (s.online_mitra().await, s.online_mitra().await);
     let session = s.session(a, "active").await;
     s.av.recompute_capacity_for_mitra(a).await.unwrap();
-    s.pg.execute("UPDATE chat_sessions SET mitra_id = $2 WHERE id = $1", &[&session, &b.uuid()])
-        .await
-        .unwrap();
+    s.pg.execute(
+        "UPDATE chat_sessions SET mitra_id = $2 WHERE id = $1",
+        &[&session, &b.uuid()],
+    )
+    .await
+    .unwrap();
     s.av.recompute_capacity_for_mitra(a).await.unwrap();
     s.av.recompute_capacity_for_mitra(b).await.unwrap();
     assert_eq!(s.get(&cap_key(a)).await.as_deref(), Some("0"));
@@ -116,11 +145,17 @@ async fn e_deactivation_revokes_sessions_sets_offline_and_blocks_heartbeats() {
     assert!(s.av.heartbeat(id).await.unwrap().online);
 
     s.av.update_mitra_status(id, false).await.unwrap();
-    let active: bool = s.pg.query_one("SELECT is_active FROM mitras WHERE id = $1", &[&id.uuid()]).await.unwrap().get(0);
+    let active: bool =
+        s.pg.query_one("SELECT is_active FROM mitras WHERE id = $1", &[&id.uuid()])
+            .await
+            .unwrap()
+            .get(0);
     assert!(!active);
-    let live: i64 = s
-        .pg
-        .query_one("SELECT count(*) FROM auth_sessions WHERE user_id = $1 AND revoked_at IS NULL", &[&id.uuid()])
+    let live: i64 =
+        s.pg.query_one(
+            "SELECT count(*) FROM auth_sessions WHERE user_id = $1 AND revoked_at IS NULL",
+            &[&id.uuid()],
+        )
         .await
         .unwrap()
         .get(0);
@@ -128,7 +163,10 @@ async fn e_deactivation_revokes_sessions_sets_offline_and_blocks_heartbeats() {
     assert_eq!(s.smembers("mitras:deactivated").await, sorted([id]));
     assert!(!s.pg_online(id).await);
     assert!(s.smembers("mitras:online").await.is_empty());
-    assert!(matches!(s.av.heartbeat(id).await, Err(AvailabilityError::Deactivated)));
+    assert!(matches!(
+        s.av.heartbeat(id).await,
+        Err(AvailabilityError::Deactivated)
+    ));
     assert!(!s.av.find_available_mitras().await.unwrap().contains(&id));
 
     s.av.update_mitra_status(id, true).await.unwrap();

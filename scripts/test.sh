@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: rustfmt, clippy (warnings are errors) and the whole test suite,
+# against a test Postgres on 127.0.0.1:55433 (.data/test/pg, fsync off). Tests start their own
+# valkey-server processes (VALKEY_SERVER_BIN). Extra arguments go to `cargo test`.
+#
+# The test Postgres is reused when already running. At the end it is stopped if this run started
+# it, and left alone if it was already up; KEEP_STORES=1 always leaves it running.
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$HALO_REPO_ROOT"
+
+TEST_PG_DIR="$HALO_DATA_DIR/test/pg"
+TEST_PG_PORT=55433
+
+ensure_tools
+
+STARTED_PG=1
+if [ -e "$TEST_PG_DIR" ] && _pg_running "$(readlink -f "$TEST_PG_DIR")"; then STARTED_PG=0; fi
+
+finish() {
+    local status=$?
+    if [ "${KEEP_STORES:-0}" = "1" ]; then
+        log "KEEP_STORES=1: the test postgres stays up on 127.0.0.1:$TEST_PG_PORT"
+    elif [ "$STARTED_PG" -eq 1 ]; then
+        stop_postgres "$TEST_PG_DIR" || true
+    else
+        log "the test postgres was already running before this run; leaving it up"
+    fi
+    exit "$status"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start_postgres "$TEST_PG_DIR" "$TEST_PG_PORT" --fast
+export HALO_TEST_DATABASE_URL="${HALO_TEST_DATABASE_URL:-postgres://halo@127.0.0.1:$TEST_PG_PORT/postgres}"
+export VALKEY_SERVER_BIN
+
+SUMMARY=()
+step() {
+    local name="$1" start end
+    shift
+    log "$name: $*"
+    start="$(date +%s)"
+    if ! "$@"; then
+        end="$(date +%s)"
+        SUMMARY+=("$(printf '%-8s FAILED after %ss' "$name" "$((end - start))")")
+        printf '%s\n' "${SUMMARY[@]}" >&2
+        die "$name failed"
+    fi
+    end="$(date +%s)"
+    SUMMARY+=("$(printf '%-8s ok in %ss' "$name" "$((end - start))")")
+    log "$name: ok in $((end - start))s"
+}
+
+step fmt cargo fmt --all -- --check
+step clippy cargo clippy --workspace --all-targets -- -D warnings
+step test cargo test --workspace "$@"
+
+printf '\n' >&2
+printf '%s\n' "${SUMMARY[@]}" >&2
+log "all checks passed"
