@@ -55,7 +55,18 @@ step() {
     log "$name: ok in $((end - start))s"
 }
 
+# The domain crate stays pure: no async runtime or store driver anywhere in its dependency tree.
+domain_is_pure() {
+    local impure
+    impure="$(cargo tree -p halo-domain -e normal,build --prefix none | grep -E '^(tokio|redis|tokio-postgres|postgres|deadpool|actix)' || true)"
+    if [ -n "$impure" ]; then
+        printf 'halo-domain depends on:\n%s\n' "$impure" >&2
+        return 1
+    fi
+}
+
 step fmt cargo fmt --all -- --check
+step purity domain_is_pure
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step test cargo test --workspace "$@"
 

@@ -4,9 +4,13 @@
 //! The fallback design hangs on one distinction every adapter must keep: `Unavailable` means
 //! "the store did not answer" (the core falls back or skips), any other variant is an answer.
 
+mod auth;
+mod chat;
 mod mirror;
 mod truth;
 
+pub use auth::{AuthStore, OtpCheck, SessionRef, UserRecord};
+pub use chat::{AcceptOutcome, ChatSession, ChatStore, Party, TargetOutcome};
 pub use mirror::{AvailabilityMirror, BeaconClaim, HeartbeatOutcome, MirrorError, SeedWrite};
 pub use truth::{AvailabilityTruth, MitraFlags, OnlineReason, TruthError};
 

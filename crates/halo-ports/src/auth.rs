@@ -1,0 +1,64 @@
+//! The accounts and sessions port (Postgres): OTP codes, users, refresh sessions.
+
+use crate::TruthError;
+use async_trait::async_trait;
+use halo_domain::{Phone, Role};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// What checking an OTP code found. A valid code is consumed; a wrong one costs an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpCheck {
+    Valid,
+    Wrong,
+    Expired,
+    TooManyAttempts,
+    /// No code was requested for this phone and role.
+    Missing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: Uuid,
+    pub display_name: Option<String>,
+    pub active: bool,
+}
+
+/// A live refresh session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRef {
+    pub sid: Uuid,
+    pub user_id: Uuid,
+    pub role: Role,
+}
+
+/// # Errors
+/// `TruthError::Unavailable` when Postgres does not answer.
+#[async_trait]
+pub trait AuthStore: Send + Sync + 'static {
+    /// Stores (or replaces) the pending code for this phone and role, resetting attempts.
+    async fn save_otp(&self, phone: &Phone, role: Role, code_hash: &str, expires_at: OffsetDateTime) -> Result<(), TruthError>;
+
+    /// Checks a code: `Valid` consumes it, `Wrong` counts an attempt (refused from
+    /// `max_attempts` on, even with the right code).
+    async fn check_otp(&self, phone: &Phone, role: Role, code_hash: &str, max_attempts: u32, now: OffsetDateTime) -> Result<OtpCheck, TruthError>;
+
+    /// The customer with this phone, created on first login.
+    async fn customer_by_phone_or_create(&self, phone: &Phone) -> Result<UserRecord, TruthError>;
+
+    /// The mitra with this phone (created only by operators).
+    async fn mitra_by_phone(&self, phone: &Phone) -> Result<Option<UserRecord>, TruthError>;
+
+    /// The operator's id and argon2 password hash.
+    async fn operator_by_email(&self, email: &str) -> Result<Option<(Uuid, String)>, TruthError>;
+
+    /// Opens a refresh session; returns its id (the `sid` claim).
+    async fn create_session(&self, user_id: Uuid, role: Role, refresh_hash: &str, expires_at: OffsetDateTime) -> Result<Uuid, TruthError>;
+
+    /// Replaces the refresh token of a live, unexpired session of `role`; `None` when the token
+    /// is unknown, revoked or expired.
+    async fn rotate_session(&self, old_hash: &str, role: Role, new_hash: &str, expires_at: OffsetDateTime) -> Result<Option<SessionRef>, TruthError>;
+
+    /// Revokes one session of its owner; false when it was not live.
+    async fn revoke_session(&self, sid: Uuid, user_id: Uuid) -> Result<bool, TruthError>;
+}
