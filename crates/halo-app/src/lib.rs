@@ -11,12 +11,15 @@ pub use telemetry::init_tracing;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
+use halo_auth::{Auth, AuthSettings, LogOtpSender, TokenKeys};
 use halo_config::Config;
-use halo_core::{spawn_background, Availability, Cadences, SeedReason, SettingsCache};
+use halo_core::{
+    spawn_background, Availability, Cadences, Chat, DevPayments, SeedReason, SettingsCache,
+};
 use halo_http::AppState;
 use halo_metrics::Metrics;
 use halo_ports::{AvailabilityTruth, SystemClock};
-use halo_postgres::{PgTruth, PoolSettings};
+use halo_postgres::{PgAuth, PgChat, PgTruth, PoolSettings};
 use halo_valkey::{InvalidationEvent, Keys, ValkeyMirror, ValkeySettings};
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,7 +82,7 @@ impl Application {
             },
         )?;
         migrate_when_reachable(&pool).await?;
-        let truth = Arc::new(PgTruth::new(pool, metrics.clone()));
+        let truth = Arc::new(PgTruth::new(pool.clone(), metrics.clone()));
         let valkey = ValkeySettings {
             url: config.valkey_url.expose().to_owned(),
             key_prefix: config.valkey_key_prefix.clone(),
@@ -128,8 +131,30 @@ impl Application {
             },
         ));
 
+        let chat = Arc::new(Chat::new(
+            Arc::new(PgChat::new(pool.clone(), metrics.clone())),
+            availability.clone(),
+            Arc::new(DevPayments),
+        ));
+        tasks.push(spawn_timer_loop(chat.clone(), shutdown.subscribe()));
+        let auth = Arc::new(Auth::new(
+            Arc::new(PgAuth::new(pool, metrics.clone())),
+            Arc::new(LogOtpSender),
+            TokenKeys::new(
+                config.auth_jwt_secret.expose().as_bytes(),
+                config.access_token_ttl,
+            ),
+            Arc::new(SystemClock),
+            AuthSettings {
+                refresh_ttl: config.refresh_token_ttl,
+                dev_code: config.otp_dev_code.clone(),
+            },
+        ));
+
         let state = AppState {
             availability: availability.clone(),
+            chat,
+            auth,
             metrics,
             service: service.name(),
         };
@@ -262,6 +287,28 @@ async fn termination_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// How often due chat timers (blast, payment, session end) are applied. Every instance runs
+/// it; the store claims due rows with SKIP LOCKED, so none is processed twice.
+const TIMER_TICK: Duration = Duration::from_secs(1);
+
+fn spawn_timer_loop(chat: Arc<Chat>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TIMER_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            match chat.expire_due().await {
+                Ok(0) => {}
+                Ok(moved) => tracing::info!(moved, "chat timers applied"),
+                Err(error) => tracing::warn!(error = %error, "chat timer tick failed"),
+            }
+        }
+    })
 }
 
 fn cadences(config: &Config) -> Cadences {

@@ -1,7 +1,5 @@
 //! Operator accounts for the control centre, created from the `internal-api` CLI.
 
-use argon2::password_hash::{PasswordHasher, SaltString};
-use argon2::Argon2;
 use halo_config::Config;
 use halo_metrics::Metrics;
 use halo_postgres::{PgTruth, PoolSettings};
@@ -12,8 +10,8 @@ pub enum OperatorError {
     InvalidEmail,
     #[error("password must be at least 12 characters")]
     WeakPassword,
-    #[error("cannot hash the password: {0}")]
-    Hash(String),
+    #[error(transparent)]
+    Hash(#[from] halo_auth::PasswordError),
     #[error(transparent)]
     Pool(#[from] halo_postgres::PoolError),
     #[error("cannot migrate postgres")]
@@ -35,13 +33,7 @@ pub async fn create_operator(
     if password.chars().count() < 12 {
         return Err(OperatorError::WeakPassword);
     }
-    // 16 bytes from the OS RNG (uuid v4 draws them from getrandom).
-    let salt = SaltString::encode_b64(uuid::Uuid::new_v4().as_bytes())
-        .map_err(|e| OperatorError::Hash(e.to_string()))?;
-    let hash = Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| OperatorError::Hash(e.to_string()))?
-        .to_string();
+    let hash = halo_auth::hash_password(password)?;
     let pool = halo_postgres::connect_pool(
         config.database_url.expose(),
         &PoolSettings {

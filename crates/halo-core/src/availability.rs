@@ -157,6 +157,15 @@ impl Availability {
         }
     }
 
+    /// Absorbs the failure of a Valkey side effect that is not mirror data (the beacon cache,
+    /// a publish): logged and counted, the mirror stays trusted.
+    fn side_effect_failed(&self, op: &'static str, result: Result<(), MirrorError>) {
+        if let Err(error) = result {
+            self.metrics.mirror_write_failed(op);
+            tracing::warn!(event = "mirror.write_failed", op, error = %error, "mirror.write_failed");
+        }
+    }
+
     fn fell_back(&self, op: &'static str, error: &MirrorError) {
         self.metrics.valkey_fallback(op);
         tracing::warn!(event = "mirror.fallback", op, error = %error, "mirror.fallback");
@@ -273,15 +282,44 @@ impl Availability {
     pub async fn is_mitra_reachable(&self, id: MitraId) -> Result<bool, AvailabilityError> {
         let settings = self.settings.get();
         let now = self.clock.now();
-        let answer = self.read_mirror(|mirror| mirror.mitra_state(id)).await;
-        let state = match answer {
-            Ok(state) => Some(state),
-            Err(error) => {
-                self.fell_back("is_mitra_reachable", &error);
-                self.truth.mitra_state(id).await?
-            }
-        };
+        let state = self.mitra_state(id, "is_mitra_reachable").await?;
         Ok(state.is_some_and(|s| s.is_reachable(now, settings.stale_after())))
+    }
+
+    /// Online, active, fresh and under capacity: may take a new customer ("chat again").
+    pub async fn is_mitra_available(&self, id: MitraId) -> Result<bool, AvailabilityError> {
+        let settings = self.settings.get();
+        let now = self.clock.now();
+        let state = self.mitra_state(id, "is_mitra_available").await?;
+        Ok(state.is_some_and(|s| {
+            s.is_available(
+                now,
+                settings.stale_after(),
+                settings.max_customers_per_mitra(),
+            )
+        }))
+    }
+
+    /// What the status screen and the operator list show about one mitra.
+    pub async fn mitra_status(&self, id: MitraId) -> Result<MitraState, AvailabilityError> {
+        self.mitra_state(id, "mitra_status")
+            .await?
+            .ok_or(AvailabilityError::MitraNotFound)
+    }
+
+    /// One mitra's state: the mirror, or Postgres when the mirror fails (`None` = unknown).
+    async fn mitra_state(
+        &self,
+        id: MitraId,
+        op: &'static str,
+    ) -> Result<Option<MitraState>, AvailabilityError> {
+        match self.read_mirror(|mirror| mirror.mitra_state(id)).await {
+            Ok(state) => Ok(Some(state)),
+            Err(error) => {
+                self.fell_back(op, &error);
+                Ok(self.truth.mitra_state(id).await?)
+            }
+        }
     }
 
     /// The mitras a blast reaches: available by every rule, capacity included.
@@ -361,14 +399,11 @@ impl Availability {
 
     async fn recompute_beacon(&self, ttl: Duration) -> Result<Beacon, AvailabilityError> {
         let beacon = self.live_beacon("count_available").await?;
-        if let Err(error) = self
+        let stored = self
             .mirror
             .store_beacon(beacon, self.clock.now(), ttl)
-            .await
-        {
-            self.metrics.mirror_write_failed("store_beacon");
-            tracing::warn!(event = "mirror.write_failed", op = "store_beacon", error = %error, "mirror.write_failed");
-        }
+            .await;
+        self.side_effect_failed("store_beacon", stored);
         Ok(beacon)
     }
 
@@ -395,7 +430,7 @@ impl Availability {
             *slot = None;
         }
         let result = self.mirror.bust_beacon().await;
-        self.mirror_written("bust_beacon", result);
+        self.side_effect_failed("bust_beacon", result);
     }
 
     /// The dashboard's online count: `SCARD mitras:online`, Postgres when Valkey is down.
@@ -408,6 +443,25 @@ impl Availability {
                 Ok(self.truth.count_online().await?)
             }
         }
+    }
+
+    // ---- operator settings --------------------------------------------------------------
+
+    /// Validates and saves a settings change, then makes every instance see it: this one at
+    /// once, the others through `config:invalidate` (and their periodic reload if it is lost).
+    pub async fn update_settings(
+        &self,
+        changes: Vec<(halo_domain::SettingKey, i64)>,
+        updated_by: uuid::Uuid,
+    ) -> Result<halo_domain::AppSettings, AvailabilityError> {
+        let current = self.truth.load_settings().await?;
+        let next = current.with_changes(changes)?;
+        self.truth.save_settings(&next, updated_by).await?;
+        self.settings.set(next);
+        self.bust_beacon().await;
+        let published = self.mirror.publish_config_invalidate().await;
+        self.side_effect_failed("publish_config_invalidate", published);
+        Ok(next)
     }
 
     // ---- seed and drift ------------------------------------------------------------------

@@ -9,6 +9,10 @@ pub enum AvailabilityError {
     MitraNotFound,
     #[error("mitra account is deactivated")]
     Deactivated,
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    InvalidSetting(#[from] halo_domain::SettingError),
     /// Postgres did not answer: the caller should retry later (HTTP 503).
     #[error("postgres unavailable")]
     StoreUnavailable(#[source] TruthError),
@@ -21,6 +25,7 @@ impl From<TruthError> for AvailabilityError {
     fn from(error: TruthError) -> Self {
         match error {
             TruthError::MitraNotFound => Self::MitraNotFound,
+            TruthError::Conflict(what) => Self::Conflict(what),
             TruthError::Unavailable(_) => Self::StoreUnavailable(error),
             TruthError::Query(_) => Self::Store(error),
         }

@@ -7,10 +7,12 @@
 
 mod availability;
 mod background;
+mod chat;
 mod error;
 mod settings_cache;
 
 pub use availability::{Availability, HeartbeatAck, SeedError, SeedReason, SeedReport};
 pub use background::{spawn_background, Cadences, MirrorWatch, SweepOutcome};
+pub use chat::{Blast, Chat, ChatError, DevPayments};
 pub use error::AvailabilityError;
 pub use settings_cache::SettingsCache;

@@ -75,7 +75,11 @@ mod tests {
     use super::*;
 
     fn check(raw: &str, expected: Option<&str>) {
-        assert_eq!(Phone::parse(raw).ok().as_ref().map(Phone::as_str), expected, "{raw:?}");
+        assert_eq!(
+            Phone::parse(raw).ok().as_ref().map(Phone::as_str),
+            expected,
+            "{raw:?}"
+        );
     }
 
     #[test]

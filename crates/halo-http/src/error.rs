@@ -3,7 +3,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{error, web, HttpRequest, HttpResponse, ResponseError};
-use halo_core::AvailabilityError;
+use halo_auth::AuthError;
+use halo_core::{AvailabilityError, ChatError, SeedError};
 use serde::Serialize;
 use std::fmt;
 
@@ -13,10 +14,24 @@ pub enum ErrorCode {
     ValidationFailed,
     PayloadTooLarge,
     Unauthorized,
+    SessionRevoked,
+    InvalidCredentials,
+    InvalidOtp,
+    OtpExpired,
+    OtpAttemptsExceeded,
     Forbidden,
     AccountInactive,
     NotFound,
+    Conflict,
+    InvalidState,
+    NoBestieAvailable,
+    BestieUnavailable,
+    BestieUnreachable,
+    RequestTaken,
+    AtCapacity,
+    PaymentFailed,
     StoreUnavailable,
+    OtpDeliveryFailed,
     Internal,
 }
 
@@ -28,10 +43,24 @@ impl ErrorCode {
             Self::ValidationFailed => ("VALIDATION_FAILED", StatusCode::UNPROCESSABLE_ENTITY),
             Self::PayloadTooLarge => ("PAYLOAD_TOO_LARGE", StatusCode::PAYLOAD_TOO_LARGE),
             Self::Unauthorized => ("UNAUTHORIZED", StatusCode::UNAUTHORIZED),
+            Self::SessionRevoked => ("SESSION_REVOKED", StatusCode::UNAUTHORIZED),
+            Self::InvalidCredentials => ("INVALID_CREDENTIALS", StatusCode::UNAUTHORIZED),
+            Self::InvalidOtp => ("INVALID_OTP", StatusCode::UNAUTHORIZED),
+            Self::OtpExpired => ("OTP_EXPIRED", StatusCode::UNAUTHORIZED),
+            Self::OtpAttemptsExceeded => ("OTP_ATTEMPTS_EXCEEDED", StatusCode::TOO_MANY_REQUESTS),
             Self::Forbidden => ("FORBIDDEN", StatusCode::FORBIDDEN),
             Self::AccountInactive => ("ACCOUNT_INACTIVE", StatusCode::FORBIDDEN),
             Self::NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
+            Self::Conflict => ("CONFLICT", StatusCode::CONFLICT),
+            Self::InvalidState => ("INVALID_STATE", StatusCode::CONFLICT),
+            Self::NoBestieAvailable => ("NO_BESTIE_AVAILABLE", StatusCode::CONFLICT),
+            Self::BestieUnavailable => ("BESTIE_UNAVAILABLE", StatusCode::CONFLICT),
+            Self::BestieUnreachable => ("BESTIE_UNREACHABLE", StatusCode::CONFLICT),
+            Self::RequestTaken => ("REQUEST_TAKEN", StatusCode::CONFLICT),
+            Self::AtCapacity => ("AT_CAPACITY", StatusCode::CONFLICT),
+            Self::PaymentFailed => ("PAYMENT_FAILED", StatusCode::PAYMENT_REQUIRED),
             Self::StoreUnavailable => ("STORE_UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE),
+            Self::OtpDeliveryFailed => ("OTP_DELIVERY_FAILED", StatusCode::SERVICE_UNAVAILABLE),
             Self::Internal => ("INTERNAL", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -49,6 +78,19 @@ impl ApiError {
             code,
             message: message.into(),
         }
+    }
+
+    fn unavailable(cause: &dyn fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "store unavailable");
+        Self::new(
+            ErrorCode::StoreUnavailable,
+            "the service is temporarily unavailable, retry shortly",
+        )
+    }
+
+    fn internal(cause: &dyn fmt::Debug) -> Self {
+        tracing::error!(error = ?cause, "internal error");
+        Self::new(ErrorCode::Internal, "internal error")
     }
 }
 
@@ -93,22 +135,63 @@ impl From<AvailabilityError> for ApiError {
                 ErrorCode::AccountInactive,
                 "this mitra account is deactivated",
             ),
-            AvailabilityError::StoreUnavailable(cause) => {
-                tracing::warn!(error = %cause, "postgres unavailable");
-                Self::new(
-                    ErrorCode::StoreUnavailable,
-                    "the service is temporarily unavailable, retry shortly",
-                )
+            AvailabilityError::Conflict(what) => Self::new(ErrorCode::Conflict, what),
+            AvailabilityError::InvalidSetting(e) => {
+                Self::new(ErrorCode::ValidationFailed, format!("{}: {e}", e.field()))
             }
-            AvailabilityError::Store(cause) => {
-                tracing::error!(error = ?cause, "store failure");
-                Self::new(ErrorCode::Internal, "internal error")
-            }
+            AvailabilityError::StoreUnavailable(cause) => Self::unavailable(&cause),
+            AvailabilityError::Store(cause) => Self::internal(&cause),
         }
     }
 }
 
-/// Malformed JSON, wrong types and oversize bodies become 400/413 with a code, never 500.
+impl From<ChatError> for ApiError {
+    fn from(error: ChatError) -> Self {
+        let message = error.to_string();
+        let code = match error {
+            ChatError::Availability(inner) => return inner.into(),
+            ChatError::NoBestieAvailable { .. } => ErrorCode::NoBestieAvailable,
+            ChatError::BestieUnavailable => ErrorCode::BestieUnavailable,
+            ChatError::BestieUnreachable => ErrorCode::BestieUnreachable,
+            ChatError::RequestTaken => ErrorCode::RequestTaken,
+            ChatError::AtCapacity => ErrorCode::AtCapacity,
+            ChatError::NotFound => ErrorCode::NotFound,
+            ChatError::InvalidState(_) => ErrorCode::InvalidState,
+            ChatError::Payment(_) => ErrorCode::PaymentFailed,
+        };
+        Self::new(code, message)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        let message = error.to_string();
+        let code = match error {
+            AuthError::InvalidCode => ErrorCode::InvalidOtp,
+            AuthError::CodeExpired => ErrorCode::OtpExpired,
+            AuthError::TooManyAttempts => ErrorCode::OtpAttemptsExceeded,
+            AuthError::AccountInactive => ErrorCode::AccountInactive,
+            AuthError::SessionRevoked => ErrorCode::SessionRevoked,
+            AuthError::InvalidCredentials => ErrorCode::InvalidCredentials,
+            AuthError::OtpDelivery(cause) => {
+                tracing::warn!(error = %cause, "otp delivery failed");
+                ErrorCode::OtpDeliveryFailed
+            }
+            AuthError::StoreUnavailable(cause) => return Self::unavailable(&cause),
+            AuthError::Store(cause) => return Self::internal(&cause),
+            AuthError::Signing(cause) => return Self::internal(&cause),
+        };
+        Self::new(code, message)
+    }
+}
+
+impl From<SeedError> for ApiError {
+    fn from(error: SeedError) -> Self {
+        Self::unavailable(&error)
+    }
+}
+
+/// Malformed JSON, wrong types and oversize bodies become 400/413/422 with a code, never 500.
 pub fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(crate::MAX_BODY_BYTES)

@@ -1,15 +1,20 @@
 //! The HTTP edge shared by both services. Only this crate knows JSON wire shapes and HTTP status
 //! codes: use-case errors are mapped to `{"error":{"code","message"}}` here and nowhere else.
 
+mod dto;
 mod error;
+mod extract;
 mod health;
+mod internal;
 mod observe;
+mod public;
 
 pub use error::{ApiError, ErrorCode};
 pub use observe::observe;
 
 use actix_web::web;
-use halo_core::Availability;
+use halo_auth::Auth;
+use halo_core::{Availability, Chat};
 use halo_metrics::Metrics;
 use std::sync::Arc;
 
@@ -20,6 +25,8 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub availability: Arc<Availability>,
+    pub chat: Arc<Chat>,
+    pub auth: Arc<Auth>,
     pub metrics: Metrics,
     /// "public-api" or "internal-api", reported by the probes.
     pub service: &'static str,
@@ -38,10 +45,12 @@ pub fn configure_common(cfg: &mut web::ServiceConfig) {
 
 /// The public API (apps).
 pub fn configure_public(cfg: &mut web::ServiceConfig) {
+    public::configure(cfg);
     configure_common(cfg);
 }
 
 /// The internal API (control centre).
 pub fn configure_internal(cfg: &mut web::ServiceConfig) {
+    internal::configure(cfg);
     configure_common(cfg);
 }

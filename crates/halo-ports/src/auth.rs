@@ -37,11 +37,24 @@ pub struct SessionRef {
 #[async_trait]
 pub trait AuthStore: Send + Sync + 'static {
     /// Stores (or replaces) the pending code for this phone and role, resetting attempts.
-    async fn save_otp(&self, phone: &Phone, role: Role, code_hash: &str, expires_at: OffsetDateTime) -> Result<(), TruthError>;
+    async fn save_otp(
+        &self,
+        phone: &Phone,
+        role: Role,
+        code_hash: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), TruthError>;
 
     /// Checks a code: `Valid` consumes it, `Wrong` counts an attempt (refused from
     /// `max_attempts` on, even with the right code).
-    async fn check_otp(&self, phone: &Phone, role: Role, code_hash: &str, max_attempts: u32, now: OffsetDateTime) -> Result<OtpCheck, TruthError>;
+    async fn check_otp(
+        &self,
+        phone: &Phone,
+        role: Role,
+        code_hash: &str,
+        max_attempts: u32,
+        now: OffsetDateTime,
+    ) -> Result<OtpCheck, TruthError>;
 
     /// The customer with this phone, created on first login.
     async fn customer_by_phone_or_create(&self, phone: &Phone) -> Result<UserRecord, TruthError>;
@@ -53,12 +66,34 @@ pub trait AuthStore: Send + Sync + 'static {
     async fn operator_by_email(&self, email: &str) -> Result<Option<(Uuid, String)>, TruthError>;
 
     /// Opens a refresh session; returns its id (the `sid` claim).
-    async fn create_session(&self, user_id: Uuid, role: Role, refresh_hash: &str, expires_at: OffsetDateTime) -> Result<Uuid, TruthError>;
+    async fn create_session(
+        &self,
+        user_id: Uuid,
+        role: Role,
+        refresh_hash: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<Uuid, TruthError>;
 
     /// Replaces the refresh token of a live, unexpired session of `role`; `None` when the token
     /// is unknown, revoked or expired.
-    async fn rotate_session(&self, old_hash: &str, role: Role, new_hash: &str, expires_at: OffsetDateTime) -> Result<Option<SessionRef>, TruthError>;
+    async fn rotate_session(
+        &self,
+        old_hash: &str,
+        role: Role,
+        new_hash: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<Option<SessionRef>, TruthError>;
 
     /// Revokes one session of its owner; false when it was not live.
     async fn revoke_session(&self, sid: Uuid, user_id: Uuid) -> Result<bool, TruthError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the code could not be sent")]
+pub struct OtpSendError(#[source] pub crate::BoxError);
+
+/// Delivers one-time codes (SMS/WhatsApp in production; the log in development).
+#[async_trait]
+pub trait OtpSender: Send + Sync + 'static {
+    async fn send(&self, phone: &Phone, role: Role, code: &str) -> Result<(), OtpSendError>;
 }

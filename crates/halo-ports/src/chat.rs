@@ -51,11 +51,22 @@ pub enum TargetOutcome {
 pub trait ChatStore: Send + Sync + 'static {
     /// A blast: a `searching` session with one notification row per mitra, or a `failed` one
     /// (end reason `no_bestie_available`) when `notify` is empty.
-    async fn create_blast(&self, customer: Uuid, minutes: u32, notify: &[MitraId]) -> Result<ChatSession, TruthError>;
+    async fn create_blast(
+        &self,
+        customer: Uuid,
+        minutes: u32,
+        notify: &[MitraId],
+    ) -> Result<ChatSession, TruthError>;
 
     /// A targeted request holding the mitra's slot (`pending_payment`). Serialized per mitra so
     /// the count and the insert cannot race.
-    async fn create_targeted(&self, customer: Uuid, mitra: MitraId, minutes: u32, max_customers: u32) -> Result<TargetOutcome, TruthError>;
+    async fn create_targeted(
+        &self,
+        customer: Uuid,
+        mitra: MitraId,
+        minutes: u32,
+        max_customers: u32,
+    ) -> Result<TargetOutcome, TruthError>;
 
     async fn session(&self, id: Uuid) -> Result<Option<ChatSession>, TruthError>;
 
@@ -63,20 +74,39 @@ pub trait ChatStore: Send + Sync + 'static {
     async fn pay(&self, id: Uuid, customer: Uuid) -> Result<Option<ChatSession>, TruthError>;
 
     /// First accept wins; serialized per mitra so concurrent accepts never exceed `max_customers`.
-    async fn accept(&self, id: Uuid, mitra: MitraId, max_customers: u32) -> Result<AcceptOutcome, TruthError>;
+    async fn accept(
+        &self,
+        id: Uuid,
+        mitra: MitraId,
+        max_customers: u32,
+    ) -> Result<AcceptOutcome, TruthError>;
 
     /// Records a rejection of a blast that reached this mitra; false when it did not.
     async fn reject(&self, id: Uuid, mitra: MitraId) -> Result<bool, TruthError>;
 
     /// Ends a session of this party: `active` → `ended`, `searching`/`pending_payment` →
     /// `cancelled`. `None` when the party has no such open session.
-    async fn end(&self, id: Uuid, by: Party, reason: &str) -> Result<Option<ChatSession>, TruthError>;
+    async fn end(
+        &self,
+        id: Uuid,
+        by: Party,
+        reason: &str,
+    ) -> Result<Option<ChatSession>, TruthError>;
 
     /// `ends_at += minutes` of an active session of this customer.
-    async fn extend(&self, id: Uuid, customer: Uuid, minutes: u32) -> Result<Option<ChatSession>, TruthError>;
+    async fn extend(
+        &self,
+        id: Uuid,
+        customer: Uuid,
+        minutes: u32,
+    ) -> Result<Option<ChatSession>, TruthError>;
 
     /// Moves an active session to another mitra; returns it with the previous mitra.
-    async fn reroute(&self, id: Uuid, to: MitraId) -> Result<Option<(ChatSession, Option<MitraId>)>, TruthError>;
+    async fn reroute(
+        &self,
+        id: Uuid,
+        to: MitraId,
+    ) -> Result<Option<(ChatSession, Option<MitraId>)>, TruthError>;
 
     /// Searching sessions whose blast reached this mitra and that it has not answered.
     async fn open_requests(&self, mitra: MitraId) -> Result<Vec<ChatSession>, TruthError>;
@@ -85,8 +115,30 @@ pub trait ChatStore: Send + Sync + 'static {
     /// ended (`expired`); searching older than `blast_timeout` → failed (`blast_timeout`);
     /// pending_payment older than `payment_timeout` → cancelled (`payment_timeout`). At most
     /// `limit` per call; returns the sessions it transitioned.
-    async fn expire_due(&self, now: OffsetDateTime, blast_timeout: Duration, payment_timeout: Duration, limit: u32) -> Result<Vec<ChatSession>, TruthError>;
+    async fn expire_due(
+        &self,
+        now: OffsetDateTime,
+        blast_timeout: Duration,
+        payment_timeout: Duration,
+        limit: u32,
+    ) -> Result<Vec<ChatSession>, TruthError>;
 
     /// Count of sessions currently `active` (dashboard).
     async fn count_active(&self) -> Result<u64, TruthError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("payment failed: {0}")]
+pub struct PaymentError(pub String);
+
+/// Takes the customer's money for a session (a dev provider in development; real providers plug
+/// in behind this trait). Returns the provider's reference.
+#[async_trait]
+pub trait PaymentProvider: Send + Sync + 'static {
+    async fn charge(
+        &self,
+        session: Uuid,
+        customer: Uuid,
+        minutes: u32,
+    ) -> Result<String, PaymentError>;
 }

@@ -9,10 +9,12 @@ mod chat;
 mod mirror;
 mod truth;
 
-pub use auth::{AuthStore, OtpCheck, SessionRef, UserRecord};
-pub use chat::{AcceptOutcome, ChatSession, ChatStore, Party, TargetOutcome};
+pub use auth::{AuthStore, OtpCheck, OtpSendError, OtpSender, SessionRef, UserRecord};
+pub use chat::{
+    AcceptOutcome, ChatSession, ChatStore, Party, PaymentError, PaymentProvider, TargetOutcome,
+};
 pub use mirror::{AvailabilityMirror, BeaconClaim, HeartbeatOutcome, MirrorError, SeedWrite};
-pub use truth::{AvailabilityTruth, MitraFlags, OnlineReason, TruthError};
+pub use truth::{AvailabilityTruth, MitraFlags, MitraRow, OnlineReason, TruthError};
 
 use time::OffsetDateTime;
 

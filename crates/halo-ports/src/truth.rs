@@ -12,6 +12,9 @@ pub enum TruthError {
     /// Postgres did not answer (connection refused, pool timeout, statement timeout).
     #[error("postgres unavailable")]
     Unavailable(#[source] BoxError),
+    /// A unique value is already taken (e.g. a mitra's phone).
+    #[error("already exists: {0}")]
+    Conflict(String),
     /// Postgres answered with something the adapter cannot use (a bug or a schema mismatch).
     #[error("postgres query failed")]
     Query(#[source] BoxError),
@@ -39,6 +42,17 @@ impl OnlineReason {
             Self::Deactivated => "deactivated",
         }
     }
+}
+
+/// One row of the operators' mitra list (Postgres columns; live state comes from the mirror).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MitraRow {
+    pub id: MitraId,
+    pub phone: String,
+    pub display_name: String,
+    pub active: bool,
+    pub online: bool,
+    pub created_at: OffsetDateTime,
 }
 
 /// The two flags the heartbeat guard needs.
@@ -113,4 +127,24 @@ pub trait AvailabilityTruth: Send + Sync + 'static {
 
     /// The operator settings from `app_config`, validated (defaults for missing keys).
     async fn load_settings(&self) -> Result<AppSettings, TruthError>;
+
+    /// Writes every setting (one transaction) with who changed them.
+    async fn save_settings(
+        &self,
+        settings: &AppSettings,
+        updated_by: uuid::Uuid,
+    ) -> Result<(), TruthError>;
+
+    /// Creates a mitra (offline, active). `Conflict` when the phone is taken.
+    async fn create_mitra(&self, phone: &str, display_name: &str) -> Result<MitraRow, TruthError>;
+
+    /// A page of mitras, oldest first, and the total count.
+    async fn list_mitras(
+        &self,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(Vec<MitraRow>, u64), TruthError>;
+
+    /// One mitra's row. `None` when unknown.
+    async fn mitra_row(&self, id: MitraId) -> Result<Option<MitraRow>, TruthError>;
 }

@@ -1,12 +1,18 @@
 //! The Postgres truth adapter: the pool (with the timeouts deadpool leaves off by default),
 //! migrations applied under an advisory lock, and the named, prepared queries behind
-//! `AvailabilityTruth`. Only this crate knows tokio-postgres.
+//! `AvailabilityTruth`, `AuthStore` and `ChatStore`. Only this crate knows tokio-postgres.
 
+mod auth_queries;
+mod auth_store;
+mod chat_queries;
+mod chat_store;
 mod error;
 mod pool;
 mod queries;
 mod truth;
 
+pub use auth_store::PgAuth;
+pub use chat_store::PgChat;
 pub use deadpool_postgres::Pool;
 pub use error::classify;
 pub use pool::{connect_pool, migrate, MigrateError, PoolError, PoolSettings};

@@ -130,6 +130,45 @@ pub const UPSERT_OPERATOR: NamedQuery = NamedQuery {
           RETURNING id",
 };
 
+pub const SAVE_SETTING: NamedQuery = NamedQuery {
+    name: "save_setting",
+    sql: "INSERT INTO app_config (key, value, updated_at, updated_by) VALUES ($1, to_jsonb($2::bigint), now(), $3)
+          ON CONFLICT (key) DO UPDATE
+             SET value = EXCLUDED.value, updated_at = now(), updated_by = EXCLUDED.updated_by
+           WHERE app_config.value IS DISTINCT FROM EXCLUDED.value",
+};
+
+macro_rules! mitra_row_select {
+    () => {
+        "SELECT m.id, m.phone, m.display_name, m.is_active, s.is_online, m.created_at
+           FROM mitras m JOIN mitra_online_status s ON s.mitra_id = m.id"
+    };
+}
+
+pub const CREATE_MITRA: NamedQuery = NamedQuery {
+    name: "create_mitra",
+    sql: "INSERT INTO mitras (phone, display_name) VALUES ($1, $2)
+          RETURNING id, phone, display_name, is_active, false AS is_online, created_at",
+};
+
+pub const LIST_MITRAS: NamedQuery = NamedQuery {
+    name: "list_mitras",
+    sql: concat!(
+        mitra_row_select!(),
+        " ORDER BY m.created_at, m.id OFFSET $1 LIMIT $2"
+    ),
+};
+
+pub const COUNT_MITRAS: NamedQuery = NamedQuery {
+    name: "count_mitras",
+    sql: "SELECT count(*) FROM mitras",
+};
+
+pub const MITRA_ROW: NamedQuery = NamedQuery {
+    name: "mitra_row",
+    sql: concat!(mitra_row_select!(), " WHERE m.id = $1"),
+};
+
 pub const LOAD_SETTINGS: NamedQuery = NamedQuery {
     name: "load_settings",
     sql: "SELECT key, value FROM app_config",

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use halo_domain::{AppSettings, MitraId, MitraState, MitraTruth, SettingKey};
 use halo_metrics::Metrics;
-use halo_ports::{AvailabilityTruth, MitraFlags, OnlineReason, TruthError};
+use halo_ports::{AvailabilityTruth, MitraFlags, MitraRow, OnlineReason, TruthError};
 use time::OffsetDateTime;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -85,6 +85,17 @@ fn state_row(row: &Row) -> Result<(MitraId, MitraState), TruthError> {
         open_sessions: count(row, "open_sessions")?,
     };
     Ok((MitraId::new(id), state))
+}
+
+fn mitra_row(row: &Row) -> Result<MitraRow, TruthError> {
+    Ok(MitraRow {
+        id: MitraId::new(get(row, "id")?),
+        phone: get(row, "phone")?,
+        display_name: get(row, "display_name")?,
+        active: get(row, "is_active")?,
+        online: get(row, "is_online")?,
+        created_at: get(row, "created_at")?,
+    })
 }
 
 fn flags_row(row: &Row) -> Result<MitraFlags, TruthError> {
@@ -251,4 +262,67 @@ impl AvailabilityTruth for PgTruth {
         }
         AppSettings::from_pairs(pairs).map_err(|e| TruthError::Query(Box::new(e)))
     }
+
+    async fn save_settings(
+        &self,
+        settings: &AppSettings,
+        updated_by: Uuid,
+    ) -> Result<(), TruthError> {
+        let mut client = self.pool.get().await.map_err(pool_unavailable)?;
+        let tx = client.transaction().await.map_err(classify)?;
+        let statement = tx
+            .prepare_cached(queries::SAVE_SETTING.sql)
+            .await
+            .map_err(classify)?;
+        for (key, value) in settings.pairs() {
+            self.metrics.pg_query(queries::SAVE_SETTING.name);
+            tx.execute(&statement, &[&key.as_str(), &i64::from(value), &updated_by])
+                .await
+                .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn create_mitra(&self, phone: &str, display_name: &str) -> Result<MitraRow, TruthError> {
+        match self
+            .query_one(&queries::CREATE_MITRA, &[&phone, &display_name])
+            .await
+        {
+            Err(TruthError::Query(cause)) if is_unique_violation(cause.as_ref()) => Err(
+                TruthError::Conflict(format!("a mitra with phone {phone} exists")),
+            ),
+            other => mitra_row(&other?),
+        }
+    }
+
+    async fn list_mitras(
+        &self,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(Vec<MitraRow>, u64), TruthError> {
+        let rows = self
+            .query(
+                &queries::LIST_MITRAS,
+                &[&i64::from(offset), &i64::from(limit)],
+            )
+            .await?;
+        let total = count(&self.query_one(&queries::COUNT_MITRAS, &[]).await?, "count")?;
+        Ok((
+            rows.iter().map(mitra_row).collect::<Result<_, _>>()?,
+            u64::from(total),
+        ))
+    }
+
+    async fn mitra_row(&self, id: MitraId) -> Result<Option<MitraRow>, TruthError> {
+        let rows = self.query(&queries::MITRA_ROW, &[&id.uuid()]).await?;
+        rows.first().map(mitra_row).transpose()
+    }
+}
+
+/// SQLSTATE 23505: the row breaks a unique constraint.
+fn is_unique_violation(cause: &(dyn std::error::Error + 'static)) -> bool {
+    cause
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::code)
+        .is_some_and(|code| *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
 }

@@ -1,0 +1,253 @@
+//! The login flows: OTP request and verify (apps), password login (operators), refresh with
+//! rotation, logout.
+
+use crate::secrets::{new_otp_code, new_refresh_token, sha256_hex, verify_password};
+use crate::tokens::{Principal, TokenError, TokenKeys, TokenPair};
+use async_trait::async_trait;
+use halo_domain::{Phone, Role};
+use halo_ports::{AuthStore, Clock, OtpCheck, OtpSendError, OtpSender, TruthError, UserRecord};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a code stays valid, and how many wrong tries it takes.
+pub const OTP_TTL: Duration = Duration::from_secs(300);
+pub const OTP_MAX_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("wrong or unknown code")]
+    InvalidCode,
+    #[error("the code expired; request a new one")]
+    CodeExpired,
+    #[error("too many wrong codes; request a new one")]
+    TooManyAttempts,
+    #[error("this account is not active")]
+    AccountInactive,
+    #[error("the session was revoked or expired; log in again")]
+    SessionRevoked,
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error("the code could not be sent")]
+    OtpDelivery(#[source] OtpSendError),
+    #[error("postgres unavailable")]
+    StoreUnavailable(#[source] TruthError),
+    #[error("store failure")]
+    Store(#[source] TruthError),
+    #[error("token signing failed")]
+    Signing(#[source] TokenError),
+}
+
+impl From<TruthError> for AuthError {
+    fn from(error: TruthError) -> Self {
+        match error {
+            TruthError::Unavailable(_) => Self::StoreUnavailable(error),
+            other => Self::Store(other),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub refresh_ttl: Duration,
+    /// Fixed code for development (`OTP_DEV_CODE`; refused in production by the config).
+    pub dev_code: Option<String>,
+}
+
+/// A successful login: the tokens and who logged in.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub tokens: TokenPair,
+    pub user: UserRecord,
+    pub role: Role,
+}
+
+/// Development sender: writes the code to the log.
+#[derive(Debug, Default)]
+pub struct LogOtpSender;
+
+#[async_trait]
+impl OtpSender for LogOtpSender {
+    async fn send(&self, phone: &Phone, role: Role, code: &str) -> Result<(), OtpSendError> {
+        tracing::info!(
+            phone = phone.as_str(),
+            role = role.as_str(),
+            code,
+            "otp code (development sender)"
+        );
+        Ok(())
+    }
+}
+
+pub struct Auth {
+    store: Arc<dyn AuthStore>,
+    sender: Arc<dyn OtpSender>,
+    keys: TokenKeys,
+    clock: Arc<dyn Clock>,
+    settings: AuthSettings,
+}
+
+fn otp_hash(phone: &Phone, role: Role, code: &str) -> String {
+    sha256_hex(&[phone.as_str(), role.as_str(), code])
+}
+
+fn seconds(d: Duration) -> time::Duration {
+    time::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Auth {
+    pub fn new(
+        store: Arc<dyn AuthStore>,
+        sender: Arc<dyn OtpSender>,
+        keys: TokenKeys,
+        clock: Arc<dyn Clock>,
+        settings: AuthSettings,
+    ) -> Self {
+        Self {
+            store,
+            sender,
+            keys,
+            clock,
+            settings,
+        }
+    }
+
+    /// Verifies an access token (signature and expiry; no store access).
+    pub fn verify_access(&self, token: &str) -> Result<Principal, TokenError> {
+        self.keys.verify(token)
+    }
+
+    /// Issues a code for an app login. For a mitra nothing is sent unless the account exists
+    /// and is active, but the answer is the same (no account discovery).
+    pub async fn request_otp(&self, role: Role, phone: &Phone) -> Result<(), AuthError> {
+        if role == Role::Mitra {
+            let mitra = self.store.mitra_by_phone(phone).await?;
+            if !mitra.is_some_and(|m| m.active) {
+                tracing::info!(
+                    phone = phone.as_str(),
+                    "otp requested for an unknown or inactive mitra"
+                );
+                return Ok(());
+            }
+        }
+        let code = self.settings.dev_code.clone().unwrap_or_else(new_otp_code);
+        let expires_at = self.clock.now() + seconds(OTP_TTL);
+        self.store
+            .save_otp(phone, role, &otp_hash(phone, role, &code), expires_at)
+            .await?;
+        self.sender
+            .send(phone, role, &code)
+            .await
+            .map_err(AuthError::OtpDelivery)
+    }
+
+    /// Checks the code and logs in: a customer is created on first login; a mitra must exist
+    /// (created by an operator) and be active.
+    pub async fn verify_otp(
+        &self,
+        role: Role,
+        phone: &Phone,
+        code: &str,
+    ) -> Result<Login, AuthError> {
+        let mitra = match role {
+            Role::Mitra => {
+                let mitra = self.store.mitra_by_phone(phone).await?;
+                match mitra {
+                    Some(m) if m.active => Some(m),
+                    _ => return Err(AuthError::AccountInactive),
+                }
+            }
+            _ => None,
+        };
+        let now = self.clock.now();
+        match self
+            .store
+            .check_otp(
+                phone,
+                role,
+                &otp_hash(phone, role, code),
+                OTP_MAX_ATTEMPTS,
+                now,
+            )
+            .await?
+        {
+            OtpCheck::Valid => {}
+            OtpCheck::Wrong | OtpCheck::Missing => return Err(AuthError::InvalidCode),
+            OtpCheck::Expired => return Err(AuthError::CodeExpired),
+            OtpCheck::TooManyAttempts => return Err(AuthError::TooManyAttempts),
+        }
+        let user = match mitra {
+            Some(m) => m,
+            None => self.store.customer_by_phone_or_create(phone).await?,
+        };
+        let tokens = self.open_session(user.id, role).await?;
+        Ok(Login { tokens, user, role })
+    }
+
+    /// Operator login by email and password.
+    pub async fn operator_login(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<TokenPair, AuthError> {
+        let email = email.trim().to_lowercase();
+        let Some((id, hash)) = self.store.operator_by_email(&email).await? else {
+            return Err(AuthError::InvalidCredentials);
+        };
+        if !verify_password(&hash, password) {
+            return Err(AuthError::InvalidCredentials);
+        }
+        self.open_session(id, Role::Cc).await
+    }
+
+    /// Rotates the pair: the old refresh token stops working.
+    pub async fn refresh(&self, role: Role, refresh_token: &str) -> Result<TokenPair, AuthError> {
+        let new_token = new_refresh_token();
+        let expires_at = self.clock.now() + seconds(self.settings.refresh_ttl);
+        let session = self
+            .store
+            .rotate_session(
+                &sha256_hex(&[refresh_token]),
+                role,
+                &sha256_hex(&[&new_token]),
+                expires_at,
+            )
+            .await?
+            .ok_or(AuthError::SessionRevoked)?;
+        let principal = Principal {
+            user_id: session.user_id,
+            role: session.role,
+            sid: session.sid,
+        };
+        self.pair(principal, new_token)
+    }
+
+    /// Revokes the caller's session; its refresh token stops working at once.
+    pub async fn logout(&self, principal: Principal) -> Result<(), AuthError> {
+        self.store
+            .revoke_session(principal.sid, principal.user_id)
+            .await?;
+        Ok(())
+    }
+
+    async fn open_session(&self, user_id: uuid::Uuid, role: Role) -> Result<TokenPair, AuthError> {
+        let refresh_token = new_refresh_token();
+        let expires_at = self.clock.now() + seconds(self.settings.refresh_ttl);
+        let sid = self
+            .store
+            .create_session(user_id, role, &sha256_hex(&[&refresh_token]), expires_at)
+            .await?;
+        self.pair(Principal { user_id, role, sid }, refresh_token)
+    }
+
+    fn pair(&self, principal: Principal, refresh_token: String) -> Result<TokenPair, AuthError> {
+        let access_token = self
+            .keys
+            .issue(principal, self.clock.now())
+            .map_err(AuthError::Signing)?;
+        Ok(TokenPair {
+            access_token,
+            refresh_token,
+            expires_in: self.keys.access_ttl().as_secs(),
+        })
+    }
+}

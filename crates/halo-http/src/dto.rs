@@ -1,0 +1,264 @@
+//! Wire shapes. Only this crate derives serde for the wire; domain and port types stay plain.
+
+use halo_core::SeedReport;
+use halo_domain::{DriftEntry, DriftReport};
+use halo_ports::ChatSession;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Deserialize)]
+pub struct PhoneBody {
+    pub phone: String,
+}
+
+#[derive(Deserialize)]
+pub struct VerifyBody {
+    pub phone: String,
+    pub code: String,
+}
+
+#[derive(Deserialize)]
+pub struct RefreshBody {
+    pub refresh_token: String,
+}
+
+#[derive(Deserialize)]
+pub struct LoginBody {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Serialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+}
+
+impl From<halo_auth::TokenPair> for Tokens {
+    fn from(pair: halo_auth::TokenPair) -> Self {
+        Self {
+            access_token: pair.access_token,
+            refresh_token: pair.refresh_token,
+            expires_in: pair.expires_in,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct User {
+    pub id: Uuid,
+    pub role: &'static str,
+    pub display_name: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct LoginResponse {
+    #[serde(flatten)]
+    pub tokens: Tokens,
+    pub user: User,
+}
+
+#[derive(Serialize)]
+pub struct Ok {
+    pub ok: bool,
+}
+
+pub const OK: Ok = Ok { ok: true };
+
+#[derive(Serialize)]
+pub struct MitraStatus {
+    pub is_online: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_heartbeat_at: Option<OffsetDateTime>,
+    pub active_sessions: u32,
+    pub max_customers: u32,
+}
+
+#[derive(Serialize)]
+pub struct Online {
+    pub is_online: bool,
+}
+
+#[derive(Serialize)]
+pub struct HeartbeatAck {
+    pub ok: bool,
+    pub is_online: bool,
+    pub interval_seconds: u32,
+}
+
+#[derive(Serialize)]
+pub struct Availability {
+    pub available: bool,
+    pub count: u32,
+}
+
+/// `minutes` arrives as any JSON integer so an out-of-range value gets a clear 422, not a
+/// deserialization error.
+#[derive(Deserialize)]
+pub struct ChatRequestBody {
+    pub minutes: i64,
+    pub mitra_id: Option<Uuid>,
+}
+
+#[derive(Deserialize)]
+pub struct MinutesBody {
+    pub minutes: i64,
+}
+
+#[derive(Serialize)]
+pub struct ChatRequestCreated {
+    pub session_id: Uuid,
+    pub status: &'static str,
+    pub notified: usize,
+}
+
+#[derive(Serialize)]
+pub struct Session {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub mitra_id: Option<Uuid>,
+    pub status: &'static str,
+    pub minutes: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub accepted_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ends_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+    pub end_reason: Option<String>,
+}
+
+impl From<ChatSession> for Session {
+    fn from(s: ChatSession) -> Self {
+        Self {
+            id: s.id,
+            customer_id: s.customer_id,
+            mitra_id: s.mitra_id.map(|m| m.uuid()),
+            status: s.status.as_str(),
+            minutes: s.minutes,
+            created_at: s.created_at,
+            accepted_at: s.accepted_at,
+            ends_at: s.ends_at,
+            ended_at: s.ended_at,
+            end_reason: s.end_reason,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Requests {
+    pub requests: Vec<Session>,
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    pub page: Option<u32>,
+    pub per_page: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub struct MitraView {
+    pub id: Uuid,
+    pub phone: String,
+    pub display_name: String,
+    pub is_active: bool,
+    pub deactivated: bool,
+    pub is_online: bool,
+    pub heartbeat_age_seconds: Option<i64>,
+    pub active_sessions: u32,
+}
+
+#[derive(Serialize)]
+pub struct MitraList {
+    pub mitras: Vec<MitraView>,
+    pub page: u32,
+    pub per_page: u32,
+    pub total: u64,
+}
+
+#[derive(Deserialize)]
+pub struct NewMitra {
+    pub phone: String,
+    pub display_name: String,
+}
+
+#[derive(Deserialize)]
+pub struct MitraPatch {
+    pub is_active: bool,
+}
+
+#[derive(Deserialize)]
+pub struct RerouteBody {
+    pub mitra_id: Uuid,
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Serialize)]
+pub struct DashboardStats {
+    pub online_mitras: u64,
+    pub available_mitras: usize,
+    pub active_sessions: u64,
+}
+
+#[derive(Serialize)]
+pub struct Drift {
+    pub in_sync: bool,
+    pub missing: Vec<DriftItem>,
+    pub extra: Vec<DriftItem>,
+    pub different: Vec<DriftItem>,
+}
+
+#[derive(Serialize)]
+pub struct DriftItem {
+    pub kind: &'static str,
+    pub member: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual: Option<u32>,
+}
+
+fn items(entries: Vec<DriftEntry>) -> Vec<DriftItem> {
+    entries
+        .into_iter()
+        .map(|e| DriftItem {
+            kind: e.kind.as_str(),
+            member: e.member,
+            expected: e.expected,
+            actual: e.actual,
+        })
+        .collect()
+}
+
+impl From<DriftReport> for Drift {
+    fn from(r: DriftReport) -> Self {
+        Self {
+            in_sync: r.is_empty(),
+            missing: items(r.missing),
+            extra: items(r.extra),
+            different: items(r.different),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Seeded {
+    pub online: usize,
+    pub deactivated: usize,
+    pub with_sessions: usize,
+}
+
+impl From<SeedReport> for Seeded {
+    fn from(r: SeedReport) -> Self {
+        Self {
+            online: r.online,
+            deactivated: r.deactivated,
+            with_sessions: r.with_sessions,
+        }
+    }
+}

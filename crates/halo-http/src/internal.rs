@@ -1,0 +1,225 @@
+//! The internal API (control centre, role cc): mitras, reroute, config, dashboard, mirror.
+
+use crate::dto;
+use crate::error::{ApiError, ErrorCode};
+use crate::extract::Operator;
+use crate::AppState;
+use actix_web::{web, HttpResponse};
+use futures_util::future::join_all;
+use halo_core::SeedReason;
+use halo_domain::{MitraId, Phone, SettingKey};
+use halo_ports::OnlineReason;
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+type Reply = Result<HttpResponse, ApiError>;
+
+const MAX_PER_PAGE: u32 = 100;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/internal/auth/login", web::post().to(login))
+        .route("/internal/mitras", web::get().to(list_mitras))
+        .route("/internal/mitras", web::post().to(create_mitra))
+        .route("/internal/mitras/{id}", web::patch().to(patch_mitra))
+        .route(
+            "/internal/mitras/{id}/offline",
+            web::post().to(force_offline),
+        )
+        .route(
+            "/internal/chat/sessions/{id}/reroute",
+            web::post().to(reroute),
+        )
+        .route("/internal/config", web::get().to(get_config))
+        .route("/internal/config", web::patch().to(patch_config))
+        .route("/internal/dashboard/stats", web::get().to(dashboard))
+        .route("/internal/mirror/drift", web::get().to(drift))
+        .route("/internal/mirror/reseed", web::post().to(reseed));
+}
+
+async fn login(state: web::Data<AppState>, body: web::Json<dto::LoginBody>) -> Reply {
+    let pair = state
+        .auth
+        .operator_login(&body.email, &body.password)
+        .await?;
+    Ok(HttpResponse::Ok().json(dto::Tokens::from(pair)))
+}
+
+/// The Postgres row with the live state from the mirror.
+async fn view(
+    state: &AppState,
+    row: halo_ports::MitraRow,
+    now: OffsetDateTime,
+) -> Result<dto::MitraView, ApiError> {
+    let live = state.availability.mitra_status(row.id).await?;
+    Ok(dto::MitraView {
+        id: row.id.uuid(),
+        phone: row.phone,
+        display_name: row.display_name,
+        is_active: row.active,
+        deactivated: !row.active,
+        is_online: live.online,
+        heartbeat_age_seconds: live.last_heartbeat.map(|at| (now - at).whole_seconds()),
+        active_sessions: live.open_sessions,
+    })
+}
+
+async fn list_mitras(
+    state: web::Data<AppState>,
+    _op: Operator,
+    page: web::Query<dto::Page>,
+) -> Reply {
+    let per_page = page.per_page.unwrap_or(20).clamp(1, MAX_PER_PAGE);
+    let number = page.page.unwrap_or(1).max(1);
+    let offset = (number - 1).saturating_mul(per_page);
+    let (rows, total) = state
+        .availability
+        .truth()
+        .list_mitras(offset, per_page)
+        .await
+        .map_err(halo_core::AvailabilityError::from)?;
+    let now = OffsetDateTime::now_utc();
+    let views = join_all(rows.into_iter().map(|row| view(&state, row, now))).await;
+    Ok(HttpResponse::Ok().json(dto::MitraList {
+        mitras: views.into_iter().collect::<Result<_, _>>()?,
+        page: number,
+        per_page,
+        total,
+    }))
+}
+
+async fn create_mitra(
+    state: web::Data<AppState>,
+    _op: Operator,
+    body: web::Json<dto::NewMitra>,
+) -> Reply {
+    let phone = Phone::parse(&body.phone)
+        .map_err(|e| ApiError::new(ErrorCode::ValidationFailed, format!("phone: {e}")))?;
+    let name = body.display_name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::new(
+            ErrorCode::ValidationFailed,
+            "display_name: 1 to 100 characters",
+        ));
+    }
+    let row = state
+        .availability
+        .truth()
+        .create_mitra(phone.as_str(), name)
+        .await
+        .map_err(halo_core::AvailabilityError::from)?;
+    let view = view(&state, row, OffsetDateTime::now_utc()).await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+async fn mitra_row(state: &AppState, id: MitraId) -> Result<halo_ports::MitraRow, ApiError> {
+    state
+        .availability
+        .truth()
+        .mitra_row(id)
+        .await
+        .map_err(halo_core::AvailabilityError::from)?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "mitra not found"))
+}
+
+async fn patch_mitra(
+    state: web::Data<AppState>,
+    _op: Operator,
+    id: web::Path<Uuid>,
+    body: web::Json<dto::MitraPatch>,
+) -> Reply {
+    let id = MitraId::new(*id);
+    state
+        .availability
+        .update_mitra_status(id, body.is_active)
+        .await?;
+    let row = mitra_row(&state, id).await?;
+    Ok(HttpResponse::Ok().json(view(&state, row, OffsetDateTime::now_utc()).await?))
+}
+
+async fn force_offline(state: web::Data<AppState>, _op: Operator, id: web::Path<Uuid>) -> Reply {
+    state
+        .availability
+        .set_offline(MitraId::new(*id), OnlineReason::Operator)
+        .await?;
+    Ok(HttpResponse::Ok().json(dto::Online { is_online: false }))
+}
+
+async fn reroute(
+    state: web::Data<AppState>,
+    _op: Operator,
+    id: web::Path<Uuid>,
+    body: web::Json<dto::RerouteBody>,
+) -> Reply {
+    let moved = state
+        .chat
+        .reroute(*id, MitraId::new(body.mitra_id), body.force)
+        .await?;
+    Ok(HttpResponse::Ok().json(dto::Session::from(moved)))
+}
+
+fn settings_json(settings: halo_domain::AppSettings) -> BTreeMap<&'static str, u32> {
+    settings.pairs().map(|(k, v)| (k.as_str(), v)).collect()
+}
+
+async fn get_config(state: web::Data<AppState>, _op: Operator) -> Reply {
+    let settings = state
+        .availability
+        .truth()
+        .load_settings()
+        .await
+        .map_err(halo_core::AvailabilityError::from)?;
+    Ok(HttpResponse::Ok().json(settings_json(settings)))
+}
+
+/// Body: an object of setting → integer. Unknown keys and non-integers are 422 naming the field.
+async fn patch_config(
+    state: web::Data<AppState>,
+    op: Operator,
+    body: web::Json<serde_json::Map<String, serde_json::Value>>,
+) -> Reply {
+    if body.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::ValidationFailed,
+            "no setting to change",
+        ));
+    }
+    let mut changes = Vec::with_capacity(body.len());
+    for (name, value) in body.iter() {
+        let key: SettingKey = name.parse().map_err(|_| {
+            ApiError::new(
+                ErrorCode::ValidationFailed,
+                format!("{name}: unknown setting"),
+            )
+        })?;
+        let number = value.as_i64().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ValidationFailed,
+                format!("{name}: must be an integer"),
+            )
+        })?;
+        changes.push((key, number));
+    }
+    let settings = state.availability.update_settings(changes, op.id).await?;
+    Ok(HttpResponse::Ok().json(settings_json(settings)))
+}
+
+async fn dashboard(state: web::Data<AppState>, _op: Operator) -> Reply {
+    Ok(HttpResponse::Ok().json(dto::DashboardStats {
+        online_mitras: state.availability.dashboard_online_count().await?,
+        available_mitras: state.availability.find_available_mitras().await?.len(),
+        active_sessions: state.chat.active_sessions().await?,
+    }))
+}
+
+async fn drift(state: web::Data<AppState>, _op: Operator) -> Reply {
+    Ok(HttpResponse::Ok().json(dto::Drift::from(state.availability.drift_report().await?)))
+}
+
+async fn reseed(state: web::Data<AppState>, _op: Operator) -> Reply {
+    let report = state
+        .availability
+        .seed_from_postgres(SeedReason::Operator)
+        .await?;
+    Ok(HttpResponse::Ok().json(dto::Seeded::from(report)))
+}

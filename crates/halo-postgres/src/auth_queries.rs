@@ -1,0 +1,77 @@
+//! The SQL behind `AuthStore`: OTP codes, account look-ups and refresh sessions, each named.
+
+use crate::queries::NamedQuery;
+
+/// A new code replaces the pending one and resets its attempts.
+pub const SAVE_OTP: NamedQuery = NamedQuery {
+    name: "save_otp",
+    sql: "INSERT INTO otp_codes (phone, role, code_hash, expires_at) VALUES ($1, $2, $3, $4)
+          ON CONFLICT (phone, role) DO UPDATE
+             SET code_hash = EXCLUDED.code_hash, expires_at = EXCLUDED.expires_at,
+                 attempts = 0, created_at = now()",
+};
+
+/// Judges and applies in one statement. The row lock serializes concurrent checks of one code:
+/// the second sees the first's attempt, or finds the row gone once a valid code was consumed.
+/// `verdict` is one of `too_many`, `expired`, `valid`, `wrong`; no row = no pending code.
+/// $1 phone, $2 role, $3 code hash, $4 max attempts, $5 now.
+pub const CHECK_OTP: NamedQuery = NamedQuery {
+    name: "check_otp",
+    sql: "WITH pending AS (
+              SELECT phone, role,
+                     CASE WHEN attempts >= $4::int4 THEN 'too_many'
+                          WHEN expires_at <= $5::timestamptz THEN 'expired'
+                          WHEN code_hash = $3::text THEN 'valid'
+                          ELSE 'wrong' END AS verdict
+                FROM otp_codes WHERE phone = $1 AND role = $2
+                 FOR UPDATE),
+          consumed AS (
+              DELETE FROM otp_codes o USING pending p
+               WHERE o.phone = p.phone AND o.role = p.role AND p.verdict = 'valid'),
+          counted AS (
+              UPDATE otp_codes o SET attempts = o.attempts + 1 FROM pending p
+               WHERE o.phone = p.phone AND o.role = p.role AND p.verdict = 'wrong')
+          SELECT verdict FROM pending",
+};
+
+/// Creates the customer on first login; the no-op update makes `RETURNING` see an existing row.
+pub const CUSTOMER_BY_PHONE_OR_CREATE: NamedQuery = NamedQuery {
+    name: "customer_by_phone_or_create",
+    sql: "INSERT INTO customers (phone) VALUES ($1)
+          ON CONFLICT (phone) DO UPDATE SET phone = EXCLUDED.phone
+          RETURNING id, display_name",
+};
+
+pub const MITRA_BY_PHONE: NamedQuery = NamedQuery {
+    name: "mitra_by_phone",
+    sql: "SELECT id, display_name, is_active FROM mitras WHERE phone = $1",
+};
+
+pub const OPERATOR_BY_EMAIL: NamedQuery = NamedQuery {
+    name: "operator_by_email",
+    sql: "SELECT id, password_hash FROM operators WHERE email = $1",
+};
+
+pub const CREATE_SESSION: NamedQuery = NamedQuery {
+    name: "create_auth_session",
+    sql: "INSERT INTO auth_sessions (user_id, role, refresh_token_hash, expires_at)
+          VALUES ($1, $2, $3, $4)
+          RETURNING id",
+};
+
+/// The old hash matches at most one row (unique) and stops matching once replaced, so a
+/// refresh token works once even when two refreshes race.
+pub const ROTATE_SESSION: NamedQuery = NamedQuery {
+    name: "rotate_auth_session",
+    sql: "UPDATE auth_sessions SET refresh_token_hash = $3, expires_at = $4
+           WHERE refresh_token_hash = $1 AND role = $2
+             AND revoked_at IS NULL AND expires_at > now()
+          RETURNING id, user_id, role",
+};
+
+pub const REVOKE_SESSION: NamedQuery = NamedQuery {
+    name: "revoke_auth_session",
+    sql: "UPDATE auth_sessions SET revoked_at = now()
+           WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL
+          RETURNING id",
+};

@@ -1,0 +1,226 @@
+//! The SQL behind `ChatStore`, each statement named. Every transition states its preconditions
+//! in its `WHERE`, so a row that changed under a concurrent caller simply does not match.
+
+use crate::queries::NamedQuery;
+
+/// The columns every statement returns, read by name into a `ChatSession`.
+macro_rules! session_columns {
+    () => {
+        "id, customer_id, mitra_id, status, minutes, created_at, accepted_at, ends_at, ended_at, end_reason"
+    };
+}
+
+/// The same columns qualified with the alias `c`, for statements that join.
+macro_rules! session_columns_c {
+    () => {
+        "c.id, c.customer_id, c.mitra_id, c.status, c.minutes, c.created_at, c.accepted_at, \
+         c.ends_at, c.ended_at, c.end_reason"
+    };
+}
+
+/// A blast in one statement: the session (`failed` at once when nobody was available) and one
+/// notification row per distinct mitra. $1 customer, $2 minutes, $3 mitra ids.
+pub const CREATE_BLAST: NamedQuery = NamedQuery {
+    name: "create_blast",
+    sql: concat!(
+        "WITH s AS (
+              INSERT INTO chat_sessions (customer_id, status, minutes, ended_at, end_reason)
+              VALUES ($1, CASE WHEN cardinality($3::uuid[]) > 0 THEN 'searching' ELSE 'failed' END, $2,
+                      CASE WHEN cardinality($3::uuid[]) > 0 THEN NULL ELSE now() END,
+                      CASE WHEN cardinality($3::uuid[]) > 0 THEN NULL ELSE 'no_bestie_available' END)
+              RETURNING ",
+        session_columns!(),
+        "),
+          notified AS (
+              INSERT INTO chat_request_notifications (session_id, mitra_id)
+              SELECT s.id, m.id FROM s, (SELECT DISTINCT unnest($3::uuid[]) AS id) m)
+          SELECT ",
+        session_columns!(),
+        " FROM s"
+    ),
+};
+
+/// Serializes every slot-taking transition of one mitra (accept, targeted request). `NO KEY`:
+/// foreign-key checks of other sessions referencing the mitra (a blast's notification rows)
+/// need not wait for it. No row = unknown mitra.
+pub const LOCK_MITRA: NamedQuery = NamedQuery {
+    name: "lock_mitra",
+    sql: "SELECT 1 FROM mitras WHERE id = $1 FOR NO KEY UPDATE",
+};
+
+/// Runs after `LOCK_MITRA`, in a statement of its own so its snapshot includes whatever the
+/// previous lock holder committed. $1 mitra.
+pub const MITRA_OPEN_SESSIONS: NamedQuery = NamedQuery {
+    name: "mitra_open_sessions",
+    sql: "SELECT count(*) AS open FROM chat_sessions
+           WHERE mitra_id = $1 AND status IN ('active', 'pending_payment')",
+};
+
+/// Whether the blast reached the mitra, and its open-session count (after `LOCK_MITRA`).
+/// $1 session, $2 mitra.
+pub const ACCEPT_CHECK: NamedQuery = NamedQuery {
+    name: "accept_check",
+    sql: "SELECT EXISTS (SELECT 1 FROM chat_request_notifications
+                          WHERE session_id = $1 AND mitra_id = $2) AS offered,
+                 (SELECT count(*) FROM chat_sessions
+                   WHERE mitra_id = $2 AND status IN ('active', 'pending_payment')) AS open",
+};
+
+/// First accept wins: only a `searching` session matches; the notification is marked only when
+/// the session was taken. The blast was paid before it went out, so the clock starts now.
+/// $1 session, $2 mitra.
+pub const ACCEPT_SESSION: NamedQuery = NamedQuery {
+    name: "accept_session",
+    sql: concat!(
+        "WITH s AS (
+              UPDATE chat_sessions
+                 SET status = 'active', mitra_id = $2, accepted_at = now(),
+                     ends_at = now() + make_interval(mins => minutes)
+               WHERE id = $1 AND status = 'searching'
+           RETURNING ",
+        session_columns!(),
+        "),
+          marked AS (
+              UPDATE chat_request_notifications SET response = 'accepted', responded_at = now()
+               WHERE session_id = $1 AND mitra_id = $2 AND EXISTS (SELECT 1 FROM s))
+          SELECT ",
+        session_columns!(),
+        " FROM s"
+    ),
+};
+
+/// $1 customer, $2 mitra, $3 minutes (after `LOCK_MITRA` and the capacity check).
+pub const CREATE_TARGETED: NamedQuery = NamedQuery {
+    name: "create_targeted",
+    sql: concat!(
+        "INSERT INTO chat_sessions (customer_id, mitra_id, status, minutes)
+         VALUES ($1, $2, 'pending_payment', $3)
+         RETURNING ",
+        session_columns!()
+    ),
+};
+
+pub const SESSION: NamedQuery = NamedQuery {
+    name: "chat_session",
+    sql: concat!(
+        "SELECT ",
+        session_columns!(),
+        " FROM chat_sessions WHERE id = $1"
+    ),
+};
+
+/// $1 session, $2 customer.
+pub const PAY: NamedQuery = NamedQuery {
+    name: "pay_session",
+    sql: concat!(
+        "UPDATE chat_sessions
+            SET status = 'active', accepted_at = now(), ends_at = now() + make_interval(mins => minutes)
+          WHERE id = $1 AND customer_id = $2 AND status = 'pending_payment'
+         RETURNING ",
+        session_columns!()
+    ),
+};
+
+/// Records a rejection (never over an earlier answer); `reached` = the blast reached the mitra.
+/// $1 session, $2 mitra.
+pub const REJECT: NamedQuery = NamedQuery {
+    name: "reject_request",
+    sql: "WITH answered AS (
+              UPDATE chat_request_notifications SET response = 'rejected', responded_at = now()
+               WHERE session_id = $1 AND mitra_id = $2 AND response IS NULL)
+          SELECT EXISTS (SELECT 1 FROM chat_request_notifications
+                          WHERE session_id = $1 AND mitra_id = $2) AS reached",
+};
+
+/// Ends or cancels an open session of one party: exactly one of $2 (customer) and $3 (mitra) is
+/// set, so the other comparison is NULL and only the party's own column decides.
+/// $1 session, $2 customer, $3 mitra, $4 reason.
+pub const END: NamedQuery = NamedQuery {
+    name: "end_session",
+    sql: concat!(
+        "UPDATE chat_sessions
+            SET status = CASE WHEN status = 'active' THEN 'ended' ELSE 'cancelled' END,
+                ended_at = now(), end_reason = $4
+          WHERE id = $1 AND status IN ('active', 'searching', 'pending_payment')
+            AND (customer_id = $2::uuid OR mitra_id = $3::uuid)
+         RETURNING ",
+        session_columns!()
+    ),
+};
+
+/// Adds time to a running session; one whose time is up is over even before the timer sweep
+/// marks it. $1 session, $2 customer, $3 minutes.
+pub const EXTEND: NamedQuery = NamedQuery {
+    name: "extend_session",
+    sql: concat!(
+        "UPDATE chat_sessions
+            SET ends_at = ends_at + make_interval(mins => $3::int4), minutes = minutes + $3::int4
+          WHERE id = $1 AND customer_id = $2 AND status = 'active' AND ends_at > now()
+         RETURNING ",
+        session_columns!()
+    ),
+};
+
+/// Moves an active session; the locked old row gives the previous mitra. $1 session, $2 mitra.
+pub const REROUTE: NamedQuery = NamedQuery {
+    name: "reroute_session",
+    sql: concat!(
+        "WITH old AS (
+              SELECT id, mitra_id FROM chat_sessions WHERE id = $1 AND status = 'active' FOR UPDATE)
+          UPDATE chat_sessions c SET mitra_id = $2
+            FROM old
+           WHERE c.id = old.id
+          RETURNING ",
+        session_columns_c!(),
+        ", old.mitra_id AS previous_mitra_id"
+    ),
+};
+
+/// $1 mitra.
+pub const OPEN_REQUESTS: NamedQuery = NamedQuery {
+    name: "open_requests",
+    sql: concat!(
+        "SELECT ",
+        session_columns_c!(),
+        " FROM chat_request_notifications n
+           JOIN chat_sessions c ON c.id = n.session_id
+          WHERE n.mitra_id = $1 AND n.response IS NULL AND c.status = 'searching'
+          ORDER BY c.created_at DESC, c.id"
+    ),
+};
+
+/// The timer sweep in one statement. `SKIP LOCKED` lets several instances sweep at once, each
+/// claiming different rows; a row another caller already moved fails the recheck of the locked
+/// version and is left out. $1 now, $2 blast timeout (s), $3 payment timeout (s), $4 limit.
+pub const EXPIRE_DUE: NamedQuery = NamedQuery {
+    name: "expire_due",
+    sql: concat!(
+        "WITH due AS (
+              SELECT id FROM chat_sessions
+               WHERE (status = 'active' AND ends_at <= $1::timestamptz)
+                  OR (status = 'searching'
+                      AND created_at <= $1::timestamptz - $2::float8 * interval '1 second')
+                  OR (status = 'pending_payment'
+                      AND created_at <= $1::timestamptz - $3::float8 * interval '1 second')
+               ORDER BY CASE status WHEN 'active' THEN ends_at ELSE created_at END
+               LIMIT $4::int8
+                 FOR UPDATE SKIP LOCKED)
+          UPDATE chat_sessions c
+             SET status = CASE c.status WHEN 'active' THEN 'ended'
+                                        WHEN 'searching' THEN 'failed'
+                                        ELSE 'cancelled' END,
+                 end_reason = CASE c.status WHEN 'active' THEN 'expired'
+                                            WHEN 'searching' THEN 'blast_timeout'
+                                            ELSE 'payment_timeout' END,
+                 ended_at = $1::timestamptz
+            FROM due
+           WHERE c.id = due.id
+          RETURNING ",
+        session_columns_c!()
+    ),
+};
+
+pub const COUNT_ACTIVE: NamedQuery = NamedQuery {
+    name: "count_active_sessions",
+    sql: "SELECT count(*) AS count FROM chat_sessions WHERE status = 'active'",
+};

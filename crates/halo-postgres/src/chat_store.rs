@@ -1,0 +1,311 @@
+//! `ChatStore` over a deadpool pool. Single-statement transitions state their preconditions in
+//! SQL; the slot-taking ones (accept, targeted request) run in one transaction that first locks
+//! the mitra row, so concurrent callers for one mitra take turns and capacity is never exceeded.
+
+use crate::chat_queries as q;
+use crate::error::{classify, pool_unavailable};
+use crate::queries::NamedQuery;
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Pool};
+use halo_domain::{MitraId, SessionStatus};
+use halo_metrics::Metrics;
+use halo_ports::{AcceptOutcome, ChatSession, ChatStore, Party, TargetOutcome, TruthError};
+use time::{Duration, OffsetDateTime};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+#[derive(Clone)]
+pub struct PgChat {
+    pool: Pool,
+    metrics: Metrics,
+}
+
+impl PgChat {
+    pub fn new(pool: Pool, metrics: Metrics) -> Self {
+        Self { pool, metrics }
+    }
+
+    async fn query(
+        &self,
+        query: &NamedQuery,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, TruthError> {
+        let client = self.pool.get().await.map_err(pool_unavailable)?;
+        run(&client, &self.metrics, query, params).await
+    }
+
+    /// A statement returning at most one session.
+    async fn session_opt(
+        &self,
+        query: &NamedQuery,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<ChatSession>, TruthError> {
+        self.query(query, params)
+            .await?
+            .first()
+            .map(session_row)
+            .transpose()
+    }
+}
+
+/// Runs one named, prepared query on a pooled connection or inside a transaction, and counts it.
+/// Shared by the stores of this crate that need transactions.
+pub(crate) async fn run<C: GenericClient>(
+    client: &C,
+    metrics: &Metrics,
+    query: &NamedQuery,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, TruthError> {
+    let statement = client.prepare_cached(query.sql).await.map_err(classify)?;
+    metrics.pg_query(query.name);
+    client.query(&statement, params).await.map_err(classify)
+}
+
+/// The first row of a statement that always returns one.
+pub(crate) fn first_row(rows: Vec<Row>, query: &NamedQuery) -> Result<Row, TruthError> {
+    rows.into_iter()
+        .next()
+        .ok_or_else(|| TruthError::Query(format!("{} returned no row", query.name).into()))
+}
+
+/// One column by name; a type mismatch is a schema bug (`Query`).
+pub(crate) fn column<'a, T: FromSql<'a>>(row: &'a Row, name: &str) -> Result<T, TruthError> {
+    row.try_get(name)
+        .map_err(|e| TruthError::Query(Box::new(e)))
+}
+
+fn count(row: &Row, name: &str) -> Result<u64, TruthError> {
+    let n: i64 = column(row, name)?;
+    u64::try_from(n).map_err(|e| TruthError::Query(Box::new(e)))
+}
+
+fn session_row(row: &Row) -> Result<ChatSession, TruthError> {
+    let status: String = column(row, "status")?;
+    let minutes: i32 = column(row, "minutes")?;
+    Ok(ChatSession {
+        id: column(row, "id")?,
+        customer_id: column(row, "customer_id")?,
+        mitra_id: column::<Option<Uuid>>(row, "mitra_id")?.map(MitraId::new),
+        status: status
+            .parse::<SessionStatus>()
+            .map_err(|e| TruthError::Query(Box::new(e)))?,
+        minutes: u32::try_from(minutes).map_err(|e| TruthError::Query(Box::new(e)))?,
+        created_at: column(row, "created_at")?,
+        accepted_at: column(row, "accepted_at")?,
+        ends_at: column(row, "ends_at")?,
+        ended_at: column(row, "ended_at")?,
+        end_reason: column(row, "end_reason")?,
+    })
+}
+
+/// The `integer` column's range; the domain caps minutes far below it.
+fn minutes_param(minutes: u32) -> Result<i32, TruthError> {
+    i32::try_from(minutes)
+        .map_err(|_| TruthError::Query(format!("minutes out of range: {minutes}").into()))
+}
+
+/// A session or notification pointed at a mitra that does not exist (the `mitra_id` foreign
+/// keys of V1; an unknown customer stays a `Query` error).
+fn unknown_mitra(error: TruthError) -> TruthError {
+    let mitra_fk = match &error {
+        TruthError::Query(source) => source
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(tokio_postgres::Error::as_db_error)
+            .is_some_and(|db| {
+                *db.code() == SqlState::FOREIGN_KEY_VIOLATION
+                    && db
+                        .constraint()
+                        .is_some_and(|c| c.ends_with("_mitra_id_fkey"))
+            }),
+        _ => false,
+    };
+    if mitra_fk {
+        TruthError::MitraNotFound
+    } else {
+        error
+    }
+}
+
+#[async_trait]
+impl ChatStore for PgChat {
+    async fn create_blast(
+        &self,
+        customer: Uuid,
+        minutes: u32,
+        notify: &[MitraId],
+    ) -> Result<ChatSession, TruthError> {
+        let mitras: Vec<Uuid> = notify.iter().map(|id| id.uuid()).collect();
+        let rows = self
+            .query(
+                &q::CREATE_BLAST,
+                &[&customer, &minutes_param(minutes)?, &mitras],
+            )
+            .await
+            .map_err(unknown_mitra)?;
+        session_row(&first_row(rows, &q::CREATE_BLAST)?)
+    }
+
+    /// `MitraNotFound` when the mitra does not exist.
+    async fn create_targeted(
+        &self,
+        customer: Uuid,
+        mitra: MitraId,
+        minutes: u32,
+        max_customers: u32,
+    ) -> Result<TargetOutcome, TruthError> {
+        let minutes = minutes_param(minutes)?;
+        let mitra = mitra.uuid();
+        let mut client = self.pool.get().await.map_err(pool_unavailable)?;
+        // Dropping the transaction without `commit` rolls it back.
+        let tx = client.transaction().await.map_err(classify)?;
+        let metrics = &self.metrics;
+        if run(&tx, metrics, &q::LOCK_MITRA, &[&mitra])
+            .await?
+            .is_empty()
+        {
+            return Err(TruthError::MitraNotFound);
+        }
+        let open = first_row(
+            run(&tx, metrics, &q::MITRA_OPEN_SESSIONS, &[&mitra]).await?,
+            &q::MITRA_OPEN_SESSIONS,
+        )?;
+        if count(&open, "open")? >= u64::from(max_customers) {
+            return Ok(TargetOutcome::AtCapacity);
+        }
+        let rows = run(
+            &tx,
+            metrics,
+            &q::CREATE_TARGETED,
+            &[&customer, &mitra, &minutes],
+        )
+        .await?;
+        let session = session_row(&first_row(rows, &q::CREATE_TARGETED)?)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(TargetOutcome::Created(session))
+    }
+
+    async fn session(&self, id: Uuid) -> Result<Option<ChatSession>, TruthError> {
+        self.session_opt(&q::SESSION, &[&id]).await
+    }
+
+    async fn pay(&self, id: Uuid, customer: Uuid) -> Result<Option<ChatSession>, TruthError> {
+        self.session_opt(&q::PAY, &[&id, &customer]).await
+    }
+
+    async fn accept(
+        &self,
+        id: Uuid,
+        mitra: MitraId,
+        max_customers: u32,
+    ) -> Result<AcceptOutcome, TruthError> {
+        let mitra = mitra.uuid();
+        let mut client = self.pool.get().await.map_err(pool_unavailable)?;
+        // Dropping the transaction without `commit` rolls it back.
+        let tx = client.transaction().await.map_err(classify)?;
+        let metrics = &self.metrics;
+        if run(&tx, metrics, &q::LOCK_MITRA, &[&mitra])
+            .await?
+            .is_empty()
+        {
+            // An unknown mitra cannot have been notified.
+            return Ok(AcceptOutcome::NotOffered);
+        }
+        let check = first_row(
+            run(&tx, metrics, &q::ACCEPT_CHECK, &[&id, &mitra]).await?,
+            &q::ACCEPT_CHECK,
+        )?;
+        if !column::<bool>(&check, "offered")? {
+            return Ok(AcceptOutcome::NotOffered);
+        }
+        if count(&check, "open")? >= u64::from(max_customers) {
+            return Ok(AcceptOutcome::AtCapacity);
+        }
+        let rows = run(&tx, metrics, &q::ACCEPT_SESSION, &[&id, &mitra]).await?;
+        let Some(row) = rows.first() else {
+            return Ok(AcceptOutcome::Taken);
+        };
+        let session = session_row(row)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(AcceptOutcome::Accepted(session))
+    }
+
+    async fn reject(&self, id: Uuid, mitra: MitraId) -> Result<bool, TruthError> {
+        let rows = self.query(&q::REJECT, &[&id, &mitra.uuid()]).await?;
+        column(&first_row(rows, &q::REJECT)?, "reached")
+    }
+
+    async fn end(
+        &self,
+        id: Uuid,
+        by: Party,
+        reason: &str,
+    ) -> Result<Option<ChatSession>, TruthError> {
+        let (customer, mitra) = match by {
+            Party::Customer(customer) => (Some(customer), None),
+            Party::Mitra(mitra) => (None, Some(mitra.uuid())),
+        };
+        self.session_opt(&q::END, &[&id, &customer, &mitra, &reason])
+            .await
+    }
+
+    async fn extend(
+        &self,
+        id: Uuid,
+        customer: Uuid,
+        minutes: u32,
+    ) -> Result<Option<ChatSession>, TruthError> {
+        self.session_opt(&q::EXTEND, &[&id, &customer, &minutes_param(minutes)?])
+            .await
+    }
+
+    /// `MitraNotFound` when `to` does not exist.
+    async fn reroute(
+        &self,
+        id: Uuid,
+        to: MitraId,
+    ) -> Result<Option<(ChatSession, Option<MitraId>)>, TruthError> {
+        let rows = self
+            .query(&q::REROUTE, &[&id, &to.uuid()])
+            .await
+            .map_err(unknown_mitra)?;
+        rows.first()
+            .map(|row| {
+                let previous: Option<Uuid> = column(row, "previous_mitra_id")?;
+                Ok((session_row(row)?, previous.map(MitraId::new)))
+            })
+            .transpose()
+    }
+
+    async fn open_requests(&self, mitra: MitraId) -> Result<Vec<ChatSession>, TruthError> {
+        let rows = self.query(&q::OPEN_REQUESTS, &[&mitra.uuid()]).await?;
+        rows.iter().map(session_row).collect()
+    }
+
+    async fn expire_due(
+        &self,
+        now: OffsetDateTime,
+        blast_timeout: Duration,
+        payment_timeout: Duration,
+        limit: u32,
+    ) -> Result<Vec<ChatSession>, TruthError> {
+        let rows = self
+            .query(
+                &q::EXPIRE_DUE,
+                &[
+                    &now,
+                    &blast_timeout.as_seconds_f64(),
+                    &payment_timeout.as_seconds_f64(),
+                    &i64::from(limit),
+                ],
+            )
+            .await?;
+        rows.iter().map(session_row).collect()
+    }
+
+    async fn count_active(&self) -> Result<u64, TruthError> {
+        let rows = self.query(&q::COUNT_ACTIVE, &[]).await?;
+        count(&first_row(rows, &q::COUNT_ACTIVE)?, "count")
+    }
+}

@@ -1,0 +1,430 @@
+//! `PgChat` one call at a time: blasts, targeted requests, payment, accept and reject, ending
+//! by either party, extension, reroute and the open-request list.
+
+use crate::fixture::{fixture, now};
+use halo_domain::{MitraId, SessionStatus};
+use halo_ports::{AcceptOutcome, ChatStore, Party, TargetOutcome, TruthError};
+use time::Duration;
+use uuid::Uuid;
+
+const MAX: u32 = 3;
+
+#[tokio::test]
+async fn a_blast_reaches_each_mitra_once() {
+    let f = fixture().await;
+    let mitras = f.mitras(3).await;
+    let customer = f.customer().await;
+    let notify = [mitras[0], mitras[1], mitras[2], mitras[0]];
+    let session = f.chat.create_blast(customer, 15, &notify).await.unwrap();
+    assert_eq!(session.status, SessionStatus::Searching);
+    assert_eq!(session.customer_id, customer);
+    assert_eq!(session.mitra_id, None);
+    assert_eq!(session.minutes, 15);
+    assert_eq!(
+        (
+            session.accepted_at,
+            session.ends_at,
+            session.ended_at,
+            &session.end_reason
+        ),
+        (None, None, None, &None)
+    );
+    assert_eq!(
+        f.count(
+            "SELECT count(*) FROM chat_request_notifications WHERE session_id = $1 AND response IS NULL",
+            &[&session.id]
+        )
+        .await,
+        3
+    );
+    for mitra in mitras {
+        assert_eq!(
+            f.chat.open_requests(mitra).await.unwrap(),
+            vec![session.clone()]
+        );
+    }
+    assert_eq!(f.chat.session(session.id).await.unwrap(), Some(session));
+    assert_eq!(f.chat.session(Uuid::new_v4()).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_blast_nobody_can_take_fails_at_once() {
+    let f = fixture().await;
+    let customer = f.customer().await;
+    let session = f.chat.create_blast(customer, 10, &[]).await.unwrap();
+    assert_eq!(session.status, SessionStatus::Failed);
+    assert_eq!(session.end_reason.as_deref(), Some("no_bestie_available"));
+    assert!(session.ended_at.is_some());
+    assert_eq!(
+        f.count("SELECT count(*) FROM chat_request_notifications", &[])
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_blast_to_an_unknown_mitra_is_refused() {
+    let f = fixture().await;
+    let customer = f.customer().await;
+    let refused = f
+        .chat
+        .create_blast(customer, 10, &[MitraId::new(Uuid::new_v4())])
+        .await;
+    assert!(
+        matches!(refused, Err(TruthError::MitraNotFound)),
+        "{refused:?}"
+    );
+    assert_eq!(f.count("SELECT count(*) FROM chat_sessions", &[]).await, 0);
+}
+
+#[tokio::test]
+async fn targeted_requests_hold_slots_up_to_capacity() {
+    let f = fixture().await;
+    let mitra = f.mitra().await;
+    let customer = f.customer().await;
+    for _ in 0..2 {
+        let TargetOutcome::Created(session) = f
+            .chat
+            .create_targeted(customer, mitra, 20, 2)
+            .await
+            .unwrap()
+        else {
+            panic!("under capacity");
+        };
+        assert_eq!(session.status, SessionStatus::PendingPayment);
+        assert_eq!(session.mitra_id, Some(mitra));
+        assert_eq!(session.ends_at, None);
+    }
+    assert_eq!(
+        f.chat
+            .create_targeted(customer, mitra, 20, 2)
+            .await
+            .unwrap(),
+        TargetOutcome::AtCapacity
+    );
+    assert!(matches!(
+        f.chat
+            .create_targeted(customer, MitraId::new(Uuid::new_v4()), 20, 2)
+            .await,
+        Err(TruthError::MitraNotFound)
+    ));
+}
+
+#[tokio::test]
+async fn only_its_customer_pays_a_session() {
+    let f = fixture().await;
+    let mitra = f.mitra().await;
+    let session = f.targeted(mitra, 30).await;
+    assert_eq!(f.chat.pay(session.id, Uuid::new_v4()).await.unwrap(), None);
+    let before = now();
+    let paid = f
+        .chat
+        .pay(session.id, session.customer_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(paid.status, SessionStatus::Active);
+    let accepted = paid.accepted_at.unwrap();
+    assert!(accepted >= before - Duration::seconds(1));
+    assert_eq!(paid.ends_at, Some(accepted + Duration::minutes(30)));
+    assert_eq!(
+        f.chat.pay(session.id, session.customer_id).await.unwrap(),
+        None,
+        "paid once"
+    );
+    let blast = f.blast(&[mitra], 5).await;
+    assert_eq!(
+        f.chat.pay(blast.id, blast.customer_id).await.unwrap(),
+        None,
+        "a blast is not pending payment"
+    );
+}
+
+#[tokio::test]
+async fn the_first_accept_starts_the_session() {
+    let f = fixture().await;
+    let mitras = f.mitras(2).await;
+    let blast = f.blast(&mitras, 25).await;
+    let AcceptOutcome::Accepted(session) = f.chat.accept(blast.id, mitras[1], MAX).await.unwrap()
+    else {
+        panic!("first accept");
+    };
+    assert_eq!(session.status, SessionStatus::Active);
+    assert_eq!(session.mitra_id, Some(mitras[1]));
+    assert_eq!(
+        session.ends_at,
+        Some(session.accepted_at.unwrap() + Duration::minutes(25))
+    );
+    assert_eq!(
+        f.chat.accept(blast.id, mitras[0], MAX).await.unwrap(),
+        AcceptOutcome::Taken
+    );
+    assert_eq!(
+        f.chat.accept(blast.id, mitras[1], MAX).await.unwrap(),
+        AcceptOutcome::Taken,
+        "accepting twice"
+    );
+    let response: Option<String> = f
+        .pg
+        .query_one(
+            "SELECT response FROM chat_request_notifications WHERE session_id = $1 AND mitra_id = $2",
+            &[&blast.id, &mitras[1].uuid()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(response.as_deref(), Some("accepted"));
+}
+
+#[tokio::test]
+async fn a_blast_that_never_reached_the_mitra_is_not_offered() {
+    let f = fixture().await;
+    let mitras = f.mitras(2).await;
+    let blast = f.blast(&mitras[..1], 10).await;
+    assert_eq!(
+        f.chat.accept(blast.id, mitras[1], MAX).await.unwrap(),
+        AcceptOutcome::NotOffered
+    );
+    assert_eq!(
+        f.chat
+            .accept(blast.id, MitraId::new(Uuid::new_v4()), MAX)
+            .await
+            .unwrap(),
+        AcceptOutcome::NotOffered
+    );
+    assert_eq!(
+        f.chat.accept(Uuid::new_v4(), mitras[0], MAX).await.unwrap(),
+        AcceptOutcome::NotOffered
+    );
+    assert_eq!(f.status_of(blast.id).await.0, "searching");
+}
+
+#[tokio::test]
+async fn a_mitra_at_capacity_cannot_accept() {
+    let f = fixture().await;
+    let mitra = f.mitra().await;
+    f.targeted(mitra, 10).await;
+    f.active(mitra, 10).await;
+    let blast = f.blast(&[mitra], 10).await;
+    assert_eq!(
+        f.chat.accept(blast.id, mitra, 2).await.unwrap(),
+        AcceptOutcome::AtCapacity
+    );
+    assert_eq!(f.status_of(blast.id).await.0, "searching");
+    assert!(matches!(
+        f.chat.accept(blast.id, mitra, 3).await.unwrap(),
+        AcceptOutcome::Accepted(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_rejection_is_recorded_only_where_the_blast_reached() {
+    let f = fixture().await;
+    let mitras = f.mitras(2).await;
+    let blast = f.blast(&mitras[..1], 10).await;
+    assert!(!f.chat.reject(blast.id, mitras[1]).await.unwrap());
+    assert!(f.chat.reject(blast.id, mitras[0]).await.unwrap());
+    assert!(
+        f.chat.reject(blast.id, mitras[0]).await.unwrap(),
+        "idempotent"
+    );
+    assert_eq!(f.chat.open_requests(mitras[0]).await.unwrap(), vec![]);
+    assert_eq!(f.status_of(blast.id).await.0, "searching");
+}
+
+#[tokio::test]
+async fn open_requests_leave_out_answered_and_taken_blasts() {
+    let f = fixture().await;
+    let mitras = f.mitras(2).await;
+    let (m1, m2) = (mitras[0], mitras[1]);
+    let taken = f.blast(&[m1, m2], 10).await;
+    let rejected = f.blast(&[m1, m2], 10).await;
+    let older = f.blast(&[m1], 10).await;
+    let newer = f.blast(&[m1], 10).await;
+    let cancelled = f.blast(&[m1], 10).await;
+    f.set_created_at(&[older.id], now() - Duration::seconds(30))
+        .await;
+    f.set_created_at(&[newer.id], now() - Duration::seconds(10))
+        .await;
+    assert!(f.chat.reject(rejected.id, m1).await.unwrap());
+    assert!(matches!(
+        f.chat.accept(taken.id, m2, MAX).await.unwrap(),
+        AcceptOutcome::Accepted(_)
+    ));
+    f.chat
+        .end(
+            cancelled.id,
+            Party::Customer(cancelled.customer_id),
+            "customer",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+
+    let ids = |sessions: Vec<halo_ports::ChatSession>| {
+        sessions.into_iter().map(|s| s.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(f.chat.open_requests(m1).await.unwrap()),
+        vec![newer.id, older.id],
+        "newest first"
+    );
+    assert_eq!(
+        ids(f.chat.open_requests(m2).await.unwrap()),
+        vec![rejected.id]
+    );
+}
+
+#[tokio::test]
+async fn each_party_ends_only_its_own_sessions() {
+    let f = fixture().await;
+    let mitras = f.mitras(2).await;
+    let active = f.active(mitras[0], 10).await;
+    let stranger = f.customer().await;
+    assert_eq!(
+        f.chat
+            .end(active.id, Party::Customer(stranger), "customer")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        f.chat
+            .end(active.id, Party::Mitra(mitras[1]), "mitra")
+            .await
+            .unwrap(),
+        None
+    );
+    let ended = f
+        .chat
+        .end(active.id, Party::Mitra(mitras[0]), "mitra_ended")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ended.status, SessionStatus::Ended);
+    assert_eq!(ended.end_reason.as_deref(), Some("mitra_ended"));
+    assert!(ended.ended_at.is_some());
+    assert_eq!(
+        f.chat
+            .end(active.id, Party::Customer(active.customer_id), "again")
+            .await
+            .unwrap(),
+        None,
+        "already ended"
+    );
+
+    let pending = f.targeted(mitras[0], 10).await;
+    let cancelled = f
+        .chat
+        .end(
+            pending.id,
+            Party::Customer(pending.customer_id),
+            "changed_mind",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cancelled.status, SessionStatus::Cancelled);
+
+    let blast = f.blast(&mitras, 10).await;
+    assert_eq!(
+        f.chat
+            .end(blast.id, Party::Mitra(mitras[0]), "mitra")
+            .await
+            .unwrap(),
+        None,
+        "a notified mitra is not a party of a blast"
+    );
+    let withdrawn = f
+        .chat
+        .end(blast.id, Party::Customer(blast.customer_id), "withdrawn")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(withdrawn.status, SessionStatus::Cancelled);
+    assert_eq!(withdrawn.end_reason.as_deref(), Some("withdrawn"));
+}
+
+#[tokio::test]
+async fn only_the_customer_extends_a_running_session() {
+    let f = fixture().await;
+    let mitra = f.mitra().await;
+    let active = f.active(mitra, 10).await;
+    assert_eq!(
+        f.chat.extend(active.id, Uuid::new_v4(), 5).await.unwrap(),
+        None
+    );
+    let extended = f
+        .chat
+        .extend(active.id, active.customer_id, 5)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(extended.minutes, 15);
+    assert_eq!(
+        extended.ends_at,
+        Some(active.ends_at.unwrap() + Duration::minutes(5))
+    );
+
+    let pending = f.targeted(mitra, 10).await;
+    assert_eq!(
+        f.chat
+            .extend(pending.id, pending.customer_id, 5)
+            .await
+            .unwrap(),
+        None
+    );
+
+    f.set_ends_at(&[active.id], now() - Duration::seconds(1))
+        .await;
+    assert_eq!(
+        f.chat
+            .extend(active.id, active.customer_id, 5)
+            .await
+            .unwrap(),
+        None,
+        "time is up, even before the sweep ends it"
+    );
+}
+
+#[tokio::test]
+async fn reroute_moves_an_active_session_and_names_the_previous_mitra() {
+    let f = fixture().await;
+    let mitras = f.mitras(2).await;
+    let active = f.active(mitras[0], 10).await;
+    let (moved, previous) = f.chat.reroute(active.id, mitras[1]).await.unwrap().unwrap();
+    assert_eq!(previous, Some(mitras[0]));
+    assert_eq!(moved.mitra_id, Some(mitras[1]));
+    assert_eq!(moved.status, SessionStatus::Active);
+    assert_eq!(moved.ends_at, active.ends_at);
+
+    let pending = f.targeted(mitras[0], 10).await;
+    assert_eq!(f.chat.reroute(pending.id, mitras[1]).await.unwrap(), None);
+    assert!(matches!(
+        f.chat
+            .reroute(active.id, MitraId::new(Uuid::new_v4()))
+            .await,
+        Err(TruthError::MitraNotFound)
+    ));
+}
+
+#[tokio::test]
+async fn count_active_counts_only_active_sessions() {
+    let f = fixture().await;
+    let mitra = f.mitra().await;
+    assert_eq!(f.chat.count_active().await.unwrap(), 0);
+    f.active(mitra, 10).await;
+    f.active(mitra, 10).await;
+    f.targeted(mitra, 10).await;
+    f.blast(&[mitra], 10).await;
+    assert_eq!(f.chat.count_active().await.unwrap(), 2);
+    assert!(f.metrics.pg_queries("count_active_sessions") >= 2);
+}
+
+#[tokio::test]
+async fn an_unknown_customer_is_a_query_error() {
+    let f = fixture().await;
+    let mitra = f.mitra().await;
+    let refused = f.chat.create_blast(Uuid::new_v4(), 10, &[mitra]).await;
+    assert!(matches!(refused, Err(TruthError::Query(_))), "{refused:?}");
+}

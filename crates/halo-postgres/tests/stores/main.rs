@@ -1,0 +1,12 @@
+//! The auth and chat stores against a real Postgres: OTP codes, accounts and refresh sessions;
+//! every chat transition, the races it must win exactly once (accepts, capacity, timers) and the
+//! timer sweep. Each test owns its database.
+
+// Setup helpers outside `#[test]` functions panic on purpose: a broken fixture is a failed test.
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "test code")]
+
+mod auth;
+mod chat;
+mod fixture;
+mod races;
+mod timers;
