@@ -14,6 +14,7 @@ type Reply = Result<HttpResponse, ApiError>;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/shared/auth-providers", web::get().to(auth_providers))
+        .route("/api/shared/whoami", web::get().to(whoami))
         .route("/public/bestie-availability", web::get().to(beacon));
     for (prefix, role) in [("/api/mitra", Role::Mitra), ("/api/client", Role::Customer)] {
         cfg.service(
@@ -76,6 +77,15 @@ fn session(s: halo_ports::ChatSession) -> HttpResponse {
 
 async fn auth_providers() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "providers": ["phone_otp"] }))
+}
+
+/// Who the token says the caller is. No store I/O: the benchmarks use it as the ceiling of an
+/// authenticated request on this server.
+async fn whoami(caller: Caller) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "user_id": caller.0.user_id,
+        "role": caller.0.role.as_str(),
+    }))
 }
 
 async fn otp_request(
