@@ -1,0 +1,16 @@
+//! Every route of both services against real stores: happy paths, each error code, the
+//! authorization matrix, concurrency, durable timers and the edges (malformed input).
+
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "test code")]
+
+mod harness;
+
+mod auth;
+mod authz;
+mod chat;
+mod concurrency;
+mod config;
+mod edges;
+mod operator;
+mod smoke;
+mod timers;
