@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use utoipa_actix_web::AppExt;
 
 /// Which of the two services to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,17 +165,22 @@ impl Application {
         };
         let cc_origin = config.cc_origin.clone();
         let http = HttpServer::new(move || {
-            let app = App::new()
-                .app_data(web::Data::new(state.clone()))
-                .wrap(middleware::from_fn(halo_http::observe));
-            match service {
-                Service::Public => app
-                    .wrap(actix_cors::Cors::default())
-                    .configure(halo_http::configure_public),
-                Service::Internal => app
-                    .wrap(cors_for(cc_origin.as_deref()))
-                    .configure(halo_http::configure_internal),
-            }
+            let configure = match service {
+                Service::Public => halo_http::configure_public,
+                Service::Internal => halo_http::configure_internal,
+            };
+            let (app, api) = App::new()
+                .into_utoipa_app()
+                .configure(configure)
+                .split_for_parts();
+            let cors = match service {
+                Service::Public => actix_cors::Cors::default(),
+                Service::Internal => cors_for(cc_origin.as_deref()),
+            };
+            app.app_data(web::Data::new(state.clone()))
+                .configure(|cfg| halo_http::serve_openapi(cfg, api, service.name()))
+                .wrap(cors)
+                .wrap(middleware::from_fn(halo_http::observe))
         })
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE_SECONDS)

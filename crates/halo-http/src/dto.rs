@@ -5,31 +5,32 @@ use halo_domain::{DriftEntry, DriftReport};
 use halo_ports::ChatSession;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct PhoneBody {
     pub phone: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct VerifyBody {
     pub phone: String,
     pub code: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct RefreshBody {
     pub refresh_token: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct LoginBody {
     pub email: String,
     pub password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Tokens {
     pub access_token: String,
     pub refresh_token: String,
@@ -46,28 +47,28 @@ impl From<halo_auth::TokenPair> for Tokens {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub role: &'static str,
     pub display_name: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LoginResponse {
     #[serde(flatten)]
     pub tokens: Tokens,
     pub user: User,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Ok {
     pub ok: bool,
 }
 
 pub const OK: Ok = Ok { ok: true };
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MitraStatus {
     pub is_online: bool,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -76,19 +77,19 @@ pub struct MitraStatus {
     pub max_customers: u32,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Online {
     pub is_online: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct HeartbeatAck {
     pub ok: bool,
     pub is_online: bool,
     pub interval_seconds: u32,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Availability {
     pub available: bool,
     pub count: u32,
@@ -96,25 +97,25 @@ pub struct Availability {
 
 /// `minutes` arrives as any JSON integer so an out-of-range value gets a clear 422, not a
 /// deserialization error.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ChatRequestBody {
     pub minutes: i64,
     pub mitra_id: Option<Uuid>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct MinutesBody {
     pub minutes: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ChatRequestCreated {
     pub session_id: Uuid,
     pub status: &'static str,
     pub notified: usize,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Session {
     pub id: Uuid,
     pub customer_id: Uuid,
@@ -149,18 +150,19 @@ impl From<ChatSession> for Session {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Requests {
     pub requests: Vec<Session>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
     pub page: Option<u32>,
     pub per_page: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MitraView {
     pub id: Uuid,
     pub phone: String,
@@ -172,7 +174,7 @@ pub struct MitraView {
     pub active_sessions: u32,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MitraList {
     pub mitras: Vec<MitraView>,
     pub page: u32,
@@ -180,32 +182,32 @@ pub struct MitraList {
     pub total: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewMitra {
     pub phone: String,
     pub display_name: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct MitraPatch {
     pub is_active: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct RerouteBody {
     pub mitra_id: Uuid,
     #[serde(default)]
     pub force: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DashboardStats {
     pub online_mitras: u64,
     pub available_mitras: usize,
     pub active_sessions: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Drift {
     pub in_sync: bool,
     pub missing: Vec<DriftItem>,
@@ -213,7 +215,7 @@ pub struct Drift {
     pub different: Vec<DriftItem>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DriftItem {
     pub kind: &'static str,
     pub member: String,
@@ -246,7 +248,7 @@ impl From<DriftReport> for Drift {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Seeded {
     pub online: usize,
     pub deactivated: usize,
@@ -261,4 +263,82 @@ impl From<SeedReport> for Seeded {
             with_sessions: r.with_sessions,
         }
     }
+}
+
+/// Which app an auth route serves: `mitra` or `client` (customers).
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AppKind {
+    Mitra,
+    Client,
+}
+
+impl AppKind {
+    pub const fn role(self) -> halo_domain::Role {
+        match self {
+            Self::Mitra => halo_domain::Role::Mitra,
+            Self::Client => halo_domain::Role::Customer,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Providers {
+    pub providers: Vec<&'static str>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WhoAmI {
+    pub user_id: Uuid,
+    pub role: &'static str,
+}
+
+/// Every error: `{"error":{"code":"UPPER_SNAKE","message":"..."}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// `app_config` as the control centre reads it (and, every field optional, changes it).
+#[derive(Serialize, ToSchema)]
+pub struct Settings {
+    pub max_customers_per_mitra: u32,
+    pub stale_after_seconds: u32,
+    pub beacon_cache_ttl_seconds: u32,
+    pub blast_timeout_seconds: u32,
+    pub payment_timeout_seconds: u32,
+    pub heartbeat_interval_seconds: u32,
+}
+
+impl From<halo_domain::AppSettings> for Settings {
+    fn from(s: halo_domain::AppSettings) -> Self {
+        use halo_domain::SettingKey as K;
+        Self {
+            max_customers_per_mitra: s.get(K::MaxCustomersPerMitra),
+            stale_after_seconds: s.get(K::StaleAfterSeconds),
+            beacon_cache_ttl_seconds: s.get(K::BeaconCacheTtlSeconds),
+            blast_timeout_seconds: s.get(K::BlastTimeoutSeconds),
+            payment_timeout_seconds: s.get(K::PaymentTimeoutSeconds),
+            heartbeat_interval_seconds: s.get(K::HeartbeatIntervalSeconds),
+        }
+    }
+}
+
+/// The documented shape of `PATCH /internal/config`: any subset of the settings. The handler
+/// reads the body as a map so that an unknown key is a 422 naming it.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "documentation schema only")]
+pub struct SettingsPatch {
+    pub max_customers_per_mitra: Option<u32>,
+    pub stale_after_seconds: Option<u32>,
+    pub beacon_cache_ttl_seconds: Option<u32>,
+    pub blast_timeout_seconds: Option<u32>,
+    pub payment_timeout_seconds: Option<u32>,
+    pub heartbeat_interval_seconds: Option<u32>,
 }

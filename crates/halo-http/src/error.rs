@@ -1,11 +1,11 @@
 //! The one API error type, driven by one table of code → HTTP status. Server faults log their
 //! cause and return a generic message; client faults say what is wrong.
 
+use crate::dto::{ErrorBody, ErrorDetail};
 use actix_web::http::StatusCode;
 use actix_web::{error, web, HttpRequest, HttpResponse, ResponseError};
 use halo_auth::AuthError;
 use halo_core::{AvailabilityError, ChatError, SeedError};
-use serde::Serialize;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,17 +100,6 @@ impl fmt::Display for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
-}
-
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
-}
-
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.code.spec().1
@@ -118,10 +107,10 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let (code, status) = self.code.spec();
-        HttpResponse::build(status).json(Body {
-            error: Inner {
+        HttpResponse::build(status).json(ErrorBody {
+            error: ErrorDetail {
                 code,
-                message: &self.message,
+                message: self.message.clone(),
             },
         })
     }

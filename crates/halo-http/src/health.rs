@@ -2,16 +2,20 @@
 //! "degraded" (the product still works from Postgres), never as not ready.
 
 use crate::AppState;
-use actix_web::{web, HttpResponse};
+use actix_web::{get, web, HttpResponse};
 use futures_util::future::join;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
-struct Health {
+#[derive(Serialize, ToSchema)]
+pub struct Health {
     status: &'static str,
     service: &'static str,
 }
 
+/// The process is alive.
+#[utoipa::path(tag = "probes", responses((status = 200, body = Health)))]
+#[get("/healthz")]
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(Health {
         status: "ok",
@@ -19,8 +23,8 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     })
 }
 
-#[derive(Serialize)]
-struct Readiness {
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
     status: &'static str,
     service: &'static str,
     postgres: &'static str,
@@ -35,6 +39,9 @@ const fn up(ok: bool) -> &'static str {
     }
 }
 
+/// Postgres answers (Valkey down is "degraded", still ready).
+#[utoipa::path(tag = "probes", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+#[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let availability = &state.availability;
     let (postgres, valkey) = join(availability.truth().ping(), availability.mirror().ping()).await;
@@ -57,6 +64,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// Prometheus text.
+#[utoipa::path(tag = "probes", responses((status = 200, content_type = "application/openmetrics-text", body = String)))]
+#[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")

@@ -4,39 +4,35 @@ use crate::dto;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::Operator;
 use crate::AppState;
-use actix_web::{web, HttpResponse};
+use actix_web::{get, patch, post, web, HttpResponse};
 use futures_util::future::join_all;
 use halo_core::SeedReason;
 use halo_domain::{MitraId, Phone, SettingKey};
 use halo_ports::OnlineReason;
-use std::collections::BTreeMap;
 use time::OffsetDateTime;
+use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 type Reply = Result<HttpResponse, ApiError>;
 
 const MAX_PER_PAGE: u32 = 100;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/internal/auth/login", web::post().to(login))
-        .route("/internal/mitras", web::get().to(list_mitras))
-        .route("/internal/mitras", web::post().to(create_mitra))
-        .route("/internal/mitras/{id}", web::patch().to(patch_mitra))
-        .route(
-            "/internal/mitras/{id}/offline",
-            web::post().to(force_offline),
-        )
-        .route(
-            "/internal/chat/sessions/{id}/reroute",
-            web::post().to(reroute),
-        )
-        .route("/internal/config", web::get().to(get_config))
-        .route("/internal/config", web::patch().to(patch_config))
-        .route("/internal/dashboard/stats", web::get().to(dashboard))
-        .route("/internal/mirror/drift", web::get().to(drift))
-        .route("/internal/mirror/reseed", web::post().to(reseed));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(login)
+        .service(list_mitras)
+        .service(create_mitra)
+        .service(patch_mitra)
+        .service(force_offline)
+        .service(reroute)
+        .service(get_config)
+        .service(patch_config)
+        .service(dashboard)
+        .service(drift)
+        .service(reseed);
 }
 
+#[utoipa::path(tag = "operator", request_body = dto::LoginBody, responses((status = 200, body = dto::Tokens), (status = 401, description = "INVALID_CREDENTIALS", body = dto::ErrorBody)))]
+#[post("/internal/auth/login")]
 async fn login(state: web::Data<AppState>, body: web::Json<dto::LoginBody>) -> Reply {
     let pair = state
         .auth
@@ -64,6 +60,8 @@ async fn view(
     })
 }
 
+#[utoipa::path(tag = "operator", security(("bearer" = [])), params(dto::Page), responses((status = 200, body = dto::MitraList)))]
+#[get("/internal/mitras")]
 async fn list_mitras(
     state: web::Data<AppState>,
     _op: Operator,
@@ -88,6 +86,8 @@ async fn list_mitras(
     }))
 }
 
+#[utoipa::path(tag = "operator", security(("bearer" = [])), request_body = dto::NewMitra, responses((status = 201, body = dto::MitraView), (status = 409, description = "CONFLICT: phone taken", body = dto::ErrorBody)))]
+#[post("/internal/mitras")]
 async fn create_mitra(
     state: web::Data<AppState>,
     _op: Operator,
@@ -122,6 +122,8 @@ async fn mitra_row(state: &AppState, id: MitraId) -> Result<halo_ports::MitraRow
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "mitra not found"))
 }
 
+#[utoipa::path(tag = "operator", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = dto::MitraPatch, responses((status = 200, body = dto::MitraView), (status = 404, body = dto::ErrorBody)))]
+#[patch("/internal/mitras/{id}")]
 async fn patch_mitra(
     state: web::Data<AppState>,
     _op: Operator,
@@ -137,6 +139,8 @@ async fn patch_mitra(
     Ok(HttpResponse::Ok().json(view(&state, row, OffsetDateTime::now_utc()).await?))
 }
 
+#[utoipa::path(tag = "operator", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Online), (status = 404, body = dto::ErrorBody)))]
+#[post("/internal/mitras/{id}/offline")]
 async fn force_offline(state: web::Data<AppState>, _op: Operator, id: web::Path<Uuid>) -> Reply {
     state
         .availability
@@ -145,6 +149,8 @@ async fn force_offline(state: web::Data<AppState>, _op: Operator, id: web::Path<
     Ok(HttpResponse::Ok().json(dto::Online { is_online: false }))
 }
 
+#[utoipa::path(tag = "operator", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = dto::RerouteBody, responses((status = 200, body = dto::Session), (status = 404, body = dto::ErrorBody), (status = 409, description = "BESTIE_UNAVAILABLE or INVALID_STATE", body = dto::ErrorBody)))]
+#[post("/internal/chat/sessions/{id}/reroute")]
 async fn reroute(
     state: web::Data<AppState>,
     _op: Operator,
@@ -158,10 +164,8 @@ async fn reroute(
     Ok(HttpResponse::Ok().json(dto::Session::from(moved)))
 }
 
-fn settings_json(settings: halo_domain::AppSettings) -> BTreeMap<&'static str, u32> {
-    settings.pairs().map(|(k, v)| (k.as_str(), v)).collect()
-}
-
+#[utoipa::path(tag = "operator", security(("bearer" = [])), responses((status = 200, body = dto::Settings)))]
+#[get("/internal/config")]
 async fn get_config(state: web::Data<AppState>, _op: Operator) -> Reply {
     let settings = state
         .availability
@@ -169,10 +173,12 @@ async fn get_config(state: web::Data<AppState>, _op: Operator) -> Reply {
         .load_settings()
         .await
         .map_err(halo_core::AvailabilityError::from)?;
-    Ok(HttpResponse::Ok().json(settings_json(settings)))
+    Ok(HttpResponse::Ok().json(dto::Settings::from(settings)))
 }
 
 /// Body: an object of setting → integer. Unknown keys and non-integers are 422 naming the field.
+#[utoipa::path(tag = "operator", security(("bearer" = [])), request_body = dto::SettingsPatch, responses((status = 200, body = dto::Settings)))]
+#[patch("/internal/config")]
 async fn patch_config(
     state: web::Data<AppState>,
     op: Operator,
@@ -201,9 +207,11 @@ async fn patch_config(
         changes.push((key, number));
     }
     let settings = state.availability.update_settings(changes, op.id).await?;
-    Ok(HttpResponse::Ok().json(settings_json(settings)))
+    Ok(HttpResponse::Ok().json(dto::Settings::from(settings)))
 }
 
+#[utoipa::path(tag = "operator", security(("bearer" = [])), responses((status = 200, body = dto::DashboardStats)))]
+#[get("/internal/dashboard/stats")]
 async fn dashboard(state: web::Data<AppState>, _op: Operator) -> Reply {
     Ok(HttpResponse::Ok().json(dto::DashboardStats {
         online_mitras: state.availability.dashboard_online_count().await?,
@@ -212,10 +220,14 @@ async fn dashboard(state: web::Data<AppState>, _op: Operator) -> Reply {
     }))
 }
 
+#[utoipa::path(tag = "operator", security(("bearer" = [])), responses((status = 200, body = dto::Drift)))]
+#[get("/internal/mirror/drift")]
 async fn drift(state: web::Data<AppState>, _op: Operator) -> Reply {
     Ok(HttpResponse::Ok().json(dto::Drift::from(state.availability.drift_report().await?)))
 }
 
+#[utoipa::path(tag = "operator", security(("bearer" = [])), responses((status = 200, body = dto::Seeded)))]
+#[post("/internal/mirror/reseed")]
 async fn reseed(state: web::Data<AppState>, _op: Operator) -> Reply {
     let report = state
         .availability

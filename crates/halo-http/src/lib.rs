@@ -7,16 +7,19 @@ mod extract;
 mod health;
 mod internal;
 mod observe;
+mod openapi;
 mod public;
 
 pub use error::{ApiError, ErrorCode};
 pub use observe::observe;
+pub use openapi::serve_openapi;
 
 use actix_web::web;
 use halo_auth::Auth;
 use halo_core::{Availability, Chat};
 use halo_metrics::Metrics;
 use std::sync::Arc;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 /// Request bodies above this size are refused with 413 before any handler runs.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -33,24 +36,26 @@ pub struct AppState {
 }
 
 /// Routes every service serves: probes, metrics, JSON errors for bad bodies and unknown paths.
-pub fn configure_common(cfg: &mut web::ServiceConfig) {
+/// Registered through `utoipa_actix_web`, so the OpenAPI document is collected from the very
+/// calls that register the routes and cannot drift from them.
+pub fn configure_common(cfg: &mut ServiceConfig) {
     cfg.app_data(error::json_config())
         .app_data(error::path_config())
         .app_data(error::query_config())
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(health::metrics))
+        .service(health::healthz)
+        .service(health::readyz)
+        .service(health::metrics)
         .default_service(web::to(error::not_found));
 }
 
 /// The public API (apps).
-pub fn configure_public(cfg: &mut web::ServiceConfig) {
+pub fn configure_public(cfg: &mut ServiceConfig) {
     public::configure(cfg);
     configure_common(cfg);
 }
 
 /// The internal API (control centre).
-pub fn configure_internal(cfg: &mut web::ServiceConfig) {
+pub fn configure_internal(cfg: &mut ServiceConfig) {
     internal::configure(cfg);
     configure_common(cfg);
 }

@@ -1,66 +1,40 @@
 //! The public API (apps): auth, mitra status and heartbeat, the beacon, chat sessions.
 
-use crate::dto;
+use crate::dto::{self, AppKind};
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{ActiveMitra, Caller, Customer, Mitra};
 use crate::AppState;
-use actix_web::{web, HttpResponse};
+use actix_web::{get, post, web, HttpResponse};
 use halo_core::ChatError;
-use halo_domain::{validate_minutes, MitraId, Phone, Role};
+use halo_domain::{validate_minutes, MitraId, Phone};
 use halo_ports::{OnlineReason, Party};
+use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 type Reply = Result<HttpResponse, ApiError>;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/shared/auth-providers", web::get().to(auth_providers))
-        .route("/api/shared/whoami", web::get().to(whoami))
-        .route("/public/bestie-availability", web::get().to(beacon));
-    for (prefix, role) in [("/api/mitra", Role::Mitra), ("/api/client", Role::Customer)] {
-        cfg.service(
-            web::scope(&format!("{prefix}/auth"))
-                .app_data(web::Data::new(role))
-                .route("/otp/request", web::post().to(otp_request))
-                .route("/otp/verify", web::post().to(otp_verify))
-                .route("/refresh", web::post().to(refresh))
-                .route("/logout", web::post().to(logout)),
-        );
-    }
-    cfg.route("/api/mitra/status", web::get().to(mitra_status))
-        .route("/api/mitra/status/online", web::post().to(go_online))
-        .route("/api/mitra/status/offline", web::post().to(go_offline))
-        .route("/api/mitra/status/heartbeat", web::post().to(heartbeat))
-        .route("/api/mitra/chat/requests", web::get().to(open_requests))
-        .route(
-            "/api/mitra/chat/requests/{id}/accept",
-            web::post().to(accept),
-        )
-        .route(
-            "/api/mitra/chat/requests/{id}/reject",
-            web::post().to(reject),
-        )
-        .route(
-            "/api/mitra/chat/sessions/{id}",
-            web::get().to(mitra_session),
-        )
-        .route(
-            "/api/mitra/chat/sessions/{id}/end",
-            web::post().to(mitra_end),
-        )
-        .route("/api/client/chat/requests", web::post().to(chat_request))
-        .route(
-            "/api/client/chat/sessions/{id}",
-            web::get().to(client_session),
-        )
-        .route("/api/client/chat/sessions/{id}/pay", web::post().to(pay))
-        .route(
-            "/api/client/chat/sessions/{id}/extend",
-            web::post().to(extend),
-        )
-        .route(
-            "/api/client/chat/sessions/{id}/end",
-            web::post().to(client_end),
-        );
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(auth_providers)
+        .service(whoami)
+        .service(beacon)
+        .service(otp_request)
+        .service(otp_verify)
+        .service(refresh)
+        .service(logout)
+        .service(mitra_status)
+        .service(go_online)
+        .service(go_offline)
+        .service(heartbeat)
+        .service(open_requests)
+        .service(accept)
+        .service(reject)
+        .service(mitra_session)
+        .service(mitra_end)
+        .service(chat_request)
+        .service(client_session)
+        .service(pay)
+        .service(extend)
+        .service(client_end);
 }
 
 fn phone(raw: &str) -> Result<Phone, ApiError> {
@@ -75,36 +49,49 @@ fn session(s: halo_ports::ChatSession) -> HttpResponse {
     HttpResponse::Ok().json(dto::Session::from(s))
 }
 
+#[utoipa::path(tag = "auth", responses((status = 200, body = dto::Providers)))]
+#[get("/api/shared/auth-providers")]
 async fn auth_providers() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "providers": ["phone_otp"] }))
+    HttpResponse::Ok().json(dto::Providers {
+        providers: vec!["phone_otp"],
+    })
 }
 
 /// Who the token says the caller is. No store I/O: the benchmarks use it as the ceiling of an
 /// authenticated request on this server.
+#[utoipa::path(tag = "auth", security(("bearer" = [])), responses((status = 200, body = dto::WhoAmI)))]
+#[get("/api/shared/whoami")]
 async fn whoami(caller: Caller) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "user_id": caller.0.user_id,
-        "role": caller.0.role.as_str(),
-    }))
+    HttpResponse::Ok().json(dto::WhoAmI {
+        user_id: caller.0.user_id,
+        role: caller.0.role.as_str(),
+    })
 }
 
+#[utoipa::path(tag = "auth", params(("app" = AppKind, Path)), request_body = dto::PhoneBody, responses((status = 200, body = dto::Ok)))]
+#[post("/api/{app}/auth/otp/request")]
 async fn otp_request(
     state: web::Data<AppState>,
-    role: web::Data<Role>,
+    app: web::Path<AppKind>,
     body: web::Json<dto::PhoneBody>,
 ) -> Reply {
-    state.auth.request_otp(**role, &phone(&body.phone)?).await?;
+    state
+        .auth
+        .request_otp(app.role(), &phone(&body.phone)?)
+        .await?;
     Ok(HttpResponse::Ok().json(dto::OK))
 }
 
+#[utoipa::path(tag = "auth", params(("app" = AppKind, Path)), request_body = dto::VerifyBody, responses((status = 200, body = dto::LoginResponse), (status = 401, description = "INVALID_OTP or OTP_EXPIRED", body = dto::ErrorBody), (status = 403, description = "ACCOUNT_INACTIVE", body = dto::ErrorBody), (status = 429, description = "OTP_ATTEMPTS_EXCEEDED", body = dto::ErrorBody)))]
+#[post("/api/{app}/auth/otp/verify")]
 async fn otp_verify(
     state: web::Data<AppState>,
-    role: web::Data<Role>,
+    app: web::Path<AppKind>,
     body: web::Json<dto::VerifyBody>,
 ) -> Reply {
     let login = state
         .auth
-        .verify_otp(**role, &phone(&body.phone)?, body.code.trim())
+        .verify_otp(app.role(), &phone(&body.phone)?, body.code.trim())
         .await?;
     Ok(HttpResponse::Ok().json(dto::LoginResponse {
         tokens: login.tokens.into(),
@@ -116,26 +103,32 @@ async fn otp_verify(
     }))
 }
 
+#[utoipa::path(tag = "auth", params(("app" = AppKind, Path)), request_body = dto::RefreshBody, responses((status = 200, body = dto::Tokens), (status = 401, description = "SESSION_REVOKED", body = dto::ErrorBody)))]
+#[post("/api/{app}/auth/refresh")]
 async fn refresh(
     state: web::Data<AppState>,
-    role: web::Data<Role>,
+    app: web::Path<AppKind>,
     body: web::Json<dto::RefreshBody>,
 ) -> Reply {
-    let pair = state.auth.refresh(**role, &body.refresh_token).await?;
+    let pair = state.auth.refresh(app.role(), &body.refresh_token).await?;
     Ok(HttpResponse::Ok().json(dto::Tokens::from(pair)))
 }
 
-async fn logout(state: web::Data<AppState>, role: web::Data<Role>, caller: Caller) -> Reply {
-    if caller.0.role != **role {
+#[utoipa::path(tag = "auth", security(("bearer" = [])), params(("app" = AppKind, Path)), responses((status = 200, body = dto::Ok)))]
+#[post("/api/{app}/auth/logout")]
+async fn logout(state: web::Data<AppState>, app: web::Path<AppKind>, caller: Caller) -> Reply {
+    if caller.0.role != app.role() {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
-            format!("this route is for role {}", **role),
+            format!("this route is for role {}", app.role()),
         ));
     }
     state.auth.logout(caller.0).await?;
     Ok(HttpResponse::Ok().json(dto::OK))
 }
 
+#[utoipa::path(tag = "availability", responses((status = 200, body = dto::Availability)))]
+#[get("/public/bestie-availability")]
 async fn beacon(state: web::Data<AppState>) -> Reply {
     let beacon = state.availability.count_available().await?;
     Ok(HttpResponse::Ok().json(dto::Availability {
@@ -144,6 +137,8 @@ async fn beacon(state: web::Data<AppState>) -> Reply {
     }))
 }
 
+#[utoipa::path(tag = "mitra", security(("bearer" = [])), responses((status = 200, body = dto::MitraStatus)))]
+#[get("/api/mitra/status")]
 async fn mitra_status(state: web::Data<AppState>, mitra: Mitra) -> Reply {
     let status = state.availability.mitra_status(mitra.id).await?;
     Ok(HttpResponse::Ok().json(dto::MitraStatus {
@@ -158,11 +153,15 @@ async fn mitra_status(state: web::Data<AppState>, mitra: Mitra) -> Reply {
     }))
 }
 
+#[utoipa::path(tag = "mitra", security(("bearer" = [])), responses((status = 200, body = dto::Online)))]
+#[post("/api/mitra/status/online")]
 async fn go_online(state: web::Data<AppState>, mitra: ActiveMitra) -> Reply {
     state.availability.set_online(mitra.id).await?;
     Ok(HttpResponse::Ok().json(dto::Online { is_online: true }))
 }
 
+#[utoipa::path(tag = "mitra", security(("bearer" = [])), responses((status = 200, body = dto::Online)))]
+#[post("/api/mitra/status/offline")]
 async fn go_offline(state: web::Data<AppState>, mitra: ActiveMitra) -> Reply {
     state
         .availability
@@ -171,6 +170,8 @@ async fn go_offline(state: web::Data<AppState>, mitra: ActiveMitra) -> Reply {
     Ok(HttpResponse::Ok().json(dto::Online { is_online: false }))
 }
 
+#[utoipa::path(tag = "mitra", security(("bearer" = [])), responses((status = 200, body = dto::HeartbeatAck)))]
+#[post("/api/mitra/status/heartbeat")]
 async fn heartbeat(state: web::Data<AppState>, mitra: Mitra) -> Reply {
     let ack = state.availability.heartbeat(mitra.id).await?;
     Ok(HttpResponse::Ok().json(dto::HeartbeatAck {
@@ -180,6 +181,8 @@ async fn heartbeat(state: web::Data<AppState>, mitra: Mitra) -> Reply {
     }))
 }
 
+#[utoipa::path(tag = "mitra", security(("bearer" = [])), responses((status = 200, body = dto::Requests)))]
+#[get("/api/mitra/chat/requests")]
 async fn open_requests(state: web::Data<AppState>, mitra: Mitra) -> Reply {
     let requests = state.chat.open_requests(mitra.id).await?;
     Ok(HttpResponse::Ok().json(dto::Requests {
@@ -187,25 +190,35 @@ async fn open_requests(state: web::Data<AppState>, mitra: Mitra) -> Reply {
     }))
 }
 
+#[utoipa::path(tag = "mitra", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Session), (status = 404, body = dto::ErrorBody), (status = 409, description = "REQUEST_TAKEN or AT_CAPACITY", body = dto::ErrorBody)))]
+#[post("/api/mitra/chat/requests/{id}/accept")]
 async fn accept(state: web::Data<AppState>, mitra: ActiveMitra, id: web::Path<Uuid>) -> Reply {
     Ok(session(state.chat.accept(*id, mitra.id).await?))
 }
 
+#[utoipa::path(tag = "mitra", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Ok), (status = 404, body = dto::ErrorBody)))]
+#[post("/api/mitra/chat/requests/{id}/reject")]
 async fn reject(state: web::Data<AppState>, mitra: ActiveMitra, id: web::Path<Uuid>) -> Reply {
     state.chat.reject(*id, mitra.id).await?;
     Ok(HttpResponse::Ok().json(dto::OK))
 }
 
+#[utoipa::path(tag = "mitra", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Session), (status = 404, body = dto::ErrorBody)))]
+#[get("/api/mitra/chat/sessions/{id}")]
 async fn mitra_session(state: web::Data<AppState>, mitra: Mitra, id: web::Path<Uuid>) -> Reply {
     Ok(session(
         state.chat.owned(*id, Party::Mitra(mitra.id)).await?,
     ))
 }
 
+#[utoipa::path(tag = "mitra", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Session), (status = 404, body = dto::ErrorBody), (status = 409, description = "INVALID_STATE", body = dto::ErrorBody)))]
+#[post("/api/mitra/chat/sessions/{id}/end")]
 async fn mitra_end(state: web::Data<AppState>, mitra: ActiveMitra, id: web::Path<Uuid>) -> Reply {
     Ok(session(state.chat.end(*id, Party::Mitra(mitra.id)).await?))
 }
 
+#[utoipa::path(tag = "client", security(("bearer" = [])), request_body = dto::ChatRequestBody, responses((status = 201, body = dto::ChatRequestCreated), (status = 409, description = "NO_BESTIE_AVAILABLE or BESTIE_UNAVAILABLE", body = dto::ErrorBody)))]
+#[post("/api/client/chat/requests")]
 async fn chat_request(
     state: web::Data<AppState>,
     customer: Customer,
@@ -236,6 +249,8 @@ async fn chat_request(
     }))
 }
 
+#[utoipa::path(tag = "client", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Session), (status = 404, body = dto::ErrorBody)))]
+#[get("/api/client/chat/sessions/{id}")]
 async fn client_session(
     state: web::Data<AppState>,
     customer: Customer,
@@ -246,10 +261,14 @@ async fn client_session(
     ))
 }
 
+#[utoipa::path(tag = "client", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Session), (status = 402, description = "PAYMENT_FAILED", body = dto::ErrorBody), (status = 404, body = dto::ErrorBody), (status = 409, description = "INVALID_STATE", body = dto::ErrorBody)))]
+#[post("/api/client/chat/sessions/{id}/pay")]
 async fn pay(state: web::Data<AppState>, customer: Customer, id: web::Path<Uuid>) -> Reply {
     Ok(session(state.chat.pay(*id, customer.id).await?))
 }
 
+#[utoipa::path(tag = "client", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = dto::MinutesBody, responses((status = 200, body = dto::Session), (status = 404, body = dto::ErrorBody), (status = 409, description = "BESTIE_UNREACHABLE or INVALID_STATE", body = dto::ErrorBody)))]
+#[post("/api/client/chat/sessions/{id}/extend")]
 async fn extend(
     state: web::Data<AppState>,
     customer: Customer,
@@ -260,6 +279,8 @@ async fn extend(
     Ok(session(state.chat.extend(*id, customer.id, minutes).await?))
 }
 
+#[utoipa::path(tag = "client", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Session), (status = 404, body = dto::ErrorBody), (status = 409, description = "INVALID_STATE", body = dto::ErrorBody)))]
+#[post("/api/client/chat/sessions/{id}/end")]
 async fn client_end(state: web::Data<AppState>, customer: Customer, id: web::Path<Uuid>) -> Reply {
     Ok(session(
         state.chat.end(*id, Party::Customer(customer.id)).await?,

@@ -11,6 +11,7 @@ mod chat;
 mod concurrency;
 mod config;
 mod edges;
+mod openapi;
 mod operator;
 mod smoke;
 mod timers;
