@@ -226,3 +226,37 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
     )
     .error_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use halo_ports::{OtpSendError, PaymentError, TruthError};
+
+    fn answer(error: impl Into<ApiError>) -> (&'static str, u16) {
+        let (code, status) = error.into().code.spec();
+        (code, status.as_u16())
+    }
+
+    fn outage() -> TruthError {
+        TruthError::Unavailable("connection refused".into())
+    }
+
+    // Codes whose causes the dev providers and a healthy store cannot produce over HTTP.
+    #[test]
+    fn provider_failures_and_outages_map_to_their_codes() {
+        let payment = ChatError::Payment(PaymentError("card declined".into()));
+        assert_eq!(answer(payment), ("PAYMENT_FAILED", 402));
+        let delivery = AuthError::OtpDelivery(OtpSendError("sms gateway down".into()));
+        assert_eq!(answer(delivery), ("OTP_DELIVERY_FAILED", 503));
+        assert_eq!(
+            answer(AuthError::from(outage())),
+            ("STORE_UNAVAILABLE", 503)
+        );
+        assert_eq!(
+            answer(ChatError::from(outage())),
+            ("STORE_UNAVAILABLE", 503)
+        );
+        let bug = AuthError::from(TruthError::Query("syntax error".into()));
+        assert_eq!(answer(bug), ("INTERNAL", 500));
+    }
+}
