@@ -152,11 +152,6 @@ impl Application {
             },
         ));
 
-        if let Err(error) = auth.sync_revocations().await {
-            tracing::warn!(error = %error, "cannot load revoked sessions yet; retrying every second");
-        }
-        tasks.push(spawn_revocation_sync(auth.clone(), shutdown.subscribe()));
-
         let state = AppState {
             availability: availability.clone(),
             chat,
@@ -304,50 +299,19 @@ async fn termination_signal() {
 /// it; the store claims due rows with SKIP LOCKED, so none is processed twice.
 const TIMER_TICK: Duration = Duration::from_secs(1);
 
-fn spawn_timer_loop(chat: Arc<Chat>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
-    spawn_ticker(TIMER_TICK, shutdown, move || {
-        let chat = chat.clone();
-        async move {
+fn spawn_timer_loop(chat: Arc<Chat>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TIMER_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
             match chat.expire_due().await {
                 Ok(0) => {}
                 Ok(moved) => tracing::info!(moved, "chat timers applied"),
                 Err(error) => tracing::warn!(error = %error, "chat timer tick failed"),
-            }
-        }
-    })
-}
-
-/// How often each instance learns the sessions revoked elsewhere (one indexed query).
-const REVOCATION_SYNC: Duration = Duration::from_secs(1);
-
-fn spawn_revocation_sync(auth: Arc<Auth>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
-    spawn_ticker(REVOCATION_SYNC, shutdown, move || {
-        let auth = auth.clone();
-        async move {
-            if let Err(error) = auth.sync_revocations().await {
-                tracing::warn!(error = %error, "revoked-session sync failed");
-            }
-        }
-    })
-}
-
-/// Runs `tick` every `period` until shutdown; a slow tick delays the next one.
-fn spawn_ticker<F, Fut>(
-    period: Duration,
-    mut shutdown: watch::Receiver<bool>,
-    tick: F,
-) -> JoinHandle<()>
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(period);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = interval.tick() => tick().await,
-                _ = shutdown.changed() => return,
             }
         }
     })

@@ -2,7 +2,6 @@
 //! tokens (`sub`, `role`, `sid`, `exp`) and refresh tokens stored hashed and rotated on use.
 //! Stores are reached through `halo_ports::AuthStore`; codes leave through `OtpSender`.
 
-mod revocations;
 mod secrets;
 mod service;
 mod tokens;

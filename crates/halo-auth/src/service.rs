@@ -1,7 +1,6 @@
 //! The login flows: OTP request and verify (apps), password login (operators), refresh with
 //! rotation, logout.
 
-use crate::revocations::Revocations;
 use crate::secrets::{new_otp_code, new_refresh_token, sha256_hex, verify_password};
 use crate::tokens::{Principal, TokenError, TokenKeys, TokenPair};
 use async_trait::async_trait;
@@ -85,7 +84,6 @@ pub struct Auth {
     keys: TokenKeys,
     clock: Arc<dyn Clock>,
     settings: AuthSettings,
-    revocations: Revocations,
 }
 
 fn otp_hash(phone: &Phone, role: Role, code: &str) -> String {
@@ -110,30 +108,12 @@ impl Auth {
             keys,
             clock,
             settings,
-            revocations: Revocations::default(),
         }
     }
 
-    /// Verifies an access token: signature, expiry and the revocation list (no store access).
+    /// Verifies an access token (signature and expiry; no store access).
     pub fn verify_access(&self, token: &str) -> Result<Principal, TokenError> {
-        let principal = self.keys.verify(token)?;
-        if self.revocations.is_revoked(principal.sid) {
-            return Err(TokenError::Revoked);
-        }
-        Ok(principal)
-    }
-
-    /// Learns the sessions revoked (on any instance) since the last call. Run at start-up and
-    /// then every second; returns how many revocations the list holds.
-    pub async fn sync_revocations(&self) -> Result<usize, AuthError> {
-        let now = self.clock.now();
-        let ttl = seconds(self.keys.access_ttl());
-        let found = self
-            .store
-            .revoked_since(self.revocations.poll_from(now, ttl))
-            .await?;
-        self.revocations.merge(now, found, ttl);
-        Ok(self.revocations.count())
+        self.keys.verify(token)
     }
 
     /// Issues a code for an app login. For a mitra nothing is sent unless the account exists
@@ -246,7 +226,6 @@ impl Auth {
         self.store
             .revoke_session(principal.sid, principal.user_id)
             .await?;
-        self.revocations.record(principal.sid, self.clock.now());
         Ok(())
     }
 

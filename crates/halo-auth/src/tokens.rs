@@ -1,5 +1,5 @@
-//! HS256 access tokens: signature and expiry are checked here, without I/O; revoked sessions
-//! are refused by `Auth::verify_access` through the in-process revocation list.
+//! HS256 access tokens. Stateless by design: a revoked session stops refreshing at once, and its
+//! access token lives out its (short) TTL on routes that do not re-check activity.
 
 use halo_domain::Role;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -40,8 +40,6 @@ pub enum TokenError {
     Expired,
     #[error("invalid token")]
     Invalid,
-    #[error("the session of this token was revoked")]
-    Revoked,
 }
 
 #[derive(Clone)]

@@ -1,6 +1,5 @@
 //! Who is calling: bearer-token extractors per role. A missing, malformed, forged or expired
-//! token is 401 `UNAUTHORIZED`; a token of a revoked session (logout, deactivation) is 401
-//! `SESSION_REVOKED`; the wrong role is 403 `FORBIDDEN`. `ActiveMitra` also refuses a
+//! token is 401 `UNAUTHORIZED`; the wrong role is 403 `FORBIDDEN`. `ActiveMitra` also refuses a
 //! deactivated mitra (mirror first, Postgres when Valkey is down) — every mitra route that
 //! changes state takes it.
 
@@ -32,7 +31,6 @@ fn principal(req: &HttpRequest) -> Result<Principal, ApiError> {
     state(req)?.auth.verify_access(token).map_err(|e| match e {
         TokenError::Expired => ApiError::new(ErrorCode::Unauthorized, "token expired"),
         TokenError::Invalid => ApiError::new(ErrorCode::Unauthorized, "invalid token"),
-        TokenError::Revoked => ApiError::new(ErrorCode::SessionRevoked, "session revoked"),
     })
 }
 

@@ -86,13 +86,6 @@ pub trait AuthStore: Send + Sync + 'static {
 
     /// Revokes one session of its owner; false when it was not live.
     async fn revoke_session(&self, sid: Uuid, user_id: Uuid) -> Result<bool, TruthError>;
-
-    /// Sessions revoked after `since`, with when: feeds every instance's in-process list of
-    /// revoked sessions, so access tokens are checked without a store round trip.
-    async fn revoked_since(
-        &self,
-        since: OffsetDateTime,
-    ) -> Result<Vec<(Uuid, OffsetDateTime)>, TruthError>;
 }
 
 #[derive(Debug, thiserror::Error)]

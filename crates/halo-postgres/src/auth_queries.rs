@@ -69,11 +69,6 @@ pub const ROTATE_SESSION: NamedQuery = NamedQuery {
           RETURNING id, user_id, role",
 };
 
-pub const REVOKED_SINCE: NamedQuery = NamedQuery {
-    name: "revoked_auth_sessions",
-    sql: "SELECT id, revoked_at FROM auth_sessions WHERE revoked_at > $1",
-};
-
 pub const REVOKE_SESSION: NamedQuery = NamedQuery {
     name: "revoke_auth_session",
     sql: "UPDATE auth_sessions SET revoked_at = now()

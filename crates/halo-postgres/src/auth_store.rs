@@ -164,14 +164,4 @@ impl AuthStore for PgAuth {
         let rows = self.query(&q::REVOKE_SESSION, &[&sid, &user_id]).await?;
         Ok(!rows.is_empty())
     }
-
-    async fn revoked_since(
-        &self,
-        since: OffsetDateTime,
-    ) -> Result<Vec<(Uuid, OffsetDateTime)>, TruthError> {
-        let rows = self.query(&q::REVOKED_SINCE, &[&since]).await?;
-        rows.iter()
-            .map(|row| Ok((column(row, "id")?, column(row, "revoked_at")?)))
-            .collect()
-    }
 }

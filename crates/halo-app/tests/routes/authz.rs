@@ -303,20 +303,15 @@ async fn tokens(stack: &Stack) -> Tokens {
     let operator = stack.operator().await;
     stack.create_mitra(&operator, "+628300000001").await;
     let mitra = stack.login("mitra", "+628300000001").await;
-    stack.create_mitra(&operator, "+628300000002").await;
+    let deactivated_id = stack.create_mitra(&operator, "+628300000002").await;
     let deactivated = stack.login("mitra", "+628300000002").await;
-    // Deactivated behind the services' back, so its session is still live: this is the window
-    // before the revocation reaches an instance, where the activity guard alone must refuse.
-    stack
-        .sql("UPDATE mitras SET is_active = false WHERE phone = '+628300000002'")
-        .await;
     stack
         .ok(
             Api::Internal,
-            Method::POST,
-            "/internal/mirror/reseed",
+            Method::PATCH,
+            &format!("/internal/mitras/{deactivated_id}"),
             Some(&operator),
-            None,
+            Some(json!({ "is_active": false })),
         )
         .await;
     let now = OffsetDateTime::now_utc();
@@ -386,38 +381,20 @@ async fn every_route_admits_exactly_its_callers() {
 async fn logout_is_for_the_owner_of_the_app_prefix() {
     let stack = Stack::start().await;
     let tokens = tokens(&stack).await;
-    let owners = |path: &str| match path {
-        "/api/mitra/auth/logout" => vec![Caller::Mitra, Caller::DeactivatedMitra],
-        _ => vec![Caller::Customer],
-    };
-    let paths = ["/api/mitra/auth/logout", "/api/client/auth/logout"];
-    // Everyone but the owners first: an owner's logout revokes its token for what follows.
-    for path in paths {
-        for caller in CALLERS.into_iter().filter(|c| !owners(path).contains(c)) {
+    for (path, owner) in [
+        ("/api/mitra/auth/logout", Caller::Mitra),
+        ("/api/client/auth/logout", Caller::Customer),
+    ] {
+        for caller in CALLERS {
             let (status, _) = stack
                 .post(Api::Public, path, tokens.of(caller), json!(null))
                 .await;
             let want = match caller {
                 Caller::NoToken | Caller::Garbage | Caller::Forged | Caller::Expired => 401,
+                c if c == owner || (owner == Caller::Mitra && c == Caller::DeactivatedMitra) => 200,
                 _ => 403,
             };
             assert_eq!(status, want, "{path} as {caller:?}");
-        }
-    }
-    for path in paths {
-        for owner in owners(path) {
-            let (status, _) = stack
-                .post(Api::Public, path, tokens.of(owner), json!(null))
-                .await;
-            assert_eq!(status, 200, "{path} as {owner:?}");
-            let (status, reply) = stack
-                .post(Api::Public, path, tokens.of(owner), json!(null))
-                .await;
-            assert_eq!(
-                (status, code(&reply)),
-                (401, "SESSION_REVOKED"),
-                "{path} again as {owner:?}"
-            );
         }
     }
     stack.stop().await;

@@ -119,23 +119,12 @@ async fn deactivation_takes_a_mitra_out_and_reactivation_lets_it_back() {
                 json!(null),
             )
             .await;
-        let refused = [(403, "ACCOUNT_INACTIVE"), (401, "SESSION_REVOKED")];
-        assert!(
-            refused.contains(&(status, code(&reply))),
-            "{action}: {status} {reply}"
+        assert_eq!(
+            (status, code(&reply)),
+            (403, "ACCOUNT_INACTIVE"),
+            "{action}"
         );
     }
-    eventually(
-        "the deactivated mitra's token is revoked",
-        Duration::from_secs(3),
-        || async {
-            let (status, reply) = stack
-                .get(Api::Public, "/api/mitra/status", Some(&mitra.access))
-                .await;
-            (status, code(&reply)) == (401, "SESSION_REVOKED")
-        },
-    )
-    .await;
 
     stack
         .ok(

@@ -344,32 +344,3 @@ async fn a_cc_code_is_a_query_error_not_an_outage() {
     let refused = f.auth.save_otp(&phone(), Role::Cc, "h", later()).await;
     assert!(matches!(refused, Err(TruthError::Query(_))), "{refused:?}");
 }
-
-#[tokio::test]
-async fn revoked_since_lists_revocations_after_the_given_instant() {
-    let f = fixture().await;
-    let user = Uuid::new_v4();
-    let before = now() - Duration::seconds(5);
-    let live = f
-        .auth
-        .create_session(user, Role::Customer, "kept", later())
-        .await
-        .unwrap();
-    let revoked = f
-        .auth
-        .create_session(user, Role::Customer, "gone", later())
-        .await
-        .unwrap();
-    assert!(f.auth.revoke_session(revoked, user).await.unwrap());
-
-    let found = f.auth.revoked_since(before).await.unwrap();
-    let ids: Vec<Uuid> = found.iter().map(|(sid, _)| *sid).collect();
-    assert_eq!(ids, vec![revoked], "the live session {live} is not listed");
-    assert!(found[0].1 > before);
-    assert!(f
-        .auth
-        .revoked_since(now() + Duration::minutes(1))
-        .await
-        .unwrap()
-        .is_empty());
-}
