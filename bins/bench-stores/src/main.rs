@@ -1,0 +1,323 @@
+//! `bench-stores`: how the store-bound operations grow with the number of online mitras.
+//!
+//! For each size (default 1k, 10k, 100k) it creates a fresh database on the given (loopback,
+//! throwaway) Postgres, migrates it, inserts that many online mitras with fresh heartbeats in
+//! one `generate_series` statement, and against the given Valkey (a key prefix per size) times:
+//! the seed (`seed_from_postgres`: cold on an empty mirror, then reseeds), `find_available_mitras`
+//! (median and p90, with Valkey round trips and Postgres queries per call from the metrics
+//! counters), and the heartbeat mirror (the one `UNNEST` statement, and the whole sweep tick).
+//! Used by `scripts/bench.sh`; the databases it creates are dropped again.
+
+use clap::Parser;
+use halo_core::{Availability, SeedReason, SettingsCache};
+use halo_metrics::Metrics;
+use halo_ports::{AvailabilityTruth, SystemClock};
+use halo_postgres::{PgTruth, Pool, PoolSettings};
+use halo_valkey::{Keys, ValkeyMirror, ValkeySettings};
+use serde::Serialize;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench-stores",
+    about = "Store benchmarks at growing mitra counts"
+)]
+struct Args {
+    /// Admin URL of a throwaway loopback Postgres (database `postgres`; no query string).
+    #[arg(long)]
+    admin_url: String,
+    /// A throwaway loopback Valkey.
+    #[arg(long)]
+    valkey_url: String,
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    sizes: Vec<u32>,
+    /// Timed runs of find_available_mitras per size.
+    #[arg(long, default_value_t = 15)]
+    find_runs: usize,
+    /// Timed reseeds and heartbeat-mirror statements per size.
+    #[arg(long, default_value_t = 3)]
+    repeat_runs: usize,
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum BenchError {
+    #[error("{0} must be a loopback URL")]
+    NotLoopback(&'static str),
+    #[error("admin URL must end in /<database>")]
+    AdminUrl,
+    #[error("postgres pool: {0}")]
+    Pool(#[from] halo_postgres::PoolError),
+    #[error("postgres: {0}")]
+    Postgres(String),
+    #[error("migrations: {0}")]
+    Migrate(#[from] halo_postgres::MigrateError),
+    #[error("valkey: {0}")]
+    Valkey(#[from] halo_ports::MirrorError),
+    #[error("postgres truth: {0}")]
+    Truth(#[from] halo_ports::TruthError),
+    #[error("seed: {0}")]
+    Seed(#[from] halo_core::SeedError),
+    #[error("use case: {0}")]
+    UseCase(#[from] halo_core::AvailabilityError),
+    #[error("cannot write the JSON: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("expected {expected} available mitras, found {found}")]
+    Mismatch { expected: usize, found: usize },
+}
+
+/// The figures for one size.
+#[derive(Debug, Serialize)]
+struct SizeResult {
+    mitras: u32,
+    seed_cold_ms: f64,
+    seed_median_ms: f64,
+    find_median_ms: f64,
+    find_p90_ms: f64,
+    find_valkey_round_trips_per_call: f64,
+    find_pg_queries_per_call: f64,
+    heartbeat_mirror_statement_ms: f64,
+    heartbeat_mirror_statements_per_tick: f64,
+    heartbeat_mirror_tick_ms: f64,
+}
+
+fn is_loopback(url: &str) -> bool {
+    [
+        "@127.",
+        "//127.",
+        "@localhost",
+        "//localhost",
+        "@[::1]",
+        "//[::1]",
+    ]
+    .iter()
+    .any(|needle| url.contains(needle))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The value at quantile `q` of the samples (sorted in place).
+fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    samples.sort();
+    let last = samples.len().saturating_sub(1);
+    let index = ((last as f64) * q).round() as usize;
+    samples.get(index.min(last)).copied().unwrap_or_default()
+}
+
+fn pool(url: &str) -> Result<Pool, BenchError> {
+    Ok(halo_postgres::connect_pool(
+        url,
+        &PoolSettings {
+            max_size: 4,
+            timeout: Duration::from_secs(120),
+        },
+    )?)
+}
+
+async fn batch(pool: &Pool, sql: &str) -> Result<(), BenchError> {
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| BenchError::Postgres(e.to_string()))?;
+    client
+        .batch_execute(sql)
+        .await
+        .map_err(|e| BenchError::Postgres(e.to_string()))
+}
+
+/// A fresh, migrated database with `n` online mitras whose heartbeats are fresh.
+async fn fresh_database(admin: &Pool, admin_url: &str, n: u32) -> Result<Pool, BenchError> {
+    let name = format!("halo_bench_{n}");
+    batch(
+        admin,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    )
+    .await?;
+    batch(admin, &format!("CREATE DATABASE {name}")).await?;
+    let (base, _) = admin_url.rsplit_once('/').ok_or(BenchError::AdminUrl)?;
+    let pool = pool(&format!("{base}/{name}"))?;
+    halo_postgres::migrate(&pool).await?;
+    batch(
+        &pool,
+        &format!(
+            "INSERT INTO mitras (phone, display_name) \
+               SELECT '+6291' || lpad(g::text, 9, '0'), 'bench ' || g FROM generate_series(1, {n}) g; \
+             UPDATE mitra_online_status SET is_online = true, last_heartbeat_at = now(); \
+             ANALYZE;"
+        ),
+    )
+    .await?;
+    Ok(pool)
+}
+
+async fn availability(
+    pool: Pool,
+    valkey_url: &str,
+    n: u32,
+    metrics: &Metrics,
+) -> Result<Availability, BenchError> {
+    let settings = ValkeySettings {
+        url: valkey_url.to_owned(),
+        key_prefix: format!("bench{n}:"),
+        // Seeding 100k mitras moves megabytes in one script call: give it room.
+        timeout: Duration::from_secs(30),
+    };
+    let (_client, connection) = halo_valkey::connect(&settings)?;
+    let mirror = ValkeyMirror::new(
+        connection,
+        Keys::new(settings.key_prefix.clone()),
+        settings.timeout,
+        metrics.clone(),
+    );
+    let truth = Arc::new(PgTruth::new(pool, metrics.clone()));
+    let cache = SettingsCache::new(truth.load_settings().await?);
+    Ok(Availability::new(
+        truth,
+        Arc::new(mirror),
+        Arc::new(SystemClock),
+        cache,
+        metrics.clone(),
+    ))
+}
+
+async fn bench_size(args: &Args, admin: &Pool, n: u32) -> Result<SizeResult, BenchError> {
+    eprintln!("bench-stores: {n} mitras: preparing the database");
+    let pool = fresh_database(admin, &args.admin_url, n).await?;
+    let metrics = Metrics::new();
+    let av = availability(pool.clone(), &args.valkey_url, n, &metrics).await?;
+
+    eprintln!("bench-stores: {n} mitras: seed");
+    let started = Instant::now();
+    av.seed_from_postgres(SeedReason::Operator).await?;
+    let seed_cold = started.elapsed();
+    let mut reseeds = Vec::new();
+    for _ in 0..args.repeat_runs {
+        let started = Instant::now();
+        av.seed_from_postgres(SeedReason::Operator).await?;
+        reseeds.push(started.elapsed());
+    }
+
+    eprintln!("bench-stores: {n} mitras: find_available_mitras");
+    let found = av.find_available_mitras().await?.len(); // warm-up
+    if found != n as usize {
+        return Err(BenchError::Mismatch {
+            expected: n as usize,
+            found,
+        });
+    }
+    let (rt0, pg0) = (
+        metrics.valkey_round_trips_total(),
+        metrics.pg_queries_total(),
+    );
+    let mut finds = Vec::new();
+    for _ in 0..args.find_runs {
+        let started = Instant::now();
+        av.find_available_mitras().await?;
+        finds.push(started.elapsed());
+    }
+    let runs = args.find_runs.max(1) as f64;
+    let round_trips = (metrics.valkey_round_trips_total() - rt0) as f64 / runs;
+    let pg_queries = (metrics.pg_queries_total() - pg0) as f64 / runs;
+
+    eprintln!("bench-stores: {n} mitras: heartbeat mirror");
+    let beats: Vec<_> = av
+        .mirror()
+        .online_heartbeats()
+        .await?
+        .into_iter()
+        .filter_map(|(id, at)| at.map(|at| (id, at)))
+        .collect();
+    let pg0 = metrics.pg_queries_total();
+    let mut statements = Vec::new();
+    for _ in 0..args.repeat_runs {
+        let started = Instant::now();
+        av.truth().record_heartbeats(&beats).await?;
+        statements.push(started.elapsed());
+    }
+    let per_tick = (metrics.pg_queries_total() - pg0) as f64 / args.repeat_runs.max(1) as f64;
+    let started = Instant::now();
+    av.heartbeat_mirror_tick(None).await;
+    let tick = started.elapsed();
+
+    drop(av);
+    drop(pool);
+    batch(
+        admin,
+        &format!("DROP DATABASE IF EXISTS halo_bench_{n} WITH (FORCE)"),
+    )
+    .await?;
+    Ok(SizeResult {
+        mitras: n,
+        seed_cold_ms: ms(seed_cold),
+        seed_median_ms: ms(quantile(&mut reseeds, 0.5)),
+        find_median_ms: ms(quantile(&mut finds, 0.5)),
+        find_p90_ms: ms(quantile(&mut finds, 0.9)),
+        find_valkey_round_trips_per_call: round_trips,
+        find_pg_queries_per_call: pg_queries,
+        heartbeat_mirror_statement_ms: ms(quantile(&mut statements, 0.5)),
+        heartbeat_mirror_statements_per_tick: per_tick,
+        heartbeat_mirror_tick_ms: ms(tick),
+    })
+}
+
+async fn run(args: Args) -> Result<(), BenchError> {
+    if !is_loopback(&args.admin_url) {
+        return Err(BenchError::NotLoopback("--admin-url"));
+    }
+    if !is_loopback(&args.valkey_url) {
+        return Err(BenchError::NotLoopback("--valkey-url"));
+    }
+    let admin = pool(&args.admin_url)?;
+    let mut results = Vec::new();
+    for &n in &args.sizes {
+        results.push(bench_size(&args, &admin, n).await?);
+    }
+    println!(
+        "{:>8} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>10} {:>10}",
+        "mitras",
+        "seed cold",
+        "reseed",
+        "find p50",
+        "find p90",
+        "vk rt",
+        "pg q",
+        "hb stmt",
+        "hb tick"
+    );
+    for r in &results {
+        println!(
+            "{:>8} {:>8.1}ms {:>8.1}ms {:>8.2}ms {:>8.2}ms {:>8.1} {:>8.1} {:>8.1}ms {:>8.1}ms",
+            r.mitras,
+            r.seed_cold_ms,
+            r.seed_median_ms,
+            r.find_median_ms,
+            r.find_p90_ms,
+            r.find_valkey_round_trips_per_call,
+            r.find_pg_queries_per_call,
+            r.heartbeat_mirror_statement_ms,
+            r.heartbeat_mirror_tick_ms
+        );
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&results)
+            .map_err(|e| BenchError::Io(std::io::Error::other(e)))?;
+        std::fs::write(path, json)?;
+    }
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench-stores: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

