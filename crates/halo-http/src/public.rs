@@ -13,24 +13,27 @@ use uuid::Uuid;
 
 type Reply = Result<HttpResponse, ApiError>;
 
+/// Registration order is lookup order: actix tries routes one by one (static ones by string
+/// comparison, ones with `{…}` by regex), and so does the metrics label. The hot paths come
+/// first, then the other static routes, then the parametrised ones.
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(auth_providers)
-        .service(whoami)
+    cfg.service(heartbeat)
         .service(beacon)
+        .service(whoami)
+        .service(mitra_status)
+        .service(open_requests)
+        .service(go_online)
+        .service(go_offline)
+        .service(chat_request)
+        .service(auth_providers)
         .service(otp_request)
         .service(otp_verify)
         .service(refresh)
         .service(logout)
-        .service(mitra_status)
-        .service(go_online)
-        .service(go_offline)
-        .service(heartbeat)
-        .service(open_requests)
         .service(accept)
         .service(reject)
         .service(mitra_session)
         .service(mitra_end)
-        .service(chat_request)
         .service(client_session)
         .service(pay)
         .service(extend)
