@@ -381,6 +381,10 @@ impl Availability {
 
     async fn live_beacon(&self, op: &'static str) -> Result<Beacon, AvailabilityError> {
         let candidates = self.candidate_states(op).await?;
+        Ok(self.beacon_of(&candidates))
+    }
+
+    fn beacon_of(&self, candidates: &[(MitraId, MitraState)]) -> Beacon {
         let settings = self.settings.get();
         let now = self.clock.now();
         let count = candidates
@@ -394,7 +398,7 @@ impl Availability {
             })
             .count();
         self.metrics.beacon_recomputed();
-        Ok(Beacon::from_count(count))
+        Beacon::from_count(count)
     }
 
     async fn recompute_beacon(&self, ttl: Duration) -> Result<Beacon, AvailabilityError> {
@@ -411,7 +415,8 @@ impl Availability {
         if let Some(beacon) = self.cached_fallback_beacon(ttl) {
             return Ok(beacon);
         }
-        let beacon = self.live_beacon("count_available").await?;
+        // Valkey just failed: straight to Postgres rather than trying it a second time.
+        let beacon = self.beacon_of(&self.truth.candidate_states().await?);
         if let Ok(mut slot) = self.fallback_beacon.lock() {
             *slot = Some((beacon, Instant::now()));
         }

@@ -31,7 +31,7 @@ async fn j_beacon_falls_back_to_postgres() {
     stack.valkey.kill().await;
     assert_eq!(stack.beacon(0).await, with_valkey, "same answer");
     let metrics = stack.public().metrics().await;
-    assert!(metrics.fallbacks("count_available") >= 1);
+    assert_eq!(metrics.fallbacks("count_available"), 1, "Valkey tried once");
     assert_eq!(
         metrics.pg("candidate_states"),
         1,
