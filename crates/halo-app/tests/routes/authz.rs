@@ -472,12 +472,10 @@ async fn nobody_reads_or_changes_another_partys_session() {
         );
     }
     let session_now = stack
-        .ok(
+        .get_ok(
             Api::Public,
-            Method::GET,
             &format!("/api/client/chat/sessions/{session}"),
             Some(&customer.access),
-            None,
         )
         .await;
     assert_eq!(

@@ -110,13 +110,7 @@ async fn a_blast_skips_mitras_at_capacity_and_the_first_accept_wins() {
         .await;
     assert_eq!(status, 200);
     let open = stack
-        .ok(
-            Api::Public,
-            Method::GET,
-            "/api/mitra/chat/requests",
-            Some(&free.access),
-            None,
-        )
+        .get_ok(Api::Public, "/api/mitra/chat/requests", Some(&free.access))
         .await;
     assert_eq!(
         open["requests"],

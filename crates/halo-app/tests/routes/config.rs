@@ -54,13 +54,7 @@ async fn bad_values_are_refused_naming_the_field() {
         .await;
     assert_eq!((status, code(&reply)), (422, "VALIDATION_FAILED"));
     let settings = stack
-        .ok(
-            Api::Internal,
-            Method::GET,
-            "/internal/config",
-            Some(&operator),
-            None,
-        )
+        .get_ok(Api::Internal, "/internal/config", Some(&operator))
         .await;
     assert_eq!(settings["max_customers_per_mitra"], 3, "nothing changed");
     stack.stop().await;

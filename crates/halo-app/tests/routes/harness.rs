@@ -165,6 +165,11 @@ impl Stack {
         reply
     }
 
+    /// A 2xx JSON body of a GET.
+    pub async fn get_ok(&self, api: Api, path: &str, token: Option<&str>) -> Value {
+        self.ok(api, Method::GET, path, token, None).await
+    }
+
     pub async fn operator(&self) -> String {
         let reply = self
             .ok(
@@ -241,13 +246,7 @@ impl Stack {
     /// The mitra's `active_sessions` as `GET /api/mitra/status` reports it.
     pub async fn capacity(&self, mitra: &Login) -> u64 {
         let status = self
-            .ok(
-                Api::Public,
-                Method::GET,
-                "/api/mitra/status",
-                Some(&mitra.access),
-                None,
-            )
+            .get_ok(Api::Public, "/api/mitra/status", Some(&mitra.access))
             .await;
         status["active_sessions"].as_u64().expect("active_sessions")
     }

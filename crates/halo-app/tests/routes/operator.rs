@@ -19,12 +19,10 @@ async fn mitras_are_listed_with_live_state_and_paginated() {
             .await;
     }
     let page = stack
-        .ok(
+        .get_ok(
             Api::Internal,
-            Method::GET,
             "/internal/mitras?page=1&per_page=2",
             Some(&operator),
-            None,
         )
         .await;
     assert_eq!(
@@ -37,12 +35,10 @@ async fn mitras_are_listed_with_live_state_and_paginated() {
     let mut all = Vec::new();
     for number in 1..=3 {
         let page = stack
-            .ok(
+            .get_ok(
                 Api::Internal,
-                Method::GET,
                 &format!("/internal/mitras?page={number}&per_page=2"),
                 Some(&operator),
-                None,
             )
             .await;
         all.extend(page["mitras"].as_array().unwrap().clone());
@@ -101,13 +97,7 @@ async fn deactivation_takes_a_mitra_out_and_reactivation_lets_it_back() {
         (Some(true), Some(false))
     );
     let beacon = stack
-        .ok(
-            Api::Public,
-            Method::GET,
-            "/public/bestie-availability",
-            None,
-            None,
-        )
+        .get_ok(Api::Public, "/public/bestie-availability", None)
         .await;
     assert_eq!(beacon["count"], 0);
     for action in ["heartbeat", "online"] {
@@ -146,13 +136,7 @@ async fn deactivation_takes_a_mitra_out_and_reactivation_lets_it_back() {
         )
         .await;
     let stats = stack
-        .ok(
-            Api::Internal,
-            Method::GET,
-            "/internal/dashboard/stats",
-            Some(&operator),
-            None,
-        )
+        .get_ok(Api::Internal, "/internal/dashboard/stats", Some(&operator))
         .await;
     assert_eq!(stats["online_mitras"], 1);
     stack.stop().await;
@@ -200,23 +184,11 @@ async fn a_heartbeat_never_brings_an_offline_mitra_back() {
         (Some(true), Some(false))
     );
     let status = stack
-        .ok(
-            Api::Public,
-            Method::GET,
-            "/api/mitra/status",
-            Some(&mitra.access),
-            None,
-        )
+        .get_ok(Api::Public, "/api/mitra/status", Some(&mitra.access))
         .await;
     assert_eq!(status["is_online"], false);
     let beacon = stack
-        .ok(
-            Api::Public,
-            Method::GET,
-            "/public/bestie-availability",
-            None,
-            None,
-        )
+        .get_ok(Api::Public, "/public/bestie-availability", None)
         .await;
     assert_eq!(beacon, json!({ "available": false, "count": 0 }));
     stack.stop().await;
@@ -228,13 +200,7 @@ async fn drift_shows_a_corrupted_mirror_and_a_reseed_heals_it() {
     let operator = stack.operator().await;
     stack.online_mitra(&operator, "+628800000030").await;
     let drift = stack
-        .ok(
-            Api::Internal,
-            Method::GET,
-            "/internal/mirror/drift",
-            Some(&operator),
-            None,
-        )
+        .get_ok(Api::Internal, "/internal/mirror/drift", Some(&operator))
         .await;
     assert_eq!(drift["in_sync"], true, "{drift}");
 
@@ -244,13 +210,7 @@ async fn drift_shows_a_corrupted_mirror_and_a_reseed_heals_it() {
         .await
         .unwrap();
     let drift = stack
-        .ok(
-            Api::Internal,
-            Method::GET,
-            "/internal/mirror/drift",
-            Some(&operator),
-            None,
-        )
+        .get_ok(Api::Internal, "/internal/mirror/drift", Some(&operator))
         .await;
     assert_eq!(drift["in_sync"], false);
     assert_eq!(
@@ -273,13 +233,7 @@ async fn drift_shows_a_corrupted_mirror_and_a_reseed_heals_it() {
         Duration::from_secs(5),
         || async {
             let drift = stack
-                .ok(
-                    Api::Internal,
-                    Method::GET,
-                    "/internal/mirror/drift",
-                    Some(&operator),
-                    None,
-                )
+                .get_ok(Api::Internal, "/internal/mirror/drift", Some(&operator))
                 .await;
             drift["in_sync"] == true
         },

@@ -25,13 +25,7 @@ async fn smoke_path_from_login_to_the_end_of_a_chat() {
     assert!(ack["interval_seconds"].as_u64().unwrap() > 0);
 
     let beacon = stack
-        .ok(
-            Api::Public,
-            Method::GET,
-            "/public/bestie-availability",
-            None,
-            None,
-        )
+        .get_ok(Api::Public, "/public/bestie-availability", None)
         .await;
     assert_eq!(beacon, json!({ "available": true, "count": 1 }));
 
@@ -50,13 +44,7 @@ async fn smoke_path_from_login_to_the_end_of_a_chat() {
     let session = uuid(&created["session_id"]);
 
     let open = stack
-        .ok(
-            Api::Public,
-            Method::GET,
-            "/api/mitra/chat/requests",
-            Some(&mitra.access),
-            None,
-        )
+        .get_ok(Api::Public, "/api/mitra/chat/requests", Some(&mitra.access))
         .await;
     assert_eq!(uuid(&open["requests"][0]["id"]), session);
 
@@ -68,12 +56,10 @@ async fn smoke_path_from_login_to_the_end_of_a_chat() {
     assert_eq!(stack.capacity(&mitra).await, 1);
 
     let seen = stack
-        .ok(
+        .get_ok(
             Api::Public,
-            Method::GET,
             &format!("/api/client/chat/sessions/{session}"),
             Some(&customer.access),
-            None,
         )
         .await;
     assert_eq!(seen["status"], "active");
@@ -92,13 +78,7 @@ async fn smoke_path_from_login_to_the_end_of_a_chat() {
     assert_eq!(stack.capacity(&mitra).await, 0);
 
     let stats = stack
-        .ok(
-            Api::Internal,
-            Method::GET,
-            "/internal/dashboard/stats",
-            Some(&operator),
-            None,
-        )
+        .get_ok(Api::Internal, "/internal/dashboard/stats", Some(&operator))
         .await;
     assert_eq!(
         stats,

@@ -33,6 +33,20 @@ async fn wait_for(stack: &Stack, session: Uuid, status: &str, reason: &str) {
     .await;
 }
 
+async fn ended_at(stack: &Stack) -> Vec<time::OffsetDateTime> {
+    let rows = stack
+        .db
+        .client()
+        .await
+        .query(
+            "SELECT ended_at FROM chat_sessions WHERE status = 'ended' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|row| row.get(0)).collect()
+}
+
 #[tokio::test]
 async fn due_timers_fire_once_with_two_instances_and_capacity_follows() {
     let stack = Stack::start().await;
@@ -88,35 +102,11 @@ async fn due_timers_fire_once_with_two_instances_and_capacity_follows() {
     })
     .await;
 
-    let ended_at: Vec<time::OffsetDateTime> = stack
-        .db
-        .client()
-        .await
-        .query(
-            "SELECT ended_at FROM chat_sessions WHERE status = 'ended' ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let first = ended_at(&stack).await;
     // A second processing would move ended_at: it stays put across more sweep ticks.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let again: Vec<time::OffsetDateTime> = stack
-        .db
-        .client()
-        .await
-        .query(
-            "SELECT ended_at FROM chat_sessions WHERE status = 'ended' ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    assert_eq!(ended_at, again);
+    let again = ended_at(&stack).await;
+    assert_eq!(first, again);
     second.stop().await.unwrap();
     stack.stop().await;
 }
