@@ -140,7 +140,9 @@ impl Application {
         tasks.push(spawn_timer_loop(chat.clone(), shutdown.subscribe()));
         let auth = Arc::new(Auth::new(
             Arc::new(PgAuth::new(pool, metrics.clone())),
-            Arc::new(LogOtpSender),
+            Arc::new(LogOtpSender {
+                reveal_code: config.app_env != halo_config::AppEnv::Production,
+            }),
             TokenKeys::new(
                 config.auth_jwt_secret.expose().as_bytes(),
                 config.access_token_ttl,

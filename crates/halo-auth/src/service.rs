@@ -1,7 +1,7 @@
 //! The login flows: OTP request and verify (apps), password login (operators), refresh with
 //! rotation, logout.
 
-use crate::secrets::{new_otp_code, new_refresh_token, sha256_hex, verify_password};
+use crate::secrets::{hash_password, new_otp_code, new_refresh_token, sha256_hex, verify_password};
 use crate::tokens::{Principal, TokenError, TokenKeys, TokenPair};
 use async_trait::async_trait;
 use halo_domain::{Phone, Role};
@@ -61,18 +61,22 @@ pub struct Login {
     pub role: Role,
 }
 
-/// Development sender: writes the code to the log.
+/// The sender until an SMS/WhatsApp provider is plugged in: logs that a code was issued, and
+/// the code itself only outside production (`reveal_code`), so production logs hold no codes.
 #[derive(Debug, Default)]
-pub struct LogOtpSender;
+pub struct LogOtpSender {
+    pub reveal_code: bool,
+}
 
 #[async_trait]
 impl OtpSender for LogOtpSender {
     async fn send(&self, phone: &Phone, role: Role, code: &str) -> Result<(), OtpSendError> {
+        let shown = if self.reveal_code { code } else { "<redacted>" };
         tracing::info!(
             phone = phone.as_str(),
             role = role.as_str(),
-            code,
-            "otp code (development sender)"
+            code = shown,
+            "otp code issued (log sender)"
         );
         Ok(())
     }
@@ -84,6 +88,8 @@ pub struct Auth {
     keys: TokenKeys,
     clock: Arc<dyn Clock>,
     settings: AuthSettings,
+    /// Verified against when the operator's email is unknown (see `operator_login`).
+    dummy_hash: String,
 }
 
 fn otp_hash(phone: &Phone, role: Role, code: &str) -> String {
@@ -108,6 +114,7 @@ impl Auth {
             keys,
             clock,
             settings,
+            dummy_hash: hash_password("no operator has this password").unwrap_or_default(),
         }
     }
 
@@ -190,13 +197,15 @@ impl Auth {
         password: &str,
     ) -> Result<TokenPair, AuthError> {
         let email = email.trim().to_lowercase();
-        let Some((id, hash)) = self.store.operator_by_email(&email).await? else {
-            return Err(AuthError::InvalidCredentials);
-        };
-        if !verify_password(&hash, password) {
-            return Err(AuthError::InvalidCredentials);
+        let found = self.store.operator_by_email(&email).await?;
+        // An unknown email still pays for one argon2 verification, so the answer's timing
+        // does not tell which emails exist.
+        let hash = found.as_ref().map_or(&self.dummy_hash, |(_, hash)| hash);
+        let matches = verify_password(hash, password);
+        match found {
+            Some((id, _)) if matches => self.open_session(id, Role::Cc).await,
+            _ => Err(AuthError::InvalidCredentials),
         }
-        self.open_session(id, Role::Cc).await
     }
 
     /// Rotates the pair: the old refresh token stops working.

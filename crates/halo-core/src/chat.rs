@@ -5,8 +5,8 @@
 use crate::{Availability, AvailabilityError};
 use halo_domain::{MitraId, SessionStatus};
 use halo_ports::{
-    AcceptOutcome, ChatSession, ChatStore, Party, PaymentError, PaymentProvider, TargetOutcome,
-    TruthError,
+    AcceptOutcome, ChatSession, ChatStore, Party, PaymentError, PaymentProvider, RerouteOutcome,
+    TargetOutcome, Timeouts, TruthError,
 };
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -73,6 +73,14 @@ impl Chat {
         self.availability.settings().get().max_customers_per_mitra()
     }
 
+    fn timeouts(&self) -> Timeouts {
+        let settings = self.availability.settings().get();
+        Timeouts {
+            blast: settings.blast_timeout(),
+            payment: settings.payment_timeout(),
+        }
+    }
+
     /// Best-effort capacity re-derivation: the transition already committed, so a failure
     /// here is logged, not returned (the reconciliation sweep heals it).
     async fn recount(&self, mitra: Option<MitraId>) {
@@ -117,7 +125,9 @@ impl Chat {
                 self.recount(Some(mitra)).await;
                 Ok(session)
             }
-            TargetOutcome::AtCapacity => Err(ChatError::BestieUnavailable),
+            TargetOutcome::AtCapacity | TargetOutcome::Inactive => {
+                Err(ChatError::BestieUnavailable)
+            }
         }
     }
 
@@ -126,22 +136,37 @@ impl Chat {
         if session.status != SessionStatus::PendingPayment {
             return Err(ChatError::InvalidState(session.status));
         }
+        // The session id is the provider's idempotency key: a doubled request charges once.
         let reference = self
             .payments
             .charge(id, customer, session.minutes)
             .await
             .map_err(ChatError::Payment)?;
         tracing::info!(session = %id, reference, "payment captured");
-        let paid = self.store.pay(id, customer).await?;
-        let paid = paid.ok_or(ChatError::InvalidState(SessionStatus::Cancelled))?;
-        self.recount(paid.mitra_id).await;
-        Ok(paid)
+        if let Some(paid) = self.store.pay(id, customer, self.timeouts()).await? {
+            self.recount(paid.mitra_id).await;
+            return Ok(paid);
+        }
+        // Cancelled by the payment timer (or paid by a twin request) meanwhile.
+        let now = self.owned(id, Party::Customer(customer)).await?;
+        if now.status != SessionStatus::Active {
+            self.payments
+                .refund(id, &reference)
+                .await
+                .map_err(ChatError::Payment)?;
+            tracing::info!(session = %id, reference, "payment refunded: the session did not start");
+        }
+        Err(ChatError::InvalidState(now.status))
     }
 
     /// First accept wins; never beyond `max_customers_per_mitra`.
     pub async fn accept(&self, id: Uuid, mitra: MitraId) -> Result<ChatSession, ChatError> {
         self.availability.ensure_active(mitra).await?;
-        match self.store.accept(id, mitra, self.max_customers()).await? {
+        let outcome = self
+            .store
+            .accept(id, mitra, self.max_customers(), self.timeouts())
+            .await?;
+        match outcome {
             AcceptOutcome::Accepted(session) => {
                 self.recount(Some(mitra)).await;
                 Ok(session)
@@ -149,6 +174,7 @@ impl Chat {
             AcceptOutcome::Taken => Err(ChatError::RequestTaken),
             AcceptOutcome::AtCapacity => Err(ChatError::AtCapacity),
             AcceptOutcome::NotOffered => Err(ChatError::NotFound),
+            AcceptOutcome::Inactive => Err(AvailabilityError::Deactivated.into()),
         }
     }
 
@@ -207,14 +233,18 @@ impl Chat {
             return Err(ChatError::BestieUnavailable);
         }
         let session = self.store.session(id).await?.ok_or(ChatError::NotFound)?;
-        let (moved, from) = self
-            .store
-            .reroute(id, to)
-            .await?
-            .ok_or(ChatError::InvalidState(session.status))?;
-        self.recount(from).await;
-        self.recount(Some(to)).await;
-        Ok(moved)
+        // Under the target's lock: never a deactivated target, and (unless forced) never past
+        // its capacity, whatever accepted meanwhile.
+        let capacity = (!force).then(|| self.max_customers());
+        match self.store.reroute(id, to, capacity).await? {
+            RerouteOutcome::Moved { session, from } => {
+                self.recount(from).await;
+                self.recount(Some(to)).await;
+                Ok(session)
+            }
+            RerouteOutcome::NotActive => Err(ChatError::InvalidState(session.status)),
+            RerouteOutcome::Refused => Err(ChatError::BestieUnavailable),
+        }
     }
 
     /// The session, if `party` takes part in it (others get NotFound: no id probing).
@@ -232,7 +262,7 @@ impl Chat {
     }
 
     pub async fn open_requests(&self, mitra: MitraId) -> Result<Vec<ChatSession>, ChatError> {
-        Ok(self.store.open_requests(mitra).await?)
+        Ok(self.store.open_requests(mitra, self.timeouts()).await?)
     }
 
     pub async fn active_sessions(&self) -> Result<u64, ChatError> {
@@ -281,5 +311,10 @@ impl PaymentProvider for DevPayments {
         minutes: u32,
     ) -> Result<String, PaymentError> {
         Ok(format!("dev-{session}-{minutes}m"))
+    }
+
+    async fn refund(&self, session: Uuid, reference: &str) -> Result<(), PaymentError> {
+        tracing::info!(%session, reference, "dev refund");
+        Ok(())
     }
 }

@@ -35,14 +35,39 @@ pub enum AcceptOutcome {
     Taken,
     /// The mitra already holds `max_customers` sessions.
     AtCapacity,
-    /// The blast never reached this mitra.
+    /// The blast never reached this mitra, or it rejected it.
     NotOffered,
+    /// The mitra's account is deactivated (checked in Postgres under the mitra's lock, so a
+    /// mirror that missed the deactivation cannot let it through).
+    Inactive,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetOutcome {
     Created(ChatSession),
     AtCapacity,
+    Inactive,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RerouteOutcome {
+    /// Moved, with the mitra it left.
+    Moved {
+        session: ChatSession,
+        from: Option<MitraId>,
+    },
+    /// The session is not active.
+    NotActive,
+    /// The target is deactivated, or (unless forced) at capacity.
+    Refused,
+}
+
+/// Timeouts a transition enforces itself, so that a late timer tick never lets an expired
+/// request be accepted or paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub blast: Duration,
+    pub payment: Duration,
 }
 
 /// # Errors
@@ -70,15 +95,23 @@ pub trait ChatStore: Send + Sync + 'static {
 
     async fn session(&self, id: Uuid) -> Result<Option<ChatSession>, TruthError>;
 
-    /// `pending_payment` → `active` for its customer (starts the clock). `None` if not applicable.
-    async fn pay(&self, id: Uuid, customer: Uuid) -> Result<Option<ChatSession>, TruthError>;
+    /// `pending_payment` → `active` for its customer (starts the clock), unless older than the
+    /// payment timeout. `None` if not applicable.
+    async fn pay(
+        &self,
+        id: Uuid,
+        customer: Uuid,
+        timeouts: Timeouts,
+    ) -> Result<Option<ChatSession>, TruthError>;
 
-    /// First accept wins; serialized per mitra so concurrent accepts never exceed `max_customers`.
+    /// First accept wins, within the blast timeout; serialized per mitra so concurrent accepts
+    /// never exceed `max_customers`.
     async fn accept(
         &self,
         id: Uuid,
         mitra: MitraId,
         max_customers: u32,
+        timeouts: Timeouts,
     ) -> Result<AcceptOutcome, TruthError>;
 
     /// Records a rejection of a blast that reached this mitra; false when it did not.
@@ -101,15 +134,23 @@ pub trait ChatStore: Send + Sync + 'static {
         minutes: u32,
     ) -> Result<Option<ChatSession>, TruthError>;
 
-    /// Moves an active session to another mitra; returns it with the previous mitra.
+    /// Moves an active session to another mitra, serialized with that mitra's other slot-taking
+    /// transitions. `max_customers: None` (forced) skips the capacity check, never the
+    /// deactivation check.
     async fn reroute(
         &self,
         id: Uuid,
         to: MitraId,
-    ) -> Result<Option<(ChatSession, Option<MitraId>)>, TruthError>;
+        max_customers: Option<u32>,
+    ) -> Result<RerouteOutcome, TruthError>;
 
-    /// Searching sessions whose blast reached this mitra and that it has not answered.
-    async fn open_requests(&self, mitra: MitraId) -> Result<Vec<ChatSession>, TruthError>;
+    /// Searching sessions (within the blast timeout) whose blast reached this mitra and that it
+    /// has not answered.
+    async fn open_requests(
+        &self,
+        mitra: MitraId,
+        timeouts: Timeouts,
+    ) -> Result<Vec<ChatSession>, TruthError>;
 
     /// Claims due timers (`FOR UPDATE SKIP LOCKED`) and applies them: active past `ends_at` →
     /// ended (`expired`); searching older than `blast_timeout` → failed (`blast_timeout`);
@@ -132,13 +173,18 @@ pub trait ChatStore: Send + Sync + 'static {
 pub struct PaymentError(pub String);
 
 /// Takes the customer's money for a session (a dev provider in development; real providers plug
-/// in behind this trait). Returns the provider's reference.
+/// in behind this trait).
 #[async_trait]
 pub trait PaymentProvider: Send + Sync + 'static {
+    /// Charges once per `session`: the session id is the idempotency key, so a retried or
+    /// doubled pay request charges once. Returns the provider's reference.
     async fn charge(
         &self,
         session: Uuid,
         customer: Uuid,
         minutes: u32,
     ) -> Result<String, PaymentError>;
+
+    /// Gives back a charge whose session could not start (cancelled meanwhile).
+    async fn refund(&self, session: Uuid, reference: &str) -> Result<(), PaymentError>;
 }

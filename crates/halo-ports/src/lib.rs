@@ -11,7 +11,8 @@ mod truth;
 
 pub use auth::{AuthStore, OtpCheck, OtpSendError, OtpSender, SessionRef, UserRecord};
 pub use chat::{
-    AcceptOutcome, ChatSession, ChatStore, Party, PaymentError, PaymentProvider, TargetOutcome,
+    AcceptOutcome, ChatSession, ChatStore, Party, PaymentError, PaymentProvider, RerouteOutcome,
+    TargetOutcome, Timeouts,
 };
 pub use mirror::{AvailabilityMirror, BeaconClaim, HeartbeatOutcome, MirrorError, SeedWrite};
 pub use truth::{AvailabilityTruth, MitraFlags, MitraRow, OnlineReason, TruthError};

@@ -2,13 +2,17 @@
 
 use crate::queries::NamedQuery;
 
-/// A new code replaces the pending one and resets its attempts.
+/// A new code replaces the pending one. Wrong attempts count per 15-minute window that starts
+/// with the first code, not per code: re-requesting a code must not buy more guesses.
 pub const SAVE_OTP: NamedQuery = NamedQuery {
     name: "save_otp",
     sql: "INSERT INTO otp_codes (phone, role, code_hash, expires_at) VALUES ($1, $2, $3, $4)
           ON CONFLICT (phone, role) DO UPDATE
              SET code_hash = EXCLUDED.code_hash, expires_at = EXCLUDED.expires_at,
-                 attempts = 0, created_at = now()",
+                 attempts = CASE WHEN otp_codes.created_at > now() - interval '15 minutes'
+                                 THEN otp_codes.attempts ELSE 0 END,
+                 created_at = CASE WHEN otp_codes.created_at > now() - interval '15 minutes'
+                                   THEN otp_codes.created_at ELSE now() END",
 };
 
 /// Judges and applies in one statement. The row lock serializes concurrent checks of one code:
@@ -60,13 +64,16 @@ pub const CREATE_SESSION: NamedQuery = NamedQuery {
 };
 
 /// The old hash matches at most one row (unique) and stops matching once replaced, so a
-/// refresh token works once even when two refreshes race.
+/// refresh token works once even when two refreshes race. A mitra's session also needs the
+/// account active: a login racing its deactivation cannot leave a session that refreshes on.
 pub const ROTATE_SESSION: NamedQuery = NamedQuery {
     name: "rotate_auth_session",
-    sql: "UPDATE auth_sessions SET refresh_token_hash = $3, expires_at = $4
-           WHERE refresh_token_hash = $1 AND role = $2
-             AND revoked_at IS NULL AND expires_at > now()
-          RETURNING id, user_id, role",
+    sql: "UPDATE auth_sessions s SET refresh_token_hash = $3, expires_at = $4
+           WHERE s.refresh_token_hash = $1 AND s.role = $2
+             AND s.revoked_at IS NULL AND s.expires_at > now()
+             AND (s.role <> 'mitra'
+                  OR EXISTS (SELECT 1 FROM mitras m WHERE m.id = s.user_id AND m.is_active))
+          RETURNING s.id, s.user_id, s.role",
 };
 
 pub const REVOKE_SESSION: NamedQuery = NamedQuery {

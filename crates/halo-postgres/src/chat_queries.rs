@@ -40,12 +40,13 @@ pub const CREATE_BLAST: NamedQuery = NamedQuery {
     ),
 };
 
-/// Serializes every slot-taking transition of one mitra (accept, targeted request). `NO KEY`:
-/// foreign-key checks of other sessions referencing the mitra (a blast's notification rows)
-/// need not wait for it. No row = unknown mitra.
+/// Serializes every slot-taking transition of one mitra (accept, targeted request, reroute)
+/// and reads whether it is active: deactivation updates this row, so it waits for the lock and
+/// the answer is exact whatever the mirror says. `NO KEY`: foreign-key checks of other sessions
+/// referencing the mitra (a blast's notification rows) need not wait. No row = unknown mitra.
 pub const LOCK_MITRA: NamedQuery = NamedQuery {
     name: "lock_mitra",
-    sql: "SELECT 1 FROM mitras WHERE id = $1 FOR NO KEY UPDATE",
+    sql: "SELECT is_active FROM mitras WHERE id = $1 FOR NO KEY UPDATE",
 };
 
 /// Runs after `LOCK_MITRA`, in a statement of its own so its snapshot includes whatever the
@@ -56,19 +57,20 @@ pub const MITRA_OPEN_SESSIONS: NamedQuery = NamedQuery {
            WHERE mitra_id = $1 AND status IN ('active', 'pending_payment')",
 };
 
-/// Whether the blast reached the mitra, and its open-session count (after `LOCK_MITRA`).
-/// $1 session, $2 mitra.
+/// Whether the blast reached the mitra (and it did not reject it), and its open-session count
+/// (after `LOCK_MITRA`). $1 session, $2 mitra.
 pub const ACCEPT_CHECK: NamedQuery = NamedQuery {
     name: "accept_check",
     sql: "SELECT EXISTS (SELECT 1 FROM chat_request_notifications
-                          WHERE session_id = $1 AND mitra_id = $2) AS offered,
+                          WHERE session_id = $1 AND mitra_id = $2
+                            AND response IS DISTINCT FROM 'rejected') AS offered,
                  (SELECT count(*) FROM chat_sessions
                    WHERE mitra_id = $2 AND status IN ('active', 'pending_payment')) AS open",
 };
 
-/// First accept wins: only a `searching` session matches; the notification is marked only when
-/// the session was taken. The blast was paid before it went out, so the clock starts now.
-/// $1 session, $2 mitra.
+/// First accept wins: only a `searching` session within the blast timeout matches (a late timer
+/// tick changes nothing); the notification is marked only when the session was taken. The
+/// clock starts now. $1 session, $2 mitra, $3 blast timeout (s).
 pub const ACCEPT_SESSION: NamedQuery = NamedQuery {
     name: "accept_session",
     sql: concat!(
@@ -77,6 +79,7 @@ pub const ACCEPT_SESSION: NamedQuery = NamedQuery {
                  SET status = 'active', mitra_id = $2, accepted_at = now(),
                      ends_at = now() + make_interval(mins => minutes)
                WHERE id = $1 AND status = 'searching'
+                 AND created_at > now() - make_interval(secs => $3::float8)
            RETURNING ",
         session_columns!(),
         "),
@@ -109,13 +112,14 @@ pub const SESSION: NamedQuery = NamedQuery {
     ),
 };
 
-/// $1 session, $2 customer.
+/// Within the payment timeout only. $1 session, $2 customer, $3 payment timeout (s).
 pub const PAY: NamedQuery = NamedQuery {
     name: "pay_session",
     sql: concat!(
         "UPDATE chat_sessions
             SET status = 'active', accepted_at = now(), ends_at = now() + make_interval(mins => minutes)
           WHERE id = $1 AND customer_id = $2 AND status = 'pending_payment'
+            AND created_at > now() - make_interval(secs => $3::float8)
          RETURNING ",
         session_columns!()
     ),
@@ -161,7 +165,8 @@ pub const EXTEND: NamedQuery = NamedQuery {
     ),
 };
 
-/// Moves an active session; the locked old row gives the previous mitra. $1 session, $2 mitra.
+/// Moves an active session (after `LOCK_MITRA` of the target and, unless forced, its capacity
+/// check); the locked old row gives the previous mitra. $1 session, $2 mitra.
 pub const REROUTE: NamedQuery = NamedQuery {
     name: "reroute_session",
     sql: concat!(
@@ -176,7 +181,8 @@ pub const REROUTE: NamedQuery = NamedQuery {
     ),
 };
 
-/// $1 mitra.
+/// Only notifications younger than the blast timeout can be open, which bounds the index range
+/// scan however long the mitra's history. $1 mitra, $2 blast timeout (s).
 pub const OPEN_REQUESTS: NamedQuery = NamedQuery {
     name: "open_requests",
     sql: concat!(
@@ -185,6 +191,7 @@ pub const OPEN_REQUESTS: NamedQuery = NamedQuery {
         " FROM chat_request_notifications n
            JOIN chat_sessions c ON c.id = n.session_id
           WHERE n.mitra_id = $1 AND n.response IS NULL AND c.status = 'searching'
+            AND n.created_at > now() - make_interval(secs => $2::float8)
           ORDER BY c.created_at DESC, c.id"
     ),
 };

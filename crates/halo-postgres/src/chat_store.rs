@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Pool};
 use halo_domain::{MitraId, SessionStatus};
 use halo_metrics::Metrics;
-use halo_ports::{AcceptOutcome, ChatSession, ChatStore, Party, TargetOutcome, TruthError};
+use halo_ports::{
+    AcceptOutcome, ChatSession, ChatStore, Party, RerouteOutcome, TargetOutcome, Timeouts,
+    TruthError,
+};
 use time::{Duration, OffsetDateTime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, ToSql};
@@ -108,6 +111,27 @@ fn minutes_param(minutes: u32) -> Result<i32, TruthError> {
 
 /// A session or notification pointed at a mitra that does not exist (the `mitra_id` foreign
 /// keys of V1; an unknown customer stays a `Query` error).
+/// Takes the mitra's slot lock (see `LOCK_MITRA`): `None` for an unknown mitra, else whether it
+/// is active.
+async fn lock_mitra(
+    tx: &impl GenericClient,
+    metrics: &Metrics,
+    mitra: Uuid,
+) -> Result<Option<bool>, TruthError> {
+    let rows = run(tx, metrics, &q::LOCK_MITRA, &[&mitra]).await?;
+    rows.first().map(|row| column(row, "is_active")).transpose()
+}
+
+/// The mitra's `active` + `pending_payment` sessions, read after its lock.
+async fn open_sessions(
+    tx: &impl GenericClient,
+    metrics: &Metrics,
+    mitra: Uuid,
+) -> Result<u64, TruthError> {
+    let rows = run(tx, metrics, &q::MITRA_OPEN_SESSIONS, &[&mitra]).await?;
+    count(&first_row(rows, &q::MITRA_OPEN_SESSIONS)?, "open")
+}
+
 fn unknown_mitra(error: TruthError) -> TruthError {
     let mitra_fk = match &error {
         TruthError::Query(source) => source
@@ -161,17 +185,12 @@ impl ChatStore for PgChat {
         // Dropping the transaction without `commit` rolls it back.
         let tx = client.transaction().await.map_err(classify)?;
         let metrics = &self.metrics;
-        if run(&tx, metrics, &q::LOCK_MITRA, &[&mitra])
-            .await?
-            .is_empty()
-        {
-            return Err(TruthError::MitraNotFound);
+        match lock_mitra(&tx, metrics, mitra).await? {
+            None => return Err(TruthError::MitraNotFound),
+            Some(false) => return Ok(TargetOutcome::Inactive),
+            Some(true) => {}
         }
-        let open = first_row(
-            run(&tx, metrics, &q::MITRA_OPEN_SESSIONS, &[&mitra]).await?,
-            &q::MITRA_OPEN_SESSIONS,
-        )?;
-        if count(&open, "open")? >= u64::from(max_customers) {
+        if open_sessions(&tx, metrics, mitra).await? >= u64::from(max_customers) {
             return Ok(TargetOutcome::AtCapacity);
         }
         let rows = run(
@@ -190,8 +209,14 @@ impl ChatStore for PgChat {
         self.session_opt(&q::SESSION, &[&id]).await
     }
 
-    async fn pay(&self, id: Uuid, customer: Uuid) -> Result<Option<ChatSession>, TruthError> {
-        self.session_opt(&q::PAY, &[&id, &customer]).await
+    async fn pay(
+        &self,
+        id: Uuid,
+        customer: Uuid,
+        timeouts: Timeouts,
+    ) -> Result<Option<ChatSession>, TruthError> {
+        let payment = timeouts.payment.as_seconds_f64();
+        self.session_opt(&q::PAY, &[&id, &customer, &payment]).await
     }
 
     async fn accept(
@@ -199,18 +224,18 @@ impl ChatStore for PgChat {
         id: Uuid,
         mitra: MitraId,
         max_customers: u32,
+        timeouts: Timeouts,
     ) -> Result<AcceptOutcome, TruthError> {
         let mitra = mitra.uuid();
         let mut client = self.pool.get().await.map_err(pool_unavailable)?;
         // Dropping the transaction without `commit` rolls it back.
         let tx = client.transaction().await.map_err(classify)?;
         let metrics = &self.metrics;
-        if run(&tx, metrics, &q::LOCK_MITRA, &[&mitra])
-            .await?
-            .is_empty()
-        {
+        match lock_mitra(&tx, metrics, mitra).await? {
             // An unknown mitra cannot have been notified.
-            return Ok(AcceptOutcome::NotOffered);
+            None => return Ok(AcceptOutcome::NotOffered),
+            Some(false) => return Ok(AcceptOutcome::Inactive),
+            Some(true) => {}
         }
         let check = first_row(
             run(&tx, metrics, &q::ACCEPT_CHECK, &[&id, &mitra]).await?,
@@ -222,7 +247,8 @@ impl ChatStore for PgChat {
         if count(&check, "open")? >= u64::from(max_customers) {
             return Ok(AcceptOutcome::AtCapacity);
         }
-        let rows = run(&tx, metrics, &q::ACCEPT_SESSION, &[&id, &mitra]).await?;
+        let blast = timeouts.blast.as_seconds_f64();
+        let rows = run(&tx, metrics, &q::ACCEPT_SESSION, &[&id, &mitra, &blast]).await?;
         let Some(row) = rows.first() else {
             return Ok(AcceptOutcome::Taken);
         };
@@ -261,25 +287,51 @@ impl ChatStore for PgChat {
     }
 
     /// `MitraNotFound` when `to` does not exist.
+    /// `MitraNotFound` when the target does not exist.
     async fn reroute(
         &self,
         id: Uuid,
         to: MitraId,
-    ) -> Result<Option<(ChatSession, Option<MitraId>)>, TruthError> {
-        let rows = self
-            .query(&q::REROUTE, &[&id, &to.uuid()])
-            .await
-            .map_err(unknown_mitra)?;
-        rows.first()
-            .map(|row| {
-                let previous: Option<Uuid> = column(row, "previous_mitra_id")?;
-                Ok((session_row(row)?, previous.map(MitraId::new)))
-            })
-            .transpose()
+        max_customers: Option<u32>,
+    ) -> Result<RerouteOutcome, TruthError> {
+        let to = to.uuid();
+        let mut client = self.pool.get().await.map_err(pool_unavailable)?;
+        // Dropping the transaction without `commit` rolls it back.
+        let tx = client.transaction().await.map_err(classify)?;
+        let metrics = &self.metrics;
+        // The target's lock first, then the session's: the order accept uses.
+        match lock_mitra(&tx, metrics, to).await? {
+            None => return Err(TruthError::MitraNotFound),
+            Some(false) => return Ok(RerouteOutcome::Refused),
+            Some(true) => {}
+        }
+        if let Some(max) = max_customers {
+            if open_sessions(&tx, metrics, to).await? >= u64::from(max) {
+                return Ok(RerouteOutcome::Refused);
+            }
+        }
+        let rows = run(&tx, metrics, &q::REROUTE, &[&id, &to]).await?;
+        let Some(row) = rows.first() else {
+            return Ok(RerouteOutcome::NotActive);
+        };
+        let previous: Option<Uuid> = column(row, "previous_mitra_id")?;
+        let session = session_row(row)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(RerouteOutcome::Moved {
+            session,
+            from: previous.map(MitraId::new),
+        })
     }
 
-    async fn open_requests(&self, mitra: MitraId) -> Result<Vec<ChatSession>, TruthError> {
-        let rows = self.query(&q::OPEN_REQUESTS, &[&mitra.uuid()]).await?;
+    async fn open_requests(
+        &self,
+        mitra: MitraId,
+        timeouts: Timeouts,
+    ) -> Result<Vec<ChatSession>, TruthError> {
+        let blast = timeouts.blast.as_seconds_f64();
+        let rows = self
+            .query(&q::OPEN_REQUESTS, &[&mitra.uuid(), &blast])
+            .await?;
         rows.iter().map(session_row).collect()
     }
 

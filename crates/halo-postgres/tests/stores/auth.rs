@@ -81,13 +81,26 @@ async fn wrong_codes_count_until_even_the_right_one_is_refused() {
             .get(0);
     assert_eq!(attempts, 3, "kept, and refusals do not count");
 
-    // A new code resets the attempts.
+    // A new code within the window keeps the count: re-requesting does not buy more guesses.
     f.auth
         .save_otp(&phone, Role::Mitra, "again", later())
         .await
         .unwrap();
+    assert_eq!(check("again").await.unwrap(), OtpCheck::TooManyAttempts);
+
+    // Once the window has passed, a new code starts afresh.
+    f.pg.execute(
+        "UPDATE otp_codes SET created_at = now() - interval '16 minutes'",
+        &[],
+    )
+    .await
+    .unwrap();
+    f.auth
+        .save_otp(&phone, Role::Mitra, "fresh", later())
+        .await
+        .unwrap();
     assert_eq!(check("right").await.unwrap(), OtpCheck::Wrong);
-    assert_eq!(check("again").await.unwrap(), OtpCheck::Valid);
+    assert_eq!(check("fresh").await.unwrap(), OtpCheck::Valid);
 }
 
 #[tokio::test]
@@ -156,6 +169,13 @@ async fn racing_checks_consume_a_code_once_and_count_every_attempt() {
     assert_eq!(seen(&wrongs, OtpCheck::Wrong), 4, "{wrongs:?}");
     assert_eq!(seen(&wrongs, OtpCheck::TooManyAttempts), 6, "{wrongs:?}");
 
+    // A later window: a new code starts afresh.
+    f.pg.execute(
+        "UPDATE otp_codes SET created_at = now() - interval '16 minutes'",
+        &[],
+    )
+    .await
+    .unwrap();
     f.auth
         .save_otp(&phone, Role::Customer, "right", later())
         .await
@@ -224,7 +244,7 @@ async fn operators_are_found_by_email() {
 #[tokio::test]
 async fn a_refresh_token_rotates_once() {
     let f = fixture().await;
-    let user = Uuid::new_v4();
+    let user = f.mitra().await.uuid();
     let sid = f
         .auth
         .create_session(user, Role::Mitra, "t1", later())
@@ -343,4 +363,27 @@ async fn a_cc_code_is_a_query_error_not_an_outage() {
     let f = fixture().await;
     let refused = f.auth.save_otp(&phone(), Role::Cc, "h", later()).await;
     assert!(matches!(refused, Err(TruthError::Query(_))), "{refused:?}");
+}
+
+#[tokio::test]
+async fn a_deactivated_mitras_session_no_longer_refreshes() {
+    let f = fixture().await;
+    let mitra = f.mitra().await.uuid();
+    f.auth
+        .create_session(mitra, Role::Mitra, "m1", later())
+        .await
+        .unwrap();
+    f.pg.execute(
+        "UPDATE mitras SET is_active = false WHERE id = $1",
+        &[&mitra],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        f.auth
+            .rotate_session("m1", Role::Mitra, "m2", later())
+            .await
+            .unwrap(),
+        None
+    );
 }

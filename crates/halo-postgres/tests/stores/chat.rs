@@ -1,9 +1,9 @@
 //! `PgChat` one call at a time: blasts, targeted requests, payment, accept and reject, ending
 //! by either party, extension, reroute and the open-request list.
 
-use crate::fixture::{fixture, now};
+use crate::fixture::{fixture, now, T};
 use halo_domain::{MitraId, SessionStatus};
-use halo_ports::{AcceptOutcome, ChatStore, Party, TargetOutcome, TruthError};
+use halo_ports::{AcceptOutcome, ChatStore, Party, RerouteOutcome, TargetOutcome, TruthError};
 use time::Duration;
 use uuid::Uuid;
 
@@ -39,7 +39,7 @@ async fn a_blast_reaches_each_mitra_once() {
     );
     for mitra in mitras {
         assert_eq!(
-            f.chat.open_requests(mitra).await.unwrap(),
+            f.chat.open_requests(mitra, T).await.unwrap(),
             vec![session.clone()]
         );
     }
@@ -115,11 +115,14 @@ async fn only_its_customer_pays_a_session() {
     let f = fixture().await;
     let mitra = f.mitra().await;
     let session = f.targeted(mitra, 30).await;
-    assert_eq!(f.chat.pay(session.id, Uuid::new_v4()).await.unwrap(), None);
+    assert_eq!(
+        f.chat.pay(session.id, Uuid::new_v4(), T).await.unwrap(),
+        None
+    );
     let before = now();
     let paid = f
         .chat
-        .pay(session.id, session.customer_id)
+        .pay(session.id, session.customer_id, T)
         .await
         .unwrap()
         .unwrap();
@@ -128,13 +131,16 @@ async fn only_its_customer_pays_a_session() {
     assert!(accepted >= before - Duration::seconds(1));
     assert_eq!(paid.ends_at, Some(accepted + Duration::minutes(30)));
     assert_eq!(
-        f.chat.pay(session.id, session.customer_id).await.unwrap(),
+        f.chat
+            .pay(session.id, session.customer_id, T)
+            .await
+            .unwrap(),
         None,
         "paid once"
     );
     let blast = f.blast(&[mitra], 5).await;
     assert_eq!(
-        f.chat.pay(blast.id, blast.customer_id).await.unwrap(),
+        f.chat.pay(blast.id, blast.customer_id, T).await.unwrap(),
         None,
         "a blast is not pending payment"
     );
@@ -145,7 +151,8 @@ async fn the_first_accept_starts_the_session() {
     let f = fixture().await;
     let mitras = f.mitras(2).await;
     let blast = f.blast(&mitras, 25).await;
-    let AcceptOutcome::Accepted(session) = f.chat.accept(blast.id, mitras[1], MAX).await.unwrap()
+    let AcceptOutcome::Accepted(session) =
+        f.chat.accept(blast.id, mitras[1], MAX, T).await.unwrap()
     else {
         panic!("first accept");
     };
@@ -156,11 +163,11 @@ async fn the_first_accept_starts_the_session() {
         Some(session.accepted_at.unwrap() + Duration::minutes(25))
     );
     assert_eq!(
-        f.chat.accept(blast.id, mitras[0], MAX).await.unwrap(),
+        f.chat.accept(blast.id, mitras[0], MAX, T).await.unwrap(),
         AcceptOutcome::Taken
     );
     assert_eq!(
-        f.chat.accept(blast.id, mitras[1], MAX).await.unwrap(),
+        f.chat.accept(blast.id, mitras[1], MAX, T).await.unwrap(),
         AcceptOutcome::Taken,
         "accepting twice"
     );
@@ -182,18 +189,21 @@ async fn a_blast_that_never_reached_the_mitra_is_not_offered() {
     let mitras = f.mitras(2).await;
     let blast = f.blast(&mitras[..1], 10).await;
     assert_eq!(
-        f.chat.accept(blast.id, mitras[1], MAX).await.unwrap(),
+        f.chat.accept(blast.id, mitras[1], MAX, T).await.unwrap(),
         AcceptOutcome::NotOffered
     );
     assert_eq!(
         f.chat
-            .accept(blast.id, MitraId::new(Uuid::new_v4()), MAX)
+            .accept(blast.id, MitraId::new(Uuid::new_v4()), MAX, T)
             .await
             .unwrap(),
         AcceptOutcome::NotOffered
     );
     assert_eq!(
-        f.chat.accept(Uuid::new_v4(), mitras[0], MAX).await.unwrap(),
+        f.chat
+            .accept(Uuid::new_v4(), mitras[0], MAX, T)
+            .await
+            .unwrap(),
         AcceptOutcome::NotOffered
     );
     assert_eq!(f.status_of(blast.id).await.0, "searching");
@@ -207,12 +217,12 @@ async fn a_mitra_at_capacity_cannot_accept() {
     f.active(mitra, 10).await;
     let blast = f.blast(&[mitra], 10).await;
     assert_eq!(
-        f.chat.accept(blast.id, mitra, 2).await.unwrap(),
+        f.chat.accept(blast.id, mitra, 2, T).await.unwrap(),
         AcceptOutcome::AtCapacity
     );
     assert_eq!(f.status_of(blast.id).await.0, "searching");
     assert!(matches!(
-        f.chat.accept(blast.id, mitra, 3).await.unwrap(),
+        f.chat.accept(blast.id, mitra, 3, T).await.unwrap(),
         AcceptOutcome::Accepted(_)
     ));
 }
@@ -228,7 +238,7 @@ async fn a_rejection_is_recorded_only_where_the_blast_reached() {
         f.chat.reject(blast.id, mitras[0]).await.unwrap(),
         "idempotent"
     );
-    assert_eq!(f.chat.open_requests(mitras[0]).await.unwrap(), vec![]);
+    assert_eq!(f.chat.open_requests(mitras[0], T).await.unwrap(), vec![]);
     assert_eq!(f.status_of(blast.id).await.0, "searching");
 }
 
@@ -248,7 +258,7 @@ async fn open_requests_leave_out_answered_and_taken_blasts() {
         .await;
     assert!(f.chat.reject(rejected.id, m1).await.unwrap());
     assert!(matches!(
-        f.chat.accept(taken.id, m2, MAX).await.unwrap(),
+        f.chat.accept(taken.id, m2, MAX, T).await.unwrap(),
         AcceptOutcome::Accepted(_)
     ));
     f.chat
@@ -265,12 +275,12 @@ async fn open_requests_leave_out_answered_and_taken_blasts() {
         sessions.into_iter().map(|s| s.id).collect::<Vec<_>>()
     };
     assert_eq!(
-        ids(f.chat.open_requests(m1).await.unwrap()),
+        ids(f.chat.open_requests(m1, T).await.unwrap()),
         vec![newer.id, older.id],
         "newest first"
     );
     assert_eq!(
-        ids(f.chat.open_requests(m2).await.unwrap()),
+        ids(f.chat.open_requests(m2, T).await.unwrap()),
         vec![rejected.id]
     );
 }
@@ -392,20 +402,135 @@ async fn reroute_moves_an_active_session_and_names_the_previous_mitra() {
     let f = fixture().await;
     let mitras = f.mitras(2).await;
     let active = f.active(mitras[0], 10).await;
-    let (moved, previous) = f.chat.reroute(active.id, mitras[1]).await.unwrap().unwrap();
+    let RerouteOutcome::Moved {
+        session: moved,
+        from: previous,
+    } = f
+        .chat
+        .reroute(active.id, mitras[1], Some(MAX))
+        .await
+        .unwrap()
+    else {
+        panic!("not moved")
+    };
     assert_eq!(previous, Some(mitras[0]));
     assert_eq!(moved.mitra_id, Some(mitras[1]));
     assert_eq!(moved.status, SessionStatus::Active);
     assert_eq!(moved.ends_at, active.ends_at);
 
     let pending = f.targeted(mitras[0], 10).await;
-    assert_eq!(f.chat.reroute(pending.id, mitras[1]).await.unwrap(), None);
+    assert_eq!(
+        f.chat.reroute(pending.id, mitras[1], None).await.unwrap(),
+        RerouteOutcome::NotActive
+    );
     assert!(matches!(
         f.chat
-            .reroute(active.id, MitraId::new(Uuid::new_v4()))
+            .reroute(active.id, MitraId::new(Uuid::new_v4()), None)
             .await,
         Err(TruthError::MitraNotFound)
     ));
+}
+
+#[tokio::test]
+async fn reroute_respects_the_targets_capacity_unless_forced_and_never_a_deactivated_target() {
+    let f = fixture().await;
+    let mitras = f.mitras(3).await;
+    let session = f.active(mitras[0], 10).await;
+    f.active(mitras[1], 10).await;
+    assert_eq!(
+        f.chat
+            .reroute(session.id, mitras[1], Some(1))
+            .await
+            .unwrap(),
+        RerouteOutcome::Refused,
+        "the target is full"
+    );
+    assert!(matches!(
+        f.chat.reroute(session.id, mitras[1], None).await.unwrap(),
+        RerouteOutcome::Moved { .. }
+    ));
+    f.pg.execute(
+        "UPDATE mitras SET is_active = false WHERE id = $1",
+        &[&mitras[2].uuid()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        f.chat.reroute(session.id, mitras[2], None).await.unwrap(),
+        RerouteOutcome::Refused,
+        "forced, but deactivated"
+    );
+}
+
+#[tokio::test]
+async fn a_deactivated_mitra_can_neither_accept_nor_be_targeted_whatever_the_mirror_says() {
+    let f = fixture().await;
+    let mitras = f.mitras(2).await;
+    let blast = f.blast(&mitras, 10).await;
+    f.pg.execute(
+        "UPDATE mitras SET is_active = false WHERE id = $1",
+        &[&mitras[0].uuid()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        f.chat.accept(blast.id, mitras[0], MAX, T).await.unwrap(),
+        AcceptOutcome::Inactive
+    );
+    let customer = f.customer().await;
+    assert_eq!(
+        f.chat
+            .create_targeted(customer, mitras[0], 10, MAX)
+            .await
+            .unwrap(),
+        TargetOutcome::Inactive
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_request_cannot_be_accepted_afterwards() {
+    let f = fixture().await;
+    let mitras = f.mitras(1).await;
+    let blast = f.blast(&mitras, 10).await;
+    assert!(f.chat.reject(blast.id, mitras[0]).await.unwrap());
+    assert_eq!(
+        f.chat.accept(blast.id, mitras[0], MAX, T).await.unwrap(),
+        AcceptOutcome::NotOffered
+    );
+}
+
+#[tokio::test]
+async fn accept_pay_and_open_requests_honour_the_timeouts_before_the_timer_runs() {
+    let f = fixture().await;
+    let mitras = f.mitras(1).await;
+    let blast = f.blast(&mitras, 10).await;
+    let pending = f.targeted(mitras[0], 10).await;
+    f.pg.execute(
+        "UPDATE chat_sessions SET created_at = now() - interval '11 minutes'",
+        &[],
+    )
+    .await
+    .unwrap();
+    f.pg.execute(
+        "UPDATE chat_request_notifications SET created_at = now() - interval '11 minutes'",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(f.chat.open_requests(mitras[0], T).await.unwrap(), vec![]);
+    assert_eq!(
+        f.chat.accept(blast.id, mitras[0], MAX, T).await.unwrap(),
+        AcceptOutcome::Taken,
+        "past the blast timeout"
+    );
+    assert_eq!(
+        f.chat
+            .pay(pending.id, pending.customer_id, T)
+            .await
+            .unwrap(),
+        None,
+        "past the payment timeout"
+    );
 }
 
 #[tokio::test]

@@ -2,13 +2,19 @@
 
 use halo_domain::{MitraId, Phone};
 use halo_metrics::Metrics;
-use halo_ports::{ChatSession, ChatStore, TargetOutcome};
+use halo_ports::{ChatSession, ChatStore, TargetOutcome, Timeouts};
 use halo_postgres::{PgAuth, PgChat, PoolSettings};
 use halo_testkit::{test_database, TestDatabase};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_postgres::Client;
 use uuid::Uuid;
+
+/// Timeouts long enough never to matter in a test that does not backdate rows.
+pub const T: Timeouts = Timeouts {
+    blast: time::Duration::minutes(10),
+    payment: time::Duration::minutes(10),
+};
 
 pub struct Fixture {
     /// Dropping the fixture drops the database.
@@ -106,7 +112,7 @@ impl Fixture {
             .expect("create_targeted")
         {
             TargetOutcome::Created(session) => session,
-            TargetOutcome::AtCapacity => panic!("unlimited capacity refused"),
+            other => panic!("an active mitra with unlimited capacity refused: {other:?}"),
         }
     }
 
@@ -114,7 +120,7 @@ impl Fixture {
     pub async fn active(&self, mitra: MitraId, minutes: u32) -> ChatSession {
         let session = self.targeted(mitra, minutes).await;
         self.chat
-            .pay(session.id, session.customer_id)
+            .pay(session.id, session.customer_id, T)
             .await
             .expect("pay")
             .expect("payable")

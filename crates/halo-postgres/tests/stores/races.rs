@@ -1,9 +1,9 @@
 //! Concurrent callers on the slot-taking transitions: one blast accepted by many mitras at
 //! once, and one mitra accepting many blasts (and targeted requests) at once.
 
-use crate::fixture::{fixture_with_pool, Fixture};
+use crate::fixture::{fixture_with_pool, Fixture, T};
 use halo_domain::MitraId;
-use halo_ports::{AcceptOutcome, ChatStore, TargetOutcome};
+use halo_ports::{AcceptOutcome, ChatStore, RerouteOutcome, TargetOutcome};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::Barrier;
@@ -51,7 +51,7 @@ async fn fifty_mitras_accepting_one_blast_make_one_winner() {
         .iter()
         .map(|&mitra| {
             let f = Arc::clone(&f);
-            move || async move { f.chat.accept(blast.id, mitra, 3).await.expect("accept") }
+            move || async move { f.chat.accept(blast.id, mitra, 3, T).await.expect("accept") }
         })
         .collect();
     let outcomes = all_at_once(jobs).await;
@@ -102,7 +102,7 @@ async fn one_mitra_accepting_many_blasts_stays_within_capacity() {
             .iter()
             .map(|&id| {
                 let f = Arc::clone(&f);
-                move || async move { f.chat.accept(id, mitra, MAX).await.expect("accept") }
+                move || async move { f.chat.accept(id, mitra, MAX, T).await.expect("accept") }
             })
             .collect();
         let outcomes = all_at_once(jobs).await;
@@ -131,12 +131,14 @@ async fn one_mitra_accepting_many_blasts_stays_within_capacity() {
 enum Claim {
     Accept(Uuid),
     Target(Uuid),
+    /// Moves an active session of another mitra here.
+    Reroute(Uuid),
 }
 
 /// Whether the call took one of the mitra's slots.
 async fn claim(f: &Fixture, mitra: MitraId, max: u32, how: Claim) -> bool {
     match how {
-        Claim::Accept(blast) => match f.chat.accept(blast, mitra, max).await.expect("accept") {
+        Claim::Accept(blast) => match f.chat.accept(blast, mitra, max, T).await.expect("accept") {
             AcceptOutcome::Accepted(_) => true,
             AcceptOutcome::AtCapacity => false,
             other => panic!("unexpected {other:?}"),
@@ -148,18 +150,27 @@ async fn claim(f: &Fixture, mitra: MitraId, max: u32, how: Claim) -> bool {
                 .expect("targeted"),
             TargetOutcome::Created(_)
         ),
+        Claim::Reroute(session) => matches!(
+            f.chat
+                .reroute(session, mitra, Some(max))
+                .await
+                .expect("reroute"),
+            RerouteOutcome::Moved { .. }
+        ),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn accepts_and_targeted_requests_share_one_capacity() {
+async fn accepts_targeted_requests_and_reroutes_share_one_capacity() {
     const MAX: u32 = 3;
     let f = Arc::new(fixture_with_pool(16).await);
     let mitra = f.mitra().await;
+    let elsewhere = f.mitra().await;
     let mut claims = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..6 {
         claims.push(Claim::Accept(f.blast(&[mitra], 10).await.id));
         claims.push(Claim::Target(f.customer().await));
+        claims.push(Claim::Reroute(f.active(elsewhere, 10).await.id));
     }
     let jobs = claims
         .iter()
