@@ -360,15 +360,31 @@ for f, v, t, m in rows:
     print(f"{m.strip('*') or '-':>7}  {f}: {v}  [target {t}]")
 
 stores_lines = [
-    "| online mitras | seed cold ms | reseed ms | find p50 ms | find p90 ms | Valkey round trips/call | "
+    "| online mitras | seed cold ms | reseed ms | find p50 ms | find p90 ms | find µs per mitra | Valkey round trips/call | "
     "Postgres queries/call | heartbeat-mirror statement ms | heartbeat-mirror tick ms |",
-    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 for n in sizes:
     r = by_size[n]
     stores_lines.append(
         f"| {n:,} | {r['seed_cold_ms']:.1f} | {r['seed_median_ms']:.1f} | {r['find_median_ms']:.2f} | "
-        f"{r['find_p90_ms']:.2f} | {r['find_valkey_round_trips_per_call']:g} | {r['find_pg_queries_per_call']:g} | "
+        f"{r['find_p90_ms']:.2f} | {1000 * r['find_median_ms'] / n:.2f} | {r['find_valkey_round_trips_per_call']:g} | {r['find_pg_queries_per_call']:g} | "
         f"{r['heartbeat_mirror_statement_ms']:.1f} | {r['heartbeat_mirror_tick_ms']:.1f} |")
+
+# What "≤ ×20 from the smallest to the largest size" would need, if find costs a + b·n: with the
+# per-mitra cost b taken from this run (slope between the two largest sizes), a ≥ b·(100·n₀ − 20·n₀)/19.
+n_lo, n_hi = sizes[0], sizes[-1]
+mid = sizes[-2] if len(sizes) > 1 else n_lo
+slope_us = 1000 * ratio(large["find_median_ms"] - by_size[mid]["find_median_ms"], n_hi - mid)
+need_fixed_ms = slope_us * (n_hi - 20 * n_lo) / 19 / 1000
+find_arithmetic = (
+    f"At {n_hi:,} online the reply carries {3 * n_hi:,} fields (id, heartbeat, capacity per mitra) and this "
+    f"run's marginal cost is {slope_us:.2f} µs per mitra (slope {mid:,} → {n_hi:,}). If a call costs a + b·n, "
+    f"\"≤ ×20 from {n_lo:,} to {n_hi:,}\" needs a ≥ b·({n_hi:,} − 20·{n_lo:,})/19 = {need_fixed_ms:.1f} ms of fixed "
+    f"cost, i.e. a {n_lo:,}-mitra call no faster than {need_fixed_ms + slope_us * n_lo / 1000:.1f} ms; this run's "
+    f"{n_lo:,}-mitra call takes {small['find_median_ms']:.2f} ms. Every speed-up of the small call makes the ratio worse, "
+    f"so the target cannot be met by any implementation that returns one record per online mitra; the figure "
+    f"that can be held flat is the cost per mitra (table above)."
+)
 
 missed = [f for f, _, _, m in rows if m == "**missed**"]
 flood = f"--mitras {env['FLOOD_MITRAS_N']} --customers 0 --concurrency {env['FLOOD_CONCURRENCY_N']} " \
@@ -468,31 +484,62 @@ Mixed load:
 
 {chr(10).join(stores_lines)}
 
-`find_available_mitras` is one Lua script call (`candidates.lua`) at every size: the round trips are constant
-and its time grows with the reply (three fields per online mitra) that Valkey builds and the service parses,
-i.e. linearly with the online count. The seed reads the truth in one statement and swaps the mirror in one
-script after staging the sets in chunks.
+{find_arithmetic}
 
-## Where the time goes (profiles taken while building this benchmark)
+`find_available_mitras` is one round trip at every size: a `MULTI` with `SORT mitras:online BY nosort GET #
+GET mitra:heartbeat:* GET mitra:capacity:*` (the server reads every member's two keys in native code) and
+`SINTER mitras:online mitras:deactivated` (members to leave out; normally none), so it returns exactly what
+`SDIFF` + per-mitra reads did. The domain rule (`MitraState::is_available`) still runs in Rust on every
+record; Valkey does no filtering. A key prefix containing `*` cannot be a `SORT` pattern: then
+`candidates.lua` (same reply) runs instead. The seed reads the truth in one statement and swaps the mirror
+in one script after staging the sets in chunks.
 
-- **find_available_mitras is linear by nature.** It returns every available mitra (a blast notifies all of
-  them), so its reply — id, heartbeat and capacity per online mitra — grows with the online count and no
-  index can make it sublinear; "≤ ×20 from 1k to 100k" asks for a fixed cost at 1k that dwarfs the per-mitra
-  cost, which a single loopback round trip is not. `candidates.lua` now reads the per-mitra keys with `MGET`
-  in chunks of 1000 instead of two `GET` calls per mitra (about a quarter faster at 10k); the rest is Valkey
-  building the reply and the client parsing it (RESP parsing and allocation dominate the client profile).
-  Cutting further means returning less: e.g. a blast that notifies a bounded sample of available mitras.
-- **The routes share fixed per-request costs outside the stores.** `perf` on `public-api` during the
-  heartbeat flood shows `regex_lite` (actix's matching of the dynamic-segment routes registered before the
-  hot routes, and `match_pattern()` in the request-metrics middleware, which matches the path again) at
-  about 7 % of the service's CPU, more for routes registered later (the heartbeat) than for `whoami`.
-  Registering the hot routes first and taking the metrics label from the matched resource would narrow it.
+## Where the time goes and what limits each missed target
+
+Profiles (`perf record` on `public-api`, `bench-stores` and `valkey-server`; per-process CPU from
+`/proc/<pid>/stat` during 3 s of a flood) taken while optimising, on this machine, with the same floods.
+
+- **find_available_mitras.** Before: `candidates.lua` took 360 ms of `valkey-server` time per call at 100k
+  (3.6 µs per mitra: `SDIFF` into Lua 0.8 µs, building 200k key strings and the chunked `MGET` 2 µs, the
+  result table and its conversion 0.8 µs; every string that crosses into Lua is allocated and hashed, and
+  the Lua GC walks a heap that grows with the set). Now: `SORT … GET` in a `MULTI`, about 1.4 µs per mitra
+  of server time, and the client parses the reply straight from the RESP buffers (ids with
+  `Uuid::try_parse_ascii`, timestamps in the exact form the adapter writes by hand, other RFC 3339 forms by
+  the `time` parser; one unit test checks both agree). Measured with `bench-stores --find-runs 15` on the
+  same machine before → after: 1k 2.80 → 0.96 ms, 10k 30.1 → 11.6 ms, 100k 480 → 210 ms; the server is
+  blocked ~140 ms per call at 100k instead of ~360 ms. What remains on the client is redis-rs's RESP parser
+  (`combine`, ≈ 35 % of the client profile: 300k values, one allocation each) and memory traffic; the
+  per-mitra cost still rises from 1k to 100k (cache misses on a multi-megabyte reply).
+- **Heartbeat and beacon vs the whoami ceiling: CPU on two shared cores.** The generator, the service,
+  `valkey-server` and Postgres share 2 cores, so a flood's throughput is set by the CPU all processes spend
+  per request. Measured per request (3 s windows of a 32-worker flood): whoami ≈ 10 µs in `public-api` +
+  ≈ 11 µs in the generator; heartbeat ≈ 21 µs in `public-api` + ≈ 8 µs in `valkey-server` (`EVALSHA`: the
+  script plus two socket syscalls) + ≈ 12 µs in the generator. About 30 % of the service's CPU during a
+  heartbeat flood is in the `tokio-rt-worker` threads that run the redis connection's driver task (the
+  actix workers hand every command to it and get the reply back: futex wake-ups and context switches are
+  the top kernel symbols); `whoami` pays none of it. 70 % of the ceiling would need the whole heartbeat to
+  cost ≤ 1.4× a whoami in CPU (≈ 29 µs instead of ≈ 41 µs), i.e. a Valkey round trip for less than the
+  Valkey server alone spends on it plus the hand-off. The flood also leaves ≈ 20 % of the CPU idle (with 32
+  workers the requests wait on the one multiplexed connection and the thread hops), which whoami does not.
+  What would move it: one multiplexed connection per actix worker, driven on that worker's runtime (no
+  cross-thread hand-off); that needs `halo-app` to give the adapter the `redis::Client` (it only gets the
+  `ConnectionManager` today). Per-request metrics were already small (≈ 1.5 % of the service's CPU with
+  the hot routes registered first); the series handles are now resolved once per route/status and per
+  Valkey op instead of building label strings per request. The beacon now reads the shared snapshot with
+  a plain `GET` and runs `claim_beacon.lua` only on a miss (valkey-server CPU per poll ≈ 5 → ≈ 4 µs).
+- **Heartbeat: Valkey path vs Postgres fallback (×5).** The fallback is one statement per heartbeat
+  (guard + write in one `WITH … UPDATE`), so its throughput is Postgres's per-statement CPU on the same
+  cores. The Valkey path cannot rise above the CPU-bound ceiling described above, so the ratio is the two
+  per-request CPU costs divided; nothing on the Valkey side is left to cut that is not the round trip
+  itself. It would move with the per-worker connection above, or on a machine where Postgres and
+  Valkey do not share the service's cores.
 - **A blast writes one notification row per available mitra.** With 10k online mitras each blast inserts
   10k rows (and Postgres checks both foreign keys of each row: see the mixed load's statements), which is
   where the blast's latency goes.
-- **A Valkey round trip costs CPU on both ends of loopback.** On 2 shared cores, every heartbeat or beacon
-  pays syscalls and wake-ups in the service, the redis driver task and the single-threaded `valkey-server`
-  (plus its Lua), which `whoami` does not; the generator, Postgres and Valkey take CPU from the same cores.
+- **The seed's staged sets used to keep their TTL.** `RENAME` carries the staging set's 120 s expiry to
+  `mitras:online` / `mitras:deactivated`, so the live sets vanished two minutes after every seed (found
+  while profiling `find_available_mitras`: the 100k set was gone between runs). `swap_seed.lua` now
+  `PERSIST`s them; `crates/halo-valkey/tests/mirror.rs` checks it.
 """
 with open(out, "w") as f:
     f.write(doc)

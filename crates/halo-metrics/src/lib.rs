@@ -6,8 +6,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 type Labels = Vec<(&'static str, String)>;
@@ -31,10 +32,32 @@ struct Inner {
     /// Totals across labels, for budget assertions (Prometheus sums the families itself).
     pg_total: AtomicU64,
     valkey_total: AtomicU64,
+    /// Handles of the per-request series, resolved once: a family lookup builds owned label
+    /// strings and hashes them, on every heartbeat and beacon poll. The handles share their
+    /// values with the families (same series, same names and labels at `/metrics`).
+    http_handles: RwLock<HashMap<Box<str>, RouteHandles>>,
+    round_trip_handles: RwLock<HashMap<Box<str>, Counter>>,
+}
+
+struct RouteHandles {
+    latency: Histogram,
+    by_status: Vec<(u16, Counter)>,
 }
 
 fn label(key: &'static str, value: &str) -> Labels {
     vec![(key, value.to_owned())]
+}
+
+/// The caches hold only handles of series that exist anyway: a poisoned lock (a panic while
+/// holding it) leaves them consistent, so it is used as is.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn counter(registry: &mut Registry, name: &str, help: &str) -> CounterFamily {
@@ -103,6 +126,8 @@ impl Metrics {
             registry,
             pg_total: AtomicU64::new(0),
             valkey_total: AtomicU64::new(0),
+            http_handles: RwLock::default(),
+            round_trip_handles: RwLock::default(),
         };
         Self(Arc::new(inner))
     }
@@ -116,11 +141,20 @@ impl Metrics {
     }
 
     pub fn valkey_round_trip(&self, op: &str) {
-        self.0
-            .valkey_round_trips
-            .get_or_create(&label("op", op))
-            .inc();
+        self.round_trip_counter(op).inc();
         self.0.valkey_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn round_trip_counter(&self, op: &str) -> Counter {
+        if let Some(counter) = read(&self.0.round_trip_handles).get(op) {
+            return counter.clone();
+        }
+        let counter = self
+            .0
+            .valkey_round_trips
+            .get_or_create_owned(&label("op", op));
+        write(&self.0.round_trip_handles).insert(op.into(), counter.clone());
+        counter
     }
 
     pub fn valkey_fallback(&self, op: &str) {
@@ -151,12 +185,39 @@ impl Metrics {
     }
 
     pub fn http_request(&self, route: &str, status: u16, latency: Duration) {
+        let cached = read(&self.0.http_handles).get(route).map(|handles| {
+            let counter = handles
+                .by_status
+                .iter()
+                .find(|(s, _)| *s == status)
+                .map(|(_, c)| c.clone());
+            (handles.latency.clone(), counter)
+        });
+        let (latency_series, counter) = match cached {
+            Some((latency_series, Some(counter))) => (latency_series, counter),
+            _ => self.resolve_http(route, status),
+        };
+        counter.inc();
+        latency_series.observe(latency.as_secs_f64());
+    }
+
+    /// First request of a route and status: resolve the series and remember the handles.
+    fn resolve_http(&self, route: &str, status: u16) -> (Histogram, Counter) {
         let labels = vec![("route", route.to_owned()), ("status", status.to_string())];
-        self.0.http_requests.get_or_create(&labels).inc();
-        self.0
+        let counter = self.0.http_requests.get_or_create_owned(&labels);
+        let latency = self
+            .0
             .http_latency
-            .get_or_create(&label("route", route))
-            .observe(latency.as_secs_f64());
+            .get_or_create_owned(&label("route", route));
+        let mut handles = write(&self.0.http_handles);
+        let entry = handles.entry(route.into()).or_insert_with(|| RouteHandles {
+            latency: latency.clone(),
+            by_status: Vec::new(),
+        });
+        if !entry.by_status.iter().any(|(s, _)| *s == status) {
+            entry.by_status.push((status, counter.clone()));
+        }
+        (latency, counter)
     }
 
     /// Prometheus text exposition of every metric of this instance.
@@ -248,6 +309,29 @@ mod tests {
             text.contains("halo_http_request_duration_seconds_bucket"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn cached_handles_feed_the_same_series() {
+        let m = Metrics::new();
+        for _ in 0..3 {
+            m.http_request("/api/mitra/status/heartbeat", 200, Duration::from_millis(1));
+            m.valkey_round_trip("heartbeat");
+        }
+        m.http_request("/api/mitra/status/heartbeat", 403, Duration::from_millis(1));
+        m.http_request("/public/bestie-availability", 200, Duration::from_millis(1));
+        assert_eq!(m.valkey_round_trips("heartbeat"), 3);
+        assert_eq!(m.valkey_round_trips_total(), 3);
+        let text = m.render();
+        for line in [
+            "halo_http_requests_total{route=\"/api/mitra/status/heartbeat\",status=\"200\"} 3",
+            "halo_http_requests_total{route=\"/api/mitra/status/heartbeat\",status=\"403\"} 1",
+            "halo_http_requests_total{route=\"/public/bestie-availability\",status=\"200\"} 1",
+            "halo_http_request_duration_seconds_count{route=\"/api/mitra/status/heartbeat\"} 4",
+            "halo_valkey_round_trips_total{op=\"heartbeat\"} 3",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
     }
 
     #[test]

@@ -77,6 +77,19 @@ impl Keys {
         self.key(CONFIG_CHANNEL)
     }
 
+    /// The `SORT … GET` patterns of the heartbeat and capacity keys (`<prefix>mitra:…:*`), or
+    /// `None` when the prefix holds a `*`: the server substitutes the first `*` of a pattern and
+    /// has no escape for it.
+    pub fn sort_patterns(&self) -> Option<(String, String)> {
+        if self.prefix.contains('*') {
+            return None;
+        }
+        Some((
+            format!("{}{HEARTBEAT}*", self.prefix),
+            format!("{}{CAPACITY}*", self.prefix),
+        ))
+    }
+
     /// A SCAN pattern for keys starting with `name`, the prefix escaped.
     pub fn scan_pattern(&self, name: &str) -> String {
         let mut pattern = String::with_capacity(self.prefix.len() + name.len() + 1);
@@ -109,6 +122,18 @@ mod tests {
         let prefixed = Keys::new("t1:");
         assert_eq!(prefixed.online(), "t1:mitras:online");
         assert_eq!(prefixed.config_channel(), "t1:config:invalidate");
+    }
+
+    #[test]
+    fn sort_patterns_only_without_a_star_in_the_prefix() {
+        assert_eq!(
+            Keys::new("t1:").sort_patterns(),
+            Some((
+                "t1:mitra:heartbeat:*".to_owned(),
+                "t1:mitra:capacity:*".to_owned()
+            ))
+        );
+        assert_eq!(Keys::new("a*b:").sort_patterns(), None);
     }
 
     #[test]

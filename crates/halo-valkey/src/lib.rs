@@ -6,6 +6,7 @@ mod connection;
 mod keys;
 mod mirror;
 mod pubsub;
+mod replies;
 mod scripts;
 
 pub use connection::{connect, ValkeySettings};

@@ -1,15 +1,16 @@
 //! `AvailabilityMirror` over a self-reconnecting multiplexed connection.
 
 use crate::keys::Keys;
+use crate::replies;
 use crate::scripts;
 use async_trait::async_trait;
 use halo_domain::{Beacon, MirrorImage, MitraId, MitraState};
 use halo_metrics::Metrics;
 use halo_ports::{AvailabilityMirror, BeaconClaim, HeartbeatOutcome, MirrorError, SeedWrite};
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, RedisError};
+use redis::{AsyncCommands, RedisError, Value};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
 use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
@@ -59,7 +60,7 @@ pub(crate) fn format_time(at: OffsetDateTime) -> String {
 
 /// An unreadable timestamp counts as no heartbeat: the mitra goes stale, the sweep heals it.
 fn parse_time(raw: Option<&str>) -> Option<OffsetDateTime> {
-    raw.and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+    raw.and_then(|s| replies::parse_time_bytes(s.as_bytes()))
 }
 
 fn parse_count(raw: Option<&str>) -> u32 {
@@ -150,17 +151,6 @@ impl ValkeyMirror {
         }
         Ok(())
     }
-}
-
-/// Splits a flat script reply into records of `width` fields, first field a mitra id. Members
-/// that are not ids are skipped: they cannot be available, and drift reports them.
-fn records(flat: Vec<Option<String>>, width: usize) -> Vec<(MitraId, Vec<Option<String>>)> {
-    flat.chunks(width)
-        .filter_map(|chunk| {
-            let id = chunk.first()?.as_deref()?.parse::<MitraId>().ok()?;
-            Some((id, chunk[1..].to_vec()))
-        })
-        .collect()
 }
 
 #[async_trait]
@@ -290,25 +280,65 @@ impl AvailabilityMirror for ValkeyMirror {
     }
 
     async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, MirrorError> {
-        let mut invocation = scripts::CANDIDATES.prepare_invoke();
-        invocation
-            .key(self.keys.online())
-            .key(self.keys.deactivated())
-            .arg(self.keys.prefix());
-        let mut conn = self.conn.clone();
-        let flat: Vec<Option<String>> = self
-            .call("candidate_states", async move {
-                invocation.invoke_async(&mut conn).await
-            })
-            .await?;
-        Ok(records(flat, 3)
+        let (flat, excluded) = match self.keys.sort_patterns() {
+            Some((heartbeat, capacity)) => {
+                // One round trip, atomic, no Lua: `SORT … BY nosort GET` reads every member's
+                // per-mitra keys inside the server (native code); `SINTER` names the members
+                // that are also deactivated (normally none), which the reply then leaves out:
+                // the same set as `SDIFF online deactivated`.
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .cmd("SORT")
+                    .arg(self.keys.online())
+                    .arg("BY")
+                    .arg("nosort")
+                    .arg("GET")
+                    .arg("#")
+                    .arg("GET")
+                    .arg(heartbeat)
+                    .arg("GET")
+                    .arg(capacity)
+                    .cmd("SINTER")
+                    .arg(self.keys.online())
+                    .arg(self.keys.deactivated());
+                let mut conn = self.conn.clone();
+                let (flat, excluded): (Value, Value) = self
+                    .call("candidate_states", async move {
+                        pipe.query_async(&mut conn).await
+                    })
+                    .await?;
+                let excluded: HashSet<MitraId> = replies::array(excluded)
+                    .map_err(MirrorError::Corrupt)?
+                    .iter()
+                    .filter_map(replies::mitra_id)
+                    .collect();
+                (flat, excluded)
+            }
+            None => {
+                // A key prefix with `*` cannot be a SORT pattern: the Lua script does the same.
+                let mut invocation = scripts::CANDIDATES.prepare_invoke();
+                invocation
+                    .key(self.keys.online())
+                    .key(self.keys.deactivated())
+                    .arg(self.keys.prefix());
+                let mut conn = self.conn.clone();
+                let flat: Value = self
+                    .call("candidate_states", async move {
+                        invocation.invoke_async(&mut conn).await
+                    })
+                    .await?;
+                (flat, HashSet::new())
+            }
+        };
+        let flat = replies::array(flat).map_err(MirrorError::Corrupt)?;
+        Ok(replies::candidates(&flat, &excluded)
             .into_iter()
-            .map(|(id, fields)| {
+            .map(|(id, last_heartbeat, open_sessions)| {
                 let state = MitraState {
                     online: true,
                     active: true,
-                    last_heartbeat: parse_time(fields[0].as_deref()),
-                    open_sessions: parse_count(fields[1].as_deref()),
+                    last_heartbeat,
+                    open_sessions,
                 };
                 (id, state)
             })
@@ -318,18 +348,34 @@ impl AvailabilityMirror for ValkeyMirror {
     async fn online_heartbeats(
         &self,
     ) -> Result<Vec<(MitraId, Option<OffsetDateTime>)>, MirrorError> {
-        let mut invocation = scripts::ONLINE_HEARTBEATS.prepare_invoke();
-        invocation.key(self.keys.online()).arg(self.keys.prefix());
         let mut conn = self.conn.clone();
-        let flat: Vec<Option<String>> = self
-            .call("online_heartbeats", async move {
-                invocation.invoke_async(&mut conn).await
-            })
-            .await?;
-        Ok(records(flat, 2)
-            .into_iter()
-            .map(|(id, fields)| (id, parse_time(fields[0].as_deref())))
-            .collect())
+        let flat: Value = match self.keys.sort_patterns() {
+            Some((heartbeat, _)) => {
+                let cmd = redis::cmd("SORT")
+                    .arg(self.keys.online())
+                    .arg("BY")
+                    .arg("nosort")
+                    .arg("GET")
+                    .arg("#")
+                    .arg("GET")
+                    .arg(heartbeat)
+                    .to_owned();
+                self.call("online_heartbeats", async move {
+                    cmd.query_async(&mut conn).await
+                })
+                .await?
+            }
+            None => {
+                let mut invocation = scripts::ONLINE_HEARTBEATS.prepare_invoke();
+                invocation.key(self.keys.online()).arg(self.keys.prefix());
+                self.call("online_heartbeats", async move {
+                    invocation.invoke_async(&mut conn).await
+                })
+                .await?
+            }
+        };
+        let flat = replies::array(flat).map_err(MirrorError::Corrupt)?;
+        Ok(replies::heartbeats(&flat))
     }
 
     async fn online_count(&self) -> Result<u64, MirrorError> {
@@ -340,22 +386,33 @@ impl AvailabilityMirror for ValkeyMirror {
     }
 
     async fn claim_beacon(&self, lock_ttl: Duration) -> Result<BeaconClaim, MirrorError> {
-        let mut invocation = scripts::CLAIM_BEACON.prepare_invoke();
-        invocation
-            .key(self.keys.snapshot())
-            .key(self.keys.snapshot_lock())
-            .arg(uuid::Uuid::new_v4().simple().to_string())
-            .arg(
-                u64::try_from(lock_ttl.as_millis())
-                    .unwrap_or(u64::MAX)
-                    .max(1),
-            );
+        // Nearly every poll finds the snapshot: a plain GET costs the server a fraction of a
+        // script call. Only a miss runs the script, which reads again and claims the lock.
         let mut conn = self.conn.clone();
-        let reply: String = self
-            .call("claim_beacon", async move {
-                invocation.invoke_async(&mut conn).await
-            })
+        let key = self.keys.snapshot();
+        let cached: Option<String> = self
+            .call("claim_beacon", async move { conn.get(key).await })
             .await?;
+        let reply = match cached {
+            Some(json) => json,
+            None => {
+                let mut invocation = scripts::CLAIM_BEACON.prepare_invoke();
+                invocation
+                    .key(self.keys.snapshot())
+                    .key(self.keys.snapshot_lock())
+                    .arg(uuid::Uuid::new_v4().simple().to_string())
+                    .arg(
+                        u64::try_from(lock_ttl.as_millis())
+                            .unwrap_or(u64::MAX)
+                            .max(1),
+                    );
+                let mut conn = self.conn.clone();
+                self.call("claim_beacon", async move {
+                    invocation.invoke_async(&mut conn).await
+                })
+                .await?
+            }
+        };
         match reply.as_str() {
             "compute" => Ok(BeaconClaim::Compute),
             "busy" => Ok(BeaconClaim::Busy),

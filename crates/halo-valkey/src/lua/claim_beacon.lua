@@ -1,4 +1,5 @@
--- Read the beacon snapshot, or claim the right to recompute it (one caller per TTL).
+-- Read the beacon snapshot, or claim the right to recompute it (one caller per TTL). The adapter
+-- runs it after a plain GET missed (a hit needs no script); it reads again, atomically with the claim.
 -- KEYS: snapshot, lock. ARGV: lock owner, lock TTL in ms.
 -- Returns the snapshot JSON, or 'compute' (lock taken), or 'busy' (someone else computes).
 local snapshot = redis.call('GET', KEYS[1])

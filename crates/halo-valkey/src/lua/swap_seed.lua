@@ -15,6 +15,9 @@ end
 local function swap(staged, live)
   if redis.call('EXISTS', staged) == 1 then
     redis.call('RENAME', staged, live)
+    -- RENAME keeps the staging set's TTL (a guard against abandoned staging): the live set
+    -- must not expire.
+    redis.call('PERSIST', live)
   else
     redis.call('DEL', live)
   end

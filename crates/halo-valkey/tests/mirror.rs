@@ -1,0 +1,110 @@
+//! The adapter against a real `valkey-server`: what the seed leaves behind, and the two ways of
+//! reading the per-mitra records (SORT patterns, or the Lua scripts when the key prefix holds a
+//! `*`) giving the same answers.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test setup may panic
+
+use halo_domain::{MirrorImage, MitraId, MitraTruth};
+use halo_metrics::Metrics;
+use halo_ports::AvailabilityMirror;
+use halo_testkit::ValkeyServer;
+use halo_valkey::{Keys, ValkeyMirror, ValkeySettings};
+use redis::AsyncCommands;
+use std::time::Duration;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+fn mirror(server: &ValkeyServer, prefix: &str) -> ValkeyMirror {
+    let settings = ValkeySettings {
+        url: server.url(),
+        key_prefix: prefix.to_owned(),
+        timeout: Duration::from_secs(5),
+    };
+    let (_client, conn) = halo_valkey::connect(&settings).unwrap();
+    ValkeyMirror::new(conn, Keys::new(prefix), settings.timeout, Metrics::new())
+}
+
+fn id(n: u128) -> MitraId {
+    MitraId::new(Uuid::from_u128(n))
+}
+
+/// Mitras 1..=6 online except 5, 2 and 6 deactivated (6 also online: the image allows it),
+/// 3 with open sessions.
+fn truth() -> Vec<MitraTruth> {
+    (1..=6)
+        .map(|n| MitraTruth {
+            id: id(n),
+            active: n != 2 && n != 6,
+            online: n != 5,
+            open_sessions: if n == 3 { 2 } else { 0 },
+        })
+        .collect()
+}
+
+async fn seed(m: &ValkeyMirror, now: OffsetDateTime) {
+    let mut image = MirrorImage::expected_from(&truth());
+    // A deactivated mitra that is still in the online set (drift): never a candidate.
+    image.online.insert(id(6));
+    let token = m.write_token().await.unwrap();
+    m.replace_all(&image, token, now).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_seeded_sets_do_not_expire() {
+    let server = ValkeyServer::start().await;
+    let m = mirror(&server, "");
+    seed(&m, OffsetDateTime::now_utc()).await;
+    let mut conn = server.connection().await;
+    for key in ["mitras:online", "mitras:deactivated", "mirror:generation"] {
+        let ttl: i64 = conn.ttl(key).await.unwrap();
+        assert_eq!(ttl, -1, "{key} must not expire");
+    }
+}
+
+#[tokio::test]
+async fn sort_and_lua_reads_agree() {
+    let server = ValkeyServer::start().await;
+    let now = OffsetDateTime::now_utc();
+    let mut answers = Vec::new();
+    for prefix in ["p1:", "p*2:"] {
+        let m = mirror(&server, prefix);
+        seed(&m, now).await;
+        // A member that is not an id, and one whose heartbeat and capacity are unreadable.
+        let mut conn = server.connection().await;
+        let _: () = conn
+            .sadd(format!("{prefix}mitras:online"), "not-a-uuid")
+            .await
+            .unwrap();
+        let _: () = conn
+            .set(format!("{prefix}mitra:heartbeat:{}", id(4)), "garbage")
+            .await
+            .unwrap();
+        let _: () = conn
+            .set(format!("{prefix}mitra:capacity:{}", id(4)), "x")
+            .await
+            .unwrap();
+        let mut candidates = m.candidate_states().await.unwrap();
+        candidates.sort_by_key(|(id, _)| *id);
+        let mut heartbeats = m.online_heartbeats().await.unwrap();
+        heartbeats.sort_by_key(|(id, _)| *id);
+        answers.push((candidates, heartbeats));
+    }
+    let (candidates, heartbeats) = &answers[0];
+    assert_eq!(&answers[1], &answers[0]);
+    let ids: Vec<MitraId> = candidates.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, vec![id(1), id(3), id(4)]);
+    let seeded = halo_valkey_time(now);
+    assert_eq!(candidates[0].1.last_heartbeat, Some(seeded));
+    assert_eq!(candidates[1].1.open_sessions, 2);
+    assert_eq!(candidates[2].1.last_heartbeat, None);
+    assert_eq!(candidates[2].1.open_sessions, 0);
+    let ids: Vec<MitraId> = heartbeats.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, vec![id(1), id(2), id(3), id(4), id(6)]);
+    assert_eq!(heartbeats[0].1, Some(seeded));
+    assert_eq!(heartbeats[3].1, None);
+}
+
+/// What a timestamp reads back as: the mirror keeps microseconds.
+fn halo_valkey_time(at: OffsetDateTime) -> OffsetDateTime {
+    at.replace_nanosecond(at.nanosecond() / 1_000 * 1_000)
+        .unwrap()
+}
