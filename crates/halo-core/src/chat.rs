@@ -159,9 +159,9 @@ impl Chat {
         Err(ChatError::InvalidState(now.status))
     }
 
-    /// First accept wins; never beyond `max_customers_per_mitra`.
+    /// First accept wins; never beyond `max_customers_per_mitra`; never by a deactivated mitra
+    /// (checked in Postgres under the mitra's lock, so no mirror read is needed here).
     pub async fn accept(&self, id: Uuid, mitra: MitraId) -> Result<ChatSession, ChatError> {
-        self.availability.ensure_active(mitra).await?;
         let outcome = self
             .store
             .accept(id, mitra, self.max_customers(), self.timeouts())

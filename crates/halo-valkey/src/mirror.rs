@@ -12,6 +12,8 @@ use redis::{AsyncCommands, RedisError, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -26,6 +28,9 @@ pub struct ValkeyMirror {
     keys: Keys,
     timeout: Duration,
     metrics: Metrics,
+    /// Set once the server refuses `SORT … GET` (an ACL limited to the key prefix, or a
+    /// `-@dangerous` login, refuses it): the bulk reads then use the Lua scripts for good.
+    sort_refused: Arc<AtomicBool>,
 }
 
 /// The JSON of `availability:snapshot` (contract shape).
@@ -34,6 +39,22 @@ struct SnapshotJson {
     available: bool,
     count: u32,
     computed_at: String,
+}
+
+/// The server answered, and the answer is a refusal of the command (ACL, unknown or disabled
+/// command, read-only replica, aborted transaction) rather than an outage or a wrong-typed key.
+fn refused_by_server(error: &RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    error.code() != Some("WRONGTYPE")
+        && matches!(
+            error.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::ResponseError
+                    | ServerErrorKind::NoPerm
+                    | ServerErrorKind::ExecAbort
+                    | ServerErrorKind::ReadOnly
+            ) | ErrorKind::Extension
+        )
 }
 
 fn classify(error: RedisError) -> MirrorError {
@@ -74,7 +95,82 @@ impl ValkeyMirror {
             keys,
             timeout,
             metrics,
+            sort_refused: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The SORT patterns while the server accepts them (see `sort_refused`).
+    fn sort_patterns(&self) -> Option<(String, String)> {
+        if self.sort_refused.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.keys.sort_patterns()
+    }
+
+    /// Runs a `SORT … GET` read; when the server refuses the command itself (not an outage),
+    /// remembers it and answers `None` so the caller runs the Lua script instead.
+    async fn sorted_read<T, F>(
+        &self,
+        op: &'static str,
+        request: F,
+    ) -> Result<Option<T>, MirrorError>
+    where
+        F: Future<Output = Result<T, RedisError>>,
+    {
+        match self.call_raw(op, request).await? {
+            Ok(value) => Ok(Some(value)),
+            Err(error) if refused_by_server(&error) => {
+                if !self.sort_refused.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        error = %error,
+                        "valkey refuses SORT … GET (ACL?); bulk reads use the Lua scripts from now on"
+                    );
+                }
+                Ok(None)
+            }
+            Err(error) => Err(classify(error)),
+        }
+    }
+
+    /// One round trip, atomic, no Lua: `SORT … BY nosort GET` reads every member's per-mitra
+    /// keys inside the server (native code); `SINTER` names the members that are also
+    /// deactivated (normally none), which the reply then leaves out: the same set as `SDIFF
+    /// online deactivated`. `None` when the server refuses SORT (see `sorted_read`).
+    async fn sorted_candidates(
+        &self,
+        heartbeat: String,
+        capacity: String,
+    ) -> Result<Option<(Value, HashSet<MitraId>)>, MirrorError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SORT")
+            .arg(self.keys.online())
+            .arg("BY")
+            .arg("nosort")
+            .arg("GET")
+            .arg("#")
+            .arg("GET")
+            .arg(heartbeat)
+            .arg("GET")
+            .arg(capacity)
+            .cmd("SINTER")
+            .arg(self.keys.online())
+            .arg(self.keys.deactivated());
+        let mut conn = self.conn.clone();
+        let Some((flat, excluded)) = self
+            .sorted_read("candidate_states", async move {
+                pipe.query_async::<(Value, Value)>(&mut conn).await
+            })
+            .await?
+        else {
+            return Ok(None);
+        };
+        let excluded = replies::array(excluded)
+            .map_err(MirrorError::Corrupt)?
+            .iter()
+            .filter_map(replies::mitra_id)
+            .collect();
+        Ok(Some((flat, excluded)))
     }
 
     pub fn keys(&self) -> &Keys {
@@ -86,13 +182,26 @@ impl ValkeyMirror {
     where
         F: Future<Output = Result<T, RedisError>>,
     {
+        self.call_raw(op, request).await?.map_err(classify)
+    }
+
+    /// `call` that hands back the server's error unclassified (the deadline is still an outage).
+    async fn call_raw<T, F>(
+        &self,
+        op: &'static str,
+        request: F,
+    ) -> Result<Result<T, RedisError>, MirrorError>
+    where
+        F: Future<Output = Result<T, RedisError>>,
+    {
         self.metrics.valkey_round_trip(op);
-        match tokio::time::timeout(self.timeout, request).await {
-            Ok(result) => result.map_err(classify),
-            Err(_) => Err(MirrorError::Unavailable(
-                format!("valkey {op} timed out after {:?}", self.timeout).into(),
-            )),
-        }
+        tokio::time::timeout(self.timeout, request)
+            .await
+            .map_err(|_| {
+                MirrorError::Unavailable(
+                    format!("valkey {op} timed out after {:?}", self.timeout).into(),
+                )
+            })
     }
 
     /// Runs an atomic pipeline whose last command bumps the write token.
@@ -280,42 +389,15 @@ impl AvailabilityMirror for ValkeyMirror {
     }
 
     async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, MirrorError> {
-        let (flat, excluded) = match self.keys.sort_patterns() {
-            Some((heartbeat, capacity)) => {
-                // One round trip, atomic, no Lua: `SORT … BY nosort GET` reads every member's
-                // per-mitra keys inside the server (native code); `SINTER` names the members
-                // that are also deactivated (normally none), which the reply then leaves out:
-                // the same set as `SDIFF online deactivated`.
-                let mut pipe = redis::pipe();
-                pipe.atomic()
-                    .cmd("SORT")
-                    .arg(self.keys.online())
-                    .arg("BY")
-                    .arg("nosort")
-                    .arg("GET")
-                    .arg("#")
-                    .arg("GET")
-                    .arg(heartbeat)
-                    .arg("GET")
-                    .arg(capacity)
-                    .cmd("SINTER")
-                    .arg(self.keys.online())
-                    .arg(self.keys.deactivated());
-                let mut conn = self.conn.clone();
-                let (flat, excluded): (Value, Value) = self
-                    .call("candidate_states", async move {
-                        pipe.query_async(&mut conn).await
-                    })
-                    .await?;
-                let excluded: HashSet<MitraId> = replies::array(excluded)
-                    .map_err(MirrorError::Corrupt)?
-                    .iter()
-                    .filter_map(replies::mitra_id)
-                    .collect();
-                (flat, excluded)
-            }
+        let sorted = match self.sort_patterns() {
+            Some((heartbeat, capacity)) => self.sorted_candidates(heartbeat, capacity).await?,
+            None => None,
+        };
+        let (flat, excluded) = match sorted {
+            Some(found) => found,
             None => {
-                // A key prefix with `*` cannot be a SORT pattern: the Lua script does the same.
+                // A key prefix with `*` cannot be a SORT pattern, and some ACLs refuse SORT …
+                // GET: the Lua script reads the same records (deactivated ones left out).
                 let mut invocation = scripts::CANDIDATES.prepare_invoke();
                 invocation
                     .key(self.keys.online())
@@ -348,8 +430,7 @@ impl AvailabilityMirror for ValkeyMirror {
     async fn online_heartbeats(
         &self,
     ) -> Result<Vec<(MitraId, Option<OffsetDateTime>)>, MirrorError> {
-        let mut conn = self.conn.clone();
-        let flat: Value = match self.keys.sort_patterns() {
+        let sorted = match self.sort_patterns() {
             Some((heartbeat, _)) => {
                 let cmd = redis::cmd("SORT")
                     .arg(self.keys.online())
@@ -360,16 +441,22 @@ impl AvailabilityMirror for ValkeyMirror {
                     .arg("GET")
                     .arg(heartbeat)
                     .to_owned();
-                self.call("online_heartbeats", async move {
-                    cmd.query_async(&mut conn).await
+                let mut conn = self.conn.clone();
+                self.sorted_read("online_heartbeats", async move {
+                    cmd.query_async::<Value>(&mut conn).await
                 })
                 .await?
             }
+            None => None,
+        };
+        let flat = match sorted {
+            Some(flat) => flat,
             None => {
                 let mut invocation = scripts::ONLINE_HEARTBEATS.prepare_invoke();
                 invocation.key(self.keys.online()).arg(self.keys.prefix());
+                let mut conn = self.conn.clone();
                 self.call("online_heartbeats", async move {
-                    invocation.invoke_async(&mut conn).await
+                    invocation.invoke_async::<Value>(&mut conn).await
                 })
                 .await?
             }
@@ -518,6 +605,8 @@ impl AvailabilityMirror for ValkeyMirror {
             .arg(self.keys.prefix())
             .arg(&nonce)
             .arg(format_time(now))
+            .arg(image.online.len())
+            .arg(image.deactivated.len())
             .arg(image.capacity.len());
         for (id, open) in &image.capacity {
             invocation.arg(id.to_string()).arg(*open);

@@ -108,3 +108,31 @@ fn halo_valkey_time(at: OffsetDateTime) -> OffsetDateTime {
     at.replace_nanosecond(at.nanosecond() / 1_000 * 1_000)
         .unwrap()
 }
+
+#[tokio::test]
+async fn a_login_limited_to_the_prefix_falls_back_to_lua_for_bulk_reads() {
+    let server = ValkeyServer::start().await;
+    let mut admin = server.connection().await;
+    // SORT … GET needs read access to every key; this login may only touch its prefix.
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "halo", "on", ">secret", "~halo:*", "&*", "+@all"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let settings = ValkeySettings {
+        url: format!("redis://halo:secret@127.0.0.1:{}/", server.port()),
+        key_prefix: "halo:".to_owned(),
+        timeout: Duration::from_secs(5),
+    };
+    let (_client, conn) = halo_valkey::connect(&settings).unwrap();
+    let m = ValkeyMirror::new(conn, Keys::new("halo:"), settings.timeout, Metrics::new());
+    seed(&m, OffsetDateTime::now_utc()).await;
+    for attempt in ["first (refused SORT, then Lua)", "second (Lua)"] {
+        let mut candidates = m.candidate_states().await.expect(attempt);
+        candidates.sort_by_key(|(id, _)| *id);
+        let ids: Vec<MitraId> = candidates.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, vec![id(1), id(3), id(4)], "{attempt}");
+        let heartbeats = m.online_heartbeats().await.expect(attempt);
+        assert_eq!(heartbeats.len(), 5, "{attempt}");
+    }
+}
