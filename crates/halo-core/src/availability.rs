@@ -8,6 +8,7 @@ use halo_ports::{
     AvailabilityMirror, AvailabilityTruth, BeaconClaim, Clock, HeartbeatOutcome, MirrorError,
     OnlineReason, SeedWrite,
 };
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -313,11 +314,30 @@ impl Availability {
         id: MitraId,
         op: &'static str,
     ) -> Result<Option<MitraState>, AvailabilityError> {
-        match self.read_mirror(|mirror| mirror.mitra_state(id)).await {
-            Ok(state) => Ok(Some(state)),
+        Ok(self.mitra_states_for(&[id], op).await?.pop().flatten())
+    }
+
+    /// Live states of many mitras (an operator's page): one mirror round trip, or one Postgres
+    /// statement when the mirror fails. In the order of `ids`; `None` = unknown.
+    pub async fn mitra_statuses(
+        &self,
+        ids: &[MitraId],
+    ) -> Result<Vec<Option<MitraState>>, AvailabilityError> {
+        self.mitra_states_for(ids, "mitra_statuses").await
+    }
+
+    async fn mitra_states_for(
+        &self,
+        ids: &[MitraId],
+        op: &'static str,
+    ) -> Result<Vec<Option<MitraState>>, AvailabilityError> {
+        match self.read_mirror(|mirror| mirror.mitra_states(ids)).await {
+            Ok(states) => Ok(states.into_iter().map(Some).collect()),
             Err(error) => {
                 self.fell_back(op, &error);
-                Ok(self.truth.mitra_state(id).await?)
+                let known: HashMap<MitraId, MitraState> =
+                    self.truth.mitra_states(ids).await?.into_iter().collect();
+                Ok(ids.iter().map(|id| known.get(id).copied()).collect())
             }
         }
     }

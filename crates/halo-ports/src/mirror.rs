@@ -81,8 +81,17 @@ pub trait AvailabilityMirror: Send + Sync + 'static {
 
     async fn is_deactivated(&self, id: MitraId) -> Result<bool, MirrorError>;
 
+    /// Everything the availability rules need about these mitras, in their order: one round
+    /// trip however many (an operator's page of mitras).
+    async fn mitra_states(&self, ids: &[MitraId]) -> Result<Vec<MitraState>, MirrorError>;
+
     /// Everything the availability rules need about one mitra.
-    async fn mitra_state(&self, id: MitraId) -> Result<MitraState, MirrorError>;
+    async fn mitra_state(&self, id: MitraId) -> Result<MitraState, MirrorError> {
+        self.mitra_states(&[id])
+            .await?
+            .pop()
+            .ok_or_else(|| MirrorError::Corrupt("no state for the mitra asked about".into()))
+    }
 
     /// States of the online, non-deactivated mitras: one round trip whatever their number.
     async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, MirrorError>;

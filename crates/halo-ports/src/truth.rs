@@ -107,8 +107,19 @@ pub trait AvailabilityTruth: Send + Sync + 'static {
     /// Count of the mitra's `active` + `pending_payment` sessions.
     async fn open_session_count(&self, id: MitraId) -> Result<u32, TruthError>;
 
+    /// Everything the availability rules need about these mitras, in one statement; unknown
+    /// ids are left out.
+    async fn mitra_states(&self, ids: &[MitraId])
+        -> Result<Vec<(MitraId, MitraState)>, TruthError>;
+
     /// Everything the availability rules need about one mitra. `None` when unknown.
-    async fn mitra_state(&self, id: MitraId) -> Result<Option<MitraState>, TruthError>;
+    async fn mitra_state(&self, id: MitraId) -> Result<Option<MitraState>, TruthError> {
+        Ok(self
+            .mitra_states(&[id])
+            .await?
+            .pop()
+            .map(|(_, state)| state))
+    }
 
     /// States of every online, active mitra (the fallback of the blast and the beacon).
     async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, TruthError>;

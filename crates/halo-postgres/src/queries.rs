@@ -82,9 +82,10 @@ macro_rules! mitra_state_select {
     };
 }
 
-pub const MITRA_STATE: NamedQuery = NamedQuery {
+/// $1 mitra ids.
+pub const MITRA_STATES: NamedQuery = NamedQuery {
     name: "mitra_state",
-    sql: concat!(mitra_state_select!(), " WHERE m.id = $1"),
+    sql: concat!(mitra_state_select!(), " WHERE m.id = ANY($1)"),
 };
 
 pub const CANDIDATE_STATES: NamedQuery = NamedQuery {

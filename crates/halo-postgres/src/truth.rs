@@ -198,13 +198,13 @@ impl AvailabilityTruth for PgTruth {
         count(&row, "count")
     }
 
-    async fn mitra_state(&self, id: MitraId) -> Result<Option<MitraState>, TruthError> {
-        let rows = self.query(&queries::MITRA_STATE, &[&id.uuid()]).await?;
-        Ok(rows
-            .first()
-            .map(state_row)
-            .transpose()?
-            .map(|(_, state)| state))
+    async fn mitra_states(
+        &self,
+        ids: &[MitraId],
+    ) -> Result<Vec<(MitraId, MitraState)>, TruthError> {
+        let ids: Vec<Uuid> = ids.iter().map(|id| id.uuid()).collect();
+        let rows = self.query(&queries::MITRA_STATES, &[&ids]).await?;
+        rows.iter().map(state_row).collect()
     }
 
     async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, TruthError> {

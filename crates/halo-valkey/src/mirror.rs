@@ -361,31 +361,31 @@ impl AvailabilityMirror for ValkeyMirror {
         .await
     }
 
-    async fn mitra_state(&self, id: MitraId) -> Result<MitraState, MirrorError> {
-        let member = id.to_string();
+    async fn mitra_states(&self, ids: &[MitraId]) -> Result<Vec<MitraState>, MirrorError> {
         let mut pipe = redis::pipe();
-        pipe.sismember(self.keys.online(), &member)
-            .sismember(self.keys.deactivated(), &member)
-            .get(self.keys.heartbeat(id))
-            .get(self.keys.capacity(id));
+        for id in ids {
+            let member = id.to_string();
+            pipe.sismember(self.keys.online(), &member)
+                .sismember(self.keys.deactivated(), &member)
+                .get(self.keys.heartbeat(*id))
+                .get(self.keys.capacity(*id));
+        }
         let mut conn = self.conn.clone();
-        let (online, deactivated, heartbeat, capacity): (
-            bool,
-            bool,
-            Option<String>,
-            Option<String>,
-        ) = self
+        let replies: Vec<(bool, bool, Option<String>, Option<String>)> = self
             .call(
                 "mitra_state",
                 async move { pipe.query_async(&mut conn).await },
             )
             .await?;
-        Ok(MitraState {
-            online,
-            active: !deactivated,
-            last_heartbeat: parse_time(heartbeat.as_deref()),
-            open_sessions: parse_count(capacity.as_deref()),
-        })
+        Ok(replies
+            .into_iter()
+            .map(|(online, deactivated, heartbeat, capacity)| MitraState {
+                online,
+                active: !deactivated,
+                last_heartbeat: parse_time(heartbeat.as_deref()),
+                open_sessions: parse_count(capacity.as_deref()),
+            })
+            .collect())
     }
 
     async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, MirrorError> {

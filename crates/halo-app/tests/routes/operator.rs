@@ -241,3 +241,35 @@ async fn drift_shows_a_corrupted_mirror_and_a_reseed_heals_it() {
     .await;
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_page_of_mitras_costs_one_mirror_round_trip_or_one_query_during_an_outage() {
+    let mut stack = Stack::start().await;
+    let operator = stack.operator().await;
+    let online = stack.online_mitra(&operator, "+628800000040").await;
+    for n in 1..=4 {
+        stack
+            .create_mitra(&operator, &format!("+62880000004{n}"))
+            .await;
+    }
+    let metrics = stack.internal.availability.metrics().clone();
+    let page = "/internal/mitras?per_page=5";
+
+    let trips = metrics.valkey_round_trips("mitra_state");
+    let listed = stack.get_ok(Api::Internal, page, Some(&operator)).await;
+    assert_eq!(listed["mitras"].as_array().unwrap().len(), 5);
+    assert_eq!(metrics.valkey_round_trips("mitra_state"), trips + 1);
+
+    stack.valkey.kill().await;
+    let queries = metrics.pg_queries("mitra_state");
+    let listed = stack.get_ok(Api::Internal, page, Some(&operator)).await;
+    let mitras = listed["mitras"].as_array().unwrap();
+    assert_eq!(mitras.len(), 5, "answered from Postgres");
+    let me = mitras
+        .iter()
+        .find(|m| m["id"] == online.id.to_string())
+        .unwrap();
+    assert_eq!(me["is_online"], true);
+    assert_eq!(metrics.pg_queries("mitra_state"), queries + 1);
+    stack.stop().await;
+}

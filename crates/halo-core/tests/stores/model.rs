@@ -73,9 +73,9 @@ impl AvailabilityMirror for FlakyMirror {
         self.gate()?;
         self.inner.is_deactivated(id).await
     }
-    async fn mitra_state(&self, id: MitraId) -> Result<MitraState, MirrorError> {
+    async fn mitra_states(&self, ids: &[MitraId]) -> Result<Vec<MitraState>, MirrorError> {
         self.gate()?;
-        self.inner.mitra_state(id).await
+        self.inner.mitra_states(ids).await
     }
     async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, MirrorError> {
         self.gate()?;
