@@ -9,6 +9,7 @@
 //! Used by `scripts/bench.sh`; the databases it creates are dropped again.
 
 use clap::Parser;
+use halo_config::is_loopback_url;
 use halo_core::{Availability, SeedReason, SettingsCache};
 use halo_metrics::Metrics;
 use halo_ports::{AvailabilityTruth, SystemClock};
@@ -82,19 +83,6 @@ struct SizeResult {
     heartbeat_mirror_statement_ms: f64,
     heartbeat_mirror_statements_per_tick: f64,
     heartbeat_mirror_tick_ms: f64,
-}
-
-fn is_loopback(url: &str) -> bool {
-    [
-        "@127.",
-        "//127.",
-        "@localhost",
-        "//localhost",
-        "@[::1]",
-        "//[::1]",
-    ]
-    .iter()
-    .any(|needle| url.contains(needle))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -266,10 +254,10 @@ async fn bench_size(args: &Args, admin: &Pool, n: u32) -> Result<SizeResult, Ben
 }
 
 async fn run(args: Args) -> Result<(), BenchError> {
-    if !is_loopback(&args.admin_url) {
+    if !is_loopback_url(&args.admin_url) {
         return Err(BenchError::NotLoopback("--admin-url"));
     }
-    if !is_loopback(&args.valkey_url) {
+    if !is_loopback_url(&args.valkey_url) {
         return Err(BenchError::NotLoopback("--valkey-url"));
     }
     let admin = pool(&args.admin_url)?;

@@ -2,8 +2,7 @@
 //! (`internal-api create-operator --email … --password …`).
 
 use clap::{Parser, Subcommand};
-use halo_app::{create_operator, init_tracing, Application, Service};
-use halo_config::Config;
+use halo_app::{create_operator, serve, start_from_env, Service};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -36,16 +35,12 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::from_env() {
+    let config = match start_from_env() {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::from(2);
-        }
+        Err(status) => return status,
     };
-    init_tracing(config.log_format);
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(&config).await,
+        Command::Serve => serve(&config, Service::Internal).await,
         Command::CreateOperator {
             email,
             password,
@@ -67,23 +62,6 @@ async fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
-        }
-    }
-}
-
-async fn serve(config: &Config) -> ExitCode {
-    let app = match Application::build(config, Service::Internal).await {
-        Ok(app) => app,
-        Err(error) => {
-            tracing::error!(error = ?error, "start-up failed");
-            return ExitCode::FAILURE;
-        }
-    };
-    match app.run_until_stopped().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(%error, "server failed");
-            ExitCode::FAILURE
         }
     }
 }

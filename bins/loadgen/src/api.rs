@@ -1,10 +1,10 @@
 //! The public API as the apps call it: one pooled HTTP/1.1 client, one method per route the
 //! load uses. Every failure becomes an [`ApiFailure`] whose `key` groups the error report.
 
+use halo_config::is_loopback_url;
 use reqwest::{Client, Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::net::IpAddr;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -52,14 +52,12 @@ pub enum BaseUrlError {
 
 pub fn loopback_url(raw: &str) -> Result<Url, BaseUrlError> {
     let url = Url::parse(raw).map_err(|_| BaseUrlError::Invalid(raw.to_owned()))?;
-    let host = url.host_str().unwrap_or_default();
-    let trimmed = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback =
-        host == "localhost" || trimmed.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if loopback {
+    if is_loopback_url(raw) {
         Ok(url)
     } else {
-        Err(BaseUrlError::NotLoopback(host.to_owned()))
+        Err(BaseUrlError::NotLoopback(
+            url.host_str().unwrap_or_default().to_owned(),
+        ))
     }
 }
 

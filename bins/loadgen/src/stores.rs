@@ -5,6 +5,7 @@
 //! single-route modes that makes them the per-request-type cost.
 
 use crate::api::Api;
+use halo_config::is_loopback_url;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use tokio_postgres::NoTls;
@@ -39,19 +40,6 @@ pub struct Sources {
     pub postgres: Option<tokio_postgres::Client>,
     pub valkey: Option<redis::aio::MultiplexedConnection>,
     pub api: Api,
-}
-
-fn is_loopback_url(url: &str) -> bool {
-    [
-        "@127.",
-        "//127.",
-        "@localhost",
-        "//localhost",
-        "@[::1]",
-        "//[::1]",
-    ]
-    .iter()
-    .any(|needle| url.contains(needle))
 }
 
 impl Sources {

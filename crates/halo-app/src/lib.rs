@@ -21,6 +21,7 @@ use halo_metrics::Metrics;
 use halo_ports::{AvailabilityTruth, SystemClock};
 use halo_postgres::{PgAuth, PgChat, PgTruth, PoolSettings};
 use halo_valkey::{InvalidationEvent, Keys, ValkeyMirror, ValkeySettings};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -61,6 +62,35 @@ pub enum StartupError {
 const POSTGRES_STARTUP_WAIT: Duration = Duration::from_secs(30);
 const SETTINGS_REFRESH: Duration = Duration::from_secs(30);
 const SHUTDOWN_GRACE_SECONDS: u64 = 30;
+
+/// The binaries' start: the configuration from the environment (a bad value prints one line
+/// naming the variable and exits with status 2), then logging as configured.
+pub fn start_from_env() -> Result<Config, ExitCode> {
+    let config = Config::from_env().map_err(|error| {
+        eprintln!("{error}");
+        ExitCode::from(2)
+    })?;
+    init_tracing(config.log_format);
+    Ok(config)
+}
+
+/// Builds the service and serves until SIGTERM or SIGINT; the process's exit status.
+pub async fn serve(config: &Config, service: Service) -> ExitCode {
+    let app = match Application::build(config, service).await {
+        Ok(app) => app,
+        Err(error) => {
+            tracing::error!(error = ?error, "start-up failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// A built, listening service.
 pub struct Application {

@@ -1,8 +1,10 @@
 //! Configuration of both services (CONTRACT §5), parsed once at start-up into one typed struct.
 //! A missing or bad value stops start-up with one line naming the variable and the problem.
 
+mod loopback;
 mod secret;
 
+pub use loopback::is_loopback_url;
 pub use secret::Secret;
 use std::fmt;
 use std::net::IpAddr;

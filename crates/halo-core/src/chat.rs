@@ -287,6 +287,9 @@ impl Chat {
                 )
                 .await?;
             moved += batch.len();
+            self.availability
+                .metrics()
+                .timer_transitions_applied(batch.len());
             let mitras: BTreeSet<MitraId> = batch.iter().filter_map(|s| s.mitra_id).collect();
             for mitra in mitras {
                 self.recount(Some(mitra)).await;

@@ -27,6 +27,7 @@ struct Inner {
     seeds: CounterFamily,
     sweep_runs: CounterFamily,
     beacon_recomputes: Counter,
+    timer_transitions: Counter,
     http_requests: CounterFamily,
     http_latency: Family<Labels, Histogram>,
     /// Totals across labels, for budget assertions (Prometheus sums the families itself).
@@ -81,6 +82,12 @@ impl Metrics {
             "Beacon snapshots computed by this instance",
             beacon_recomputes.clone(),
         );
+        let timer_transitions = Counter::default();
+        registry.register(
+            "chat_timer_transitions",
+            "Chat sessions this instance's timer sweep ended, failed or cancelled",
+            timer_transitions.clone(),
+        );
         let http_latency = Family::<Labels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.000_25, 2.0, 14))
         });
@@ -122,6 +129,7 @@ impl Metrics {
                 "HTTP requests by route and status",
             ),
             beacon_recomputes,
+            timer_transitions,
             http_latency,
             registry,
             pg_total: AtomicU64::new(0),
@@ -182,6 +190,12 @@ impl Metrics {
 
     pub fn beacon_recomputed(&self) {
         self.0.beacon_recomputes.inc();
+    }
+
+    pub fn timer_transitions_applied(&self, sessions: usize) {
+        self.0
+            .timer_transitions
+            .inc_by(u64::try_from(sessions).unwrap_or(u64::MAX));
     }
 
     pub fn http_request(&self, route: &str, status: u16, latency: Duration) {
@@ -279,6 +293,10 @@ impl Metrics {
 
     pub fn beacon_recomputes(&self) -> u64 {
         self.0.beacon_recomputes.get()
+    }
+
+    pub fn timer_transitions(&self) -> u64 {
+        self.0.timer_transitions.get()
     }
 }
 

@@ -2,37 +2,26 @@
 //! check-and-change (consuming a code, rotating a refresh token) is atomic on its own.
 
 use crate::auth_queries as q;
-use crate::chat_store::{column, first_row, run};
-use crate::error::pool_unavailable;
-use crate::queries::NamedQuery;
+use crate::db::{column, first_row, Db};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use halo_domain::{Phone, Role};
 use halo_metrics::Metrics;
 use halo_ports::{AuthStore, OtpCheck, SessionRef, TruthError, UserRecord};
 use time::OffsetDateTime;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 #[derive(Clone)]
 pub struct PgAuth {
-    pool: Pool,
-    metrics: Metrics,
+    db: Db,
 }
 
 impl PgAuth {
     pub fn new(pool: Pool, metrics: Metrics) -> Self {
-        Self { pool, metrics }
-    }
-
-    async fn query(
-        &self,
-        query: &NamedQuery,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, TruthError> {
-        let client = self.pool.get().await.map_err(pool_unavailable)?;
-        run(&client, &self.metrics, query, params).await
+        Self {
+            db: Db::new(pool, metrics),
+        }
     }
 }
 
@@ -53,12 +42,13 @@ impl AuthStore for PgAuth {
         code_hash: &str,
         expires_at: OffsetDateTime,
     ) -> Result<(), TruthError> {
-        self.query(
-            &q::SAVE_OTP,
-            &[&phone.as_str(), &role.as_str(), &code_hash, &expires_at],
-        )
-        .await
-        .map(|_| ())
+        self.db
+            .query(
+                &q::SAVE_OTP,
+                &[&phone.as_str(), &role.as_str(), &code_hash, &expires_at],
+            )
+            .await
+            .map(|_| ())
     }
 
     async fn check_otp(
@@ -71,6 +61,7 @@ impl AuthStore for PgAuth {
     ) -> Result<OtpCheck, TruthError> {
         let max_attempts = i32::try_from(max_attempts).unwrap_or(i32::MAX);
         let rows = self
+            .db
             .query(
                 &q::CHECK_OTP,
                 &[
@@ -98,20 +89,24 @@ impl AuthStore for PgAuth {
 
     async fn customer_by_phone_or_create(&self, phone: &Phone) -> Result<UserRecord, TruthError> {
         let rows = self
+            .db
             .query(&q::CUSTOMER_BY_PHONE_OR_CREATE, &[&phone.as_str()])
             .await?;
         user_row(&first_row(rows, &q::CUSTOMER_BY_PHONE_OR_CREATE)?, true)
     }
 
     async fn mitra_by_phone(&self, phone: &Phone) -> Result<Option<UserRecord>, TruthError> {
-        let rows = self.query(&q::MITRA_BY_PHONE, &[&phone.as_str()]).await?;
+        let rows = self
+            .db
+            .query(&q::MITRA_BY_PHONE, &[&phone.as_str()])
+            .await?;
         rows.first()
             .map(|row| user_row(row, column(row, "is_active")?))
             .transpose()
     }
 
     async fn operator_by_email(&self, email: &str) -> Result<Option<(Uuid, String)>, TruthError> {
-        let rows = self.query(&q::OPERATOR_BY_EMAIL, &[&email]).await?;
+        let rows = self.db.query(&q::OPERATOR_BY_EMAIL, &[&email]).await?;
         rows.first()
             .map(|row| Ok((column(row, "id")?, column(row, "password_hash")?)))
             .transpose()
@@ -125,6 +120,7 @@ impl AuthStore for PgAuth {
         expires_at: OffsetDateTime,
     ) -> Result<Uuid, TruthError> {
         let rows = self
+            .db
             .query(
                 &q::CREATE_SESSION,
                 &[&user_id, &role.as_str(), &refresh_hash, &expires_at],
@@ -141,6 +137,7 @@ impl AuthStore for PgAuth {
         expires_at: OffsetDateTime,
     ) -> Result<Option<SessionRef>, TruthError> {
         let rows = self
+            .db
             .query(
                 &q::ROTATE_SESSION,
                 &[&old_hash, &role.as_str(), &new_hash, &expires_at],
@@ -161,7 +158,7 @@ impl AuthStore for PgAuth {
     }
 
     async fn revoke_session(&self, sid: Uuid, user_id: Uuid) -> Result<bool, TruthError> {
-        let rows = self.query(&q::REVOKE_SESSION, &[&sid, &user_id]).await?;
+        let rows = self.db.query(&q::REVOKE_SESSION, &[&sid, &user_id]).await?;
         Ok(!rows.is_empty())
     }
 }

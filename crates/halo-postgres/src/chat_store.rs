@@ -3,7 +3,8 @@
 //! the mitra row, so concurrent callers for one mitra take turns and capacity is never exceeded.
 
 use crate::chat_queries as q;
-use crate::error::{classify, pool_unavailable};
+use crate::db::{column, first_row, run, Db};
+use crate::error::classify;
 use crate::queries::NamedQuery;
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Pool};
@@ -15,28 +16,20 @@ use halo_ports::{
 };
 use time::{Duration, OffsetDateTime};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 #[derive(Clone)]
 pub struct PgChat {
-    pool: Pool,
-    metrics: Metrics,
+    db: Db,
 }
 
 impl PgChat {
     pub fn new(pool: Pool, metrics: Metrics) -> Self {
-        Self { pool, metrics }
-    }
-
-    async fn query(
-        &self,
-        query: &NamedQuery,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, TruthError> {
-        let client = self.pool.get().await.map_err(pool_unavailable)?;
-        run(&client, &self.metrics, query, params).await
+        Self {
+            db: Db::new(pool, metrics),
+        }
     }
 
     /// A statement returning at most one session.
@@ -45,38 +38,13 @@ impl PgChat {
         query: &NamedQuery,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<ChatSession>, TruthError> {
-        self.query(query, params)
+        self.db
+            .query(query, params)
             .await?
             .first()
             .map(session_row)
             .transpose()
     }
-}
-
-/// Runs one named, prepared query on a pooled connection or inside a transaction, and counts it.
-/// Shared by the stores of this crate that need transactions.
-pub(crate) async fn run<C: GenericClient>(
-    client: &C,
-    metrics: &Metrics,
-    query: &NamedQuery,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<Vec<Row>, TruthError> {
-    let statement = client.prepare_cached(query.sql).await.map_err(classify)?;
-    metrics.pg_query(query.name);
-    client.query(&statement, params).await.map_err(classify)
-}
-
-/// The first row of a statement that always returns one.
-pub(crate) fn first_row(rows: Vec<Row>, query: &NamedQuery) -> Result<Row, TruthError> {
-    rows.into_iter()
-        .next()
-        .ok_or_else(|| TruthError::Query(format!("{} returned no row", query.name).into()))
-}
-
-/// One column by name; a type mismatch is a schema bug (`Query`).
-pub(crate) fn column<'a, T: FromSql<'a>>(row: &'a Row, name: &str) -> Result<T, TruthError> {
-    row.try_get(name)
-        .map_err(|e| TruthError::Query(Box::new(e)))
 }
 
 fn count(row: &Row, name: &str) -> Result<u64, TruthError> {
@@ -162,6 +130,7 @@ impl ChatStore for PgChat {
     ) -> Result<ChatSession, TruthError> {
         let mitras: Vec<Uuid> = notify.iter().map(|id| id.uuid()).collect();
         let rows = self
+            .db
             .query(
                 &q::CREATE_BLAST,
                 &[&customer, &minutes_param(minutes)?, &mitras],
@@ -181,10 +150,10 @@ impl ChatStore for PgChat {
     ) -> Result<TargetOutcome, TruthError> {
         let minutes = minutes_param(minutes)?;
         let mitra = mitra.uuid();
-        let mut client = self.pool.get().await.map_err(pool_unavailable)?;
+        let mut client = self.db.client().await?;
         // Dropping the transaction without `commit` rolls it back.
         let tx = client.transaction().await.map_err(classify)?;
-        let metrics = &self.metrics;
+        let metrics = self.db.metrics();
         match lock_mitra(&tx, metrics, mitra).await? {
             None => return Err(TruthError::MitraNotFound),
             Some(false) => return Ok(TargetOutcome::Inactive),
@@ -227,10 +196,10 @@ impl ChatStore for PgChat {
         timeouts: Timeouts,
     ) -> Result<AcceptOutcome, TruthError> {
         let mitra = mitra.uuid();
-        let mut client = self.pool.get().await.map_err(pool_unavailable)?;
+        let mut client = self.db.client().await?;
         // Dropping the transaction without `commit` rolls it back.
         let tx = client.transaction().await.map_err(classify)?;
-        let metrics = &self.metrics;
+        let metrics = self.db.metrics();
         match lock_mitra(&tx, metrics, mitra).await? {
             // An unknown mitra cannot have been notified.
             None => return Ok(AcceptOutcome::NotOffered),
@@ -258,7 +227,7 @@ impl ChatStore for PgChat {
     }
 
     async fn reject(&self, id: Uuid, mitra: MitraId) -> Result<bool, TruthError> {
-        let rows = self.query(&q::REJECT, &[&id, &mitra.uuid()]).await?;
+        let rows = self.db.query(&q::REJECT, &[&id, &mitra.uuid()]).await?;
         column(&first_row(rows, &q::REJECT)?, "reached")
     }
 
@@ -295,10 +264,10 @@ impl ChatStore for PgChat {
         max_customers: Option<u32>,
     ) -> Result<RerouteOutcome, TruthError> {
         let to = to.uuid();
-        let mut client = self.pool.get().await.map_err(pool_unavailable)?;
+        let mut client = self.db.client().await?;
         // Dropping the transaction without `commit` rolls it back.
         let tx = client.transaction().await.map_err(classify)?;
-        let metrics = &self.metrics;
+        let metrics = self.db.metrics();
         // The target's lock first, then the session's: the order accept uses.
         match lock_mitra(&tx, metrics, to).await? {
             None => return Err(TruthError::MitraNotFound),
@@ -330,6 +299,7 @@ impl ChatStore for PgChat {
     ) -> Result<Vec<ChatSession>, TruthError> {
         let blast = timeouts.blast.as_seconds_f64();
         let rows = self
+            .db
             .query(&q::OPEN_REQUESTS, &[&mitra.uuid(), &blast])
             .await?;
         rows.iter().map(session_row).collect()
@@ -343,6 +313,7 @@ impl ChatStore for PgChat {
         limit: u32,
     ) -> Result<Vec<ChatSession>, TruthError> {
         let rows = self
+            .db
             .query(
                 &q::EXPIRE_DUE,
                 &[
@@ -357,7 +328,7 @@ impl ChatStore for PgChat {
     }
 
     async fn count_active(&self) -> Result<u64, TruthError> {
-        let rows = self.query(&q::COUNT_ACTIVE, &[]).await?;
+        let rows = self.db.query(&q::COUNT_ACTIVE, &[]).await?;
         count(&first_row(rows, &q::COUNT_ACTIVE)?, "count")
     }
 }

@@ -6,6 +6,7 @@ mod auth_queries;
 mod auth_store;
 mod chat_queries;
 mod chat_store;
+mod db;
 mod error;
 mod pool;
 mod queries;

@@ -1,87 +1,41 @@
 //! `AvailabilityTruth` over a deadpool pool: every call is one named, prepared statement.
 
-use crate::error::{classify, pool_unavailable};
-use crate::queries::{self, NamedQuery};
+use crate::db::{column, Db};
+use crate::error::classify;
+use crate::queries;
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use halo_domain::{AppSettings, MitraId, MitraState, MitraTruth, SettingKey};
 use halo_metrics::Metrics;
 use halo_ports::{AvailabilityTruth, MitraFlags, MitraRow, OnlineReason, TruthError};
 use time::OffsetDateTime;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 #[derive(Clone)]
 pub struct PgTruth {
-    pool: Pool,
-    metrics: Metrics,
+    db: Db,
 }
 
 impl PgTruth {
     pub fn new(pool: Pool, metrics: Metrics) -> Self {
-        Self { pool, metrics }
-    }
-
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
-
-    /// Runs one named query and counts it.
-    pub async fn query(
-        &self,
-        q: &NamedQuery,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, TruthError> {
-        let client = self.pool.get().await.map_err(pool_unavailable)?;
-        let statement = client.prepare_cached(q.sql).await.map_err(classify)?;
-        self.metrics.pg_query(q.name);
-        client.query(&statement, params).await.map_err(classify)
-    }
-
-    async fn query_one(
-        &self,
-        q: &NamedQuery,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, TruthError> {
-        self.query(q, params)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| TruthError::Query(format!("{} returned no row", q.name).into()))
-    }
-
-    async fn execute(
-        &self,
-        q: &NamedQuery,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, TruthError> {
-        let client = self.pool.get().await.map_err(pool_unavailable)?;
-        let statement = client.prepare_cached(q.sql).await.map_err(classify)?;
-        self.metrics.pg_query(q.name);
-        client.execute(&statement, params).await.map_err(classify)
+        Self {
+            db: Db::new(pool, metrics),
+        }
     }
 }
 
-fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
-    row: &'a Row,
-    column: &str,
-) -> Result<T, TruthError> {
-    row.try_get(column)
-        .map_err(|e| TruthError::Query(Box::new(e)))
-}
-
-fn count(row: &Row, column: &str) -> Result<u32, TruthError> {
-    let n: i64 = get(row, column)?;
+fn count(row: &Row, name: &str) -> Result<u32, TruthError> {
+    let n: i64 = column(row, name)?;
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
 fn state_row(row: &Row) -> Result<(MitraId, MitraState), TruthError> {
-    let id: Uuid = get(row, "id")?;
+    let id: Uuid = column(row, "id")?;
     let state = MitraState {
-        online: get(row, "is_online")?,
-        active: get(row, "is_active")?,
-        last_heartbeat: get(row, "last_heartbeat_at")?,
+        online: column(row, "is_online")?,
+        active: column(row, "is_active")?,
+        last_heartbeat: column(row, "last_heartbeat_at")?,
         open_sessions: count(row, "open_sessions")?,
     };
     Ok((MitraId::new(id), state))
@@ -89,19 +43,19 @@ fn state_row(row: &Row) -> Result<(MitraId, MitraState), TruthError> {
 
 fn mitra_row(row: &Row) -> Result<MitraRow, TruthError> {
     Ok(MitraRow {
-        id: MitraId::new(get(row, "id")?),
-        phone: get(row, "phone")?,
-        display_name: get(row, "display_name")?,
-        active: get(row, "is_active")?,
-        online: get(row, "is_online")?,
-        created_at: get(row, "created_at")?,
+        id: MitraId::new(column(row, "id")?),
+        phone: column(row, "phone")?,
+        display_name: column(row, "display_name")?,
+        active: column(row, "is_active")?,
+        online: column(row, "is_online")?,
+        created_at: column(row, "created_at")?,
     })
 }
 
 fn flags_row(row: &Row) -> Result<MitraFlags, TruthError> {
     Ok(MitraFlags {
-        active: get(row, "is_active")?,
-        online: get(row, "is_online")?,
+        active: column(row, "is_active")?,
+        online: column(row, "is_online")?,
     })
 }
 
@@ -117,16 +71,17 @@ impl PgTruth {
         password_hash: &str,
     ) -> Result<Uuid, TruthError> {
         let row = self
+            .db
             .query_one(&queries::UPSERT_OPERATOR, &[&email, &password_hash])
             .await?;
-        get(&row, "id")
+        column(&row, "id")
     }
 }
 
 #[async_trait]
 impl AvailabilityTruth for PgTruth {
     async fn ping(&self) -> Result<(), TruthError> {
-        self.query(&queries::PING, &[]).await.map(|_| ())
+        self.db.query(&queries::PING, &[]).await.map(|_| ())
     }
 
     async fn set_online(
@@ -136,15 +91,16 @@ impl AvailabilityTruth for PgTruth {
         reason: OnlineReason,
     ) -> Result<bool, TruthError> {
         let row = self
+            .db
             .query_one(
                 &queries::SET_ONLINE,
                 &[&id.uuid(), &online, &reason.as_str()],
             )
             .await?;
-        if !get::<bool>(&row, "known")? {
+        if !column::<bool>(&row, "known")? {
             return Err(TruthError::MitraNotFound);
         }
-        get(&row, "changed")
+        column(&row, "changed")
     }
 
     async fn set_offline_many(
@@ -153,15 +109,17 @@ impl AvailabilityTruth for PgTruth {
         reason: OnlineReason,
     ) -> Result<Vec<MitraId>, TruthError> {
         let rows = self
+            .db
             .query(&queries::SET_OFFLINE_MANY, &[&uuids(ids), &reason.as_str()])
             .await?;
         rows.iter()
-            .map(|r| get::<Uuid>(r, "mitra_id").map(MitraId::new))
+            .map(|r| column::<Uuid>(r, "mitra_id").map(MitraId::new))
             .collect()
     }
 
     async fn set_active(&self, id: MitraId, active: bool) -> Result<(), TruthError> {
         match self
+            .db
             .execute(&queries::SET_ACTIVE, &[&id.uuid(), &active])
             .await?
         {
@@ -171,7 +129,8 @@ impl AvailabilityTruth for PgTruth {
     }
 
     async fn revoke_auth_sessions(&self, user_id: MitraId) -> Result<u64, TruthError> {
-        self.execute(&queries::REVOKE_AUTH_SESSIONS, &[&user_id.uuid()])
+        self.db
+            .execute(&queries::REVOKE_AUTH_SESSIONS, &[&user_id.uuid()])
             .await
     }
 
@@ -181,18 +140,20 @@ impl AvailabilityTruth for PgTruth {
         at: OffsetDateTime,
     ) -> Result<Option<MitraFlags>, TruthError> {
         let rows = self
+            .db
             .query(&queries::HEARTBEAT_FALLBACK, &[&id.uuid(), &at])
             .await?;
         rows.first().map(flags_row).transpose()
     }
 
     async fn mitra_flags(&self, id: MitraId) -> Result<Option<MitraFlags>, TruthError> {
-        let rows = self.query(&queries::MITRA_FLAGS, &[&id.uuid()]).await?;
+        let rows = self.db.query(&queries::MITRA_FLAGS, &[&id.uuid()]).await?;
         rows.first().map(flags_row).transpose()
     }
 
     async fn open_session_count(&self, id: MitraId) -> Result<u32, TruthError> {
         let row = self
+            .db
             .query_one(&queries::OPEN_SESSION_COUNT, &[&id.uuid()])
             .await?;
         count(&row, "count")
@@ -203,29 +164,29 @@ impl AvailabilityTruth for PgTruth {
         ids: &[MitraId],
     ) -> Result<Vec<(MitraId, MitraState)>, TruthError> {
         let ids: Vec<Uuid> = ids.iter().map(|id| id.uuid()).collect();
-        let rows = self.query(&queries::MITRA_STATES, &[&ids]).await?;
+        let rows = self.db.query(&queries::MITRA_STATES, &[&ids]).await?;
         rows.iter().map(state_row).collect()
     }
 
     async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, TruthError> {
-        let rows = self.query(&queries::CANDIDATE_STATES, &[]).await?;
+        let rows = self.db.query(&queries::CANDIDATE_STATES, &[]).await?;
         rows.iter().map(state_row).collect()
     }
 
     async fn count_online(&self) -> Result<u64, TruthError> {
-        let row = self.query_one(&queries::COUNT_ONLINE, &[]).await?;
+        let row = self.db.query_one(&queries::COUNT_ONLINE, &[]).await?;
         Ok(u64::from(count(&row, "count")?))
     }
 
     async fn mirror_truth(&self) -> Result<Vec<MitraTruth>, TruthError> {
         // One statement = one snapshot: flags and counts are mutually consistent.
-        let rows = self.query(&queries::MIRROR_TRUTH, &[]).await?;
+        let rows = self.db.query(&queries::MIRROR_TRUTH, &[]).await?;
         rows.iter()
             .map(|r| {
                 Ok(MitraTruth {
-                    id: MitraId::new(get(r, "id")?),
-                    active: get(r, "is_active")?,
-                    online: get(r, "is_online")?,
+                    id: MitraId::new(column(r, "id")?),
+                    active: column(r, "is_active")?,
+                    online: column(r, "is_online")?,
                     open_sessions: count(r, "open_sessions")?,
                 })
             })
@@ -241,16 +202,17 @@ impl AvailabilityTruth for PgTruth {
         }
         let (ids, stamps): (Vec<Uuid>, Vec<OffsetDateTime>) =
             beats.iter().map(|(id, at)| (id.uuid(), *at)).unzip();
-        self.execute(&queries::RECORD_HEARTBEATS, &[&ids, &stamps])
+        self.db
+            .execute(&queries::RECORD_HEARTBEATS, &[&ids, &stamps])
             .await
     }
 
     async fn load_settings(&self) -> Result<AppSettings, TruthError> {
-        let rows = self.query(&queries::LOAD_SETTINGS, &[]).await?;
+        let rows = self.db.query(&queries::LOAD_SETTINGS, &[]).await?;
         let mut pairs = Vec::with_capacity(rows.len());
         for row in &rows {
-            let key: String = get(row, "key")?;
-            let value: serde_json::Value = get(row, "value")?;
+            let key: String = column(row, "key")?;
+            let value: serde_json::Value = column(row, "value")?;
             // Keys this version does not know are someone else's settings: skip them.
             let Ok(key) = key.parse::<SettingKey>() else {
                 continue;
@@ -268,14 +230,14 @@ impl AvailabilityTruth for PgTruth {
         settings: &AppSettings,
         updated_by: Uuid,
     ) -> Result<(), TruthError> {
-        let mut client = self.pool.get().await.map_err(pool_unavailable)?;
+        let mut client = self.db.client().await?;
         let tx = client.transaction().await.map_err(classify)?;
         let statement = tx
             .prepare_cached(queries::SAVE_SETTING.sql)
             .await
             .map_err(classify)?;
         for (key, value) in settings.pairs() {
-            self.metrics.pg_query(queries::SAVE_SETTING.name);
+            self.db.metrics().pg_query(queries::SAVE_SETTING.name);
             tx.execute(&statement, &[&key.as_str(), &i64::from(value), &updated_by])
                 .await
                 .map_err(classify)?;
@@ -285,6 +247,7 @@ impl AvailabilityTruth for PgTruth {
 
     async fn create_mitra(&self, phone: &str, display_name: &str) -> Result<MitraRow, TruthError> {
         match self
+            .db
             .query_one(&queries::CREATE_MITRA, &[&phone, &display_name])
             .await
         {
@@ -301,12 +264,16 @@ impl AvailabilityTruth for PgTruth {
         limit: u32,
     ) -> Result<(Vec<MitraRow>, u64), TruthError> {
         let rows = self
+            .db
             .query(
                 &queries::LIST_MITRAS,
                 &[&i64::from(offset), &i64::from(limit)],
             )
             .await?;
-        let total = count(&self.query_one(&queries::COUNT_MITRAS, &[]).await?, "count")?;
+        let total = count(
+            &self.db.query_one(&queries::COUNT_MITRAS, &[]).await?,
+            "count",
+        )?;
         Ok((
             rows.iter().map(mitra_row).collect::<Result<_, _>>()?,
             u64::from(total),
@@ -314,7 +281,7 @@ impl AvailabilityTruth for PgTruth {
     }
 
     async fn mitra_row(&self, id: MitraId) -> Result<Option<MitraRow>, TruthError> {
-        let rows = self.query(&queries::MITRA_ROW, &[&id.uuid()]).await?;
+        let rows = self.db.query(&queries::MITRA_ROW, &[&id.uuid()]).await?;
         rows.first().map(mitra_row).transpose()
     }
 }

@@ -243,6 +243,18 @@ impl Stack {
         self.login("client", phone).await
     }
 
+    /// A 2xx heartbeat acknowledgement.
+    pub async fn heartbeat(&self, mitra: &Login) -> Value {
+        self.ok(
+            Api::Public,
+            Method::POST,
+            "/api/mitra/status/heartbeat",
+            Some(&mitra.access),
+            None,
+        )
+        .await
+    }
+
     /// The mitra's `active_sessions` as `GET /api/mitra/status` reports it.
     pub async fn capacity(&self, mitra: &Login) -> u64 {
         let status = self

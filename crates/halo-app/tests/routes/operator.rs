@@ -170,15 +170,7 @@ async fn a_heartbeat_never_brings_an_offline_mitra_back() {
     assert_eq!(reason, "operator");
 
     // The app was in the background while swept offline; its next heartbeat learns it.
-    let ack = stack
-        .ok(
-            Api::Public,
-            Method::POST,
-            "/api/mitra/status/heartbeat",
-            Some(&mitra.access),
-            None,
-        )
-        .await;
+    let ack = stack.heartbeat(&mitra).await;
     assert_eq!(
         (ack["ok"].as_bool(), ack["is_online"].as_bool()),
         (Some(true), Some(false))

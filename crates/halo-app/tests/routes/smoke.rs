@@ -11,15 +11,7 @@ async fn smoke_path_from_login_to_the_end_of_a_chat() {
     let operator = stack.operator().await;
     let mitra = stack.online_mitra(&operator, "+628100000001").await;
 
-    let ack = stack
-        .ok(
-            Api::Public,
-            Method::POST,
-            "/api/mitra/status/heartbeat",
-            Some(&mitra.access),
-            None,
-        )
-        .await;
+    let ack = stack.heartbeat(&mitra).await;
     assert_eq!(ack["ok"], true);
     assert_eq!(ack["is_online"], true);
     assert!(ack["interval_seconds"].as_u64().unwrap() > 0);

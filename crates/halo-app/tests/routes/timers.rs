@@ -33,20 +33,6 @@ async fn wait_for(stack: &Stack, session: Uuid, status: &str, reason: &str) {
     .await;
 }
 
-async fn ended_at(stack: &Stack) -> Vec<time::OffsetDateTime> {
-    let rows = stack
-        .db
-        .client()
-        .await
-        .query(
-            "SELECT ended_at FROM chat_sessions WHERE status = 'ended' ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap();
-    rows.iter().map(|row| row.get(0)).collect()
-}
-
 #[tokio::test]
 async fn due_timers_fire_once_with_two_instances_and_capacity_follows() {
     let stack = Stack::start().await;
@@ -102,11 +88,20 @@ async fn due_timers_fire_once_with_two_instances_and_capacity_follows() {
     })
     .await;
 
-    let first = ended_at(&stack).await;
-    // A second processing would move ended_at: it stays put across more sweep ticks.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let again = ended_at(&stack).await;
-    assert_eq!(first, again);
+    // Five sessions were due; the three instances sweeping together moved exactly five.
+    let instances = [&stack.public, &stack.internal, &second];
+    let moved = || {
+        instances
+            .iter()
+            .map(|app| app.availability.metrics().timer_transitions())
+            .sum::<u64>()
+    };
+    // Each counter moves just after its instance's commit: wait until all five are counted.
+    eventually("five transitions counted", DEADLINE, || async {
+        moved() >= 5
+    })
+    .await;
+    assert_eq!(moved(), 5, "each due session moved once, by one instance");
     second.stop().await.unwrap();
     stack.stop().await;
 }

@@ -1,7 +1,7 @@
 //! `PgAuth`: OTP codes (consumed once, attempts counted under races), accounts, and refresh
 //! sessions (rotated once, refused when revoked or expired, revoked only by their owner).
 
-use crate::fixture::{fixture, now, phone};
+use crate::fixture::{fixture, now, phone, Fixture};
 use halo_domain::Role;
 use halo_ports::{AuthStore, OtpCheck, SessionRef, TruthError};
 use std::sync::Arc;
@@ -9,6 +9,16 @@ use time::Duration;
 use uuid::Uuid;
 
 const MAX: u32 = 3;
+
+/// Moves every pending code's attempt window into the past (it lasts 15 minutes).
+async fn expire_otp_window(f: &Fixture) {
+    f.pg.execute(
+        "UPDATE otp_codes SET created_at = now() - interval '16 minutes'",
+        &[],
+    )
+    .await
+    .unwrap();
+}
 
 fn later() -> time::OffsetDateTime {
     now() + Duration::minutes(5)
@@ -89,12 +99,7 @@ async fn wrong_codes_count_until_even_the_right_one_is_refused() {
     assert_eq!(check("again").await.unwrap(), OtpCheck::TooManyAttempts);
 
     // Once the window has passed, a new code starts afresh.
-    f.pg.execute(
-        "UPDATE otp_codes SET created_at = now() - interval '16 minutes'",
-        &[],
-    )
-    .await
-    .unwrap();
+    expire_otp_window(&f).await;
     f.auth
         .save_otp(&phone, Role::Mitra, "fresh", later())
         .await
@@ -170,12 +175,7 @@ async fn racing_checks_consume_a_code_once_and_count_every_attempt() {
     assert_eq!(seen(&wrongs, OtpCheck::TooManyAttempts), 6, "{wrongs:?}");
 
     // A later window: a new code starts afresh.
-    f.pg.execute(
-        "UPDATE otp_codes SET created_at = now() - interval '16 minutes'",
-        &[],
-    )
-    .await
-    .unwrap();
+    expire_otp_window(&f).await;
     f.auth
         .save_otp(&phone, Role::Customer, "right", later())
         .await
