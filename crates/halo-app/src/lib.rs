@@ -136,7 +136,7 @@ impl Application {
         );
         let availability = Arc::new(Availability::new(
             truth,
-            mirror,
+            mirror.clone(),
             Arc::new(SystemClock),
             settings,
             metrics.clone(),
@@ -197,6 +197,9 @@ impl Application {
         };
         let cc_origin = config.cc_origin.clone();
         let http = HttpServer::new(move || {
+            // The factory runs once on each worker thread: the hot paths' Valkey commands are
+            // then driven on the thread that sends them.
+            mirror.bind_connection_to_current_thread();
             let configure = match service {
                 Service::Public => halo_http::configure_public,
                 Service::Internal => halo_http::configure_internal,

@@ -6,6 +6,8 @@ use halo_ports::MirrorError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::io::tcp::TcpSettings;
 use redis::IntoConnectionInfo;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -16,10 +18,67 @@ pub struct ValkeySettings {
     pub timeout: Duration,
 }
 
-/// The client (for pub/sub connections) and the shared, self-reconnecting command connection.
-pub fn connect(
-    settings: &ValkeySettings,
-) -> Result<(redis::Client, ConnectionManager), MirrorError> {
+/// The command connections of one mirror: a shared self-reconnecting multiplexed connection,
+/// plus one per thread that asked for its own (`bind_to_current_thread`).
+///
+/// Why per thread: a multiplexed connection is driven by a task on the runtime that first used
+/// it. Used from another thread, every command is two cross-thread wake-ups (request to the
+/// driver, reply back), which profiling showed to be about a third of the service's CPU in a
+/// heartbeat flood. An actix worker is a single-threaded runtime for its whole life, so a
+/// connection bound to it is driven on the same thread that sends the commands.
+#[derive(Clone)]
+pub struct Connections {
+    shared: ConnectionManager,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// Tells this mirror's bound connections from another mirror's on the same thread.
+    id: u64,
+}
+
+thread_local! {
+    /// The connections bound to this thread, by `Connections::id`.
+    static BOUND: RefCell<Vec<(u64, ConnectionManager)>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+impl Connections {
+    /// The connection for a command sent from this thread.
+    pub(crate) fn current(&self) -> ConnectionManager {
+        BOUND
+            .with(|bound| {
+                bound
+                    .borrow()
+                    .iter()
+                    .find(|(id, _)| *id == self.id)
+                    .map(|(_, conn)| conn.clone())
+            })
+            .unwrap_or_else(|| self.shared.clone())
+    }
+
+    /// Gives the calling thread its own connection (connected on first use, reconnecting by
+    /// itself like the shared one). Call it only on a thread that runs one Tokio runtime for
+    /// its whole life (an actix worker): the connection's tasks live on that runtime.
+    /// Without a runtime on this thread, the thread keeps using the shared connection.
+    pub fn bind_to_current_thread(&self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone()) {
+            Ok(conn) => BOUND.with(|bound| {
+                let mut bound = bound.borrow_mut();
+                bound.retain(|(id, _)| *id != self.id);
+                bound.push((self.id, conn));
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "no own valkey connection for this thread; using the shared one");
+            }
+        }
+    }
+}
+
+/// The client (for pub/sub connections) and the command connections.
+pub fn connect(settings: &ValkeySettings) -> Result<(redis::Client, Connections), MirrorError> {
     let info = settings
         .url
         .as_str()
@@ -32,11 +91,19 @@ pub fn connect(
         .map_err(|e| MirrorError::Corrupt(format!("invalid VALKEY_URL: {e}")))?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(settings.timeout.max(Duration::from_millis(500))))
-        .set_response_timeout(Some(settings.timeout))
+        // Every call already runs under the mirror's own deadline (`ValkeyMirror::call`): a
+        // second timer per command in the driver would only cost time on the hot paths.
+        .set_response_timeout(None)
         .set_number_of_retries(2)
         .set_min_delay(Duration::from_millis(50))
         .set_max_delay(Duration::from_millis(500));
-    let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
+    let shared = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
         .map_err(|e| MirrorError::Unavailable(Box::new(e)))?;
-    Ok((client, manager))
+    let connections = Connections {
+        shared,
+        client: client.clone(),
+        config,
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+    };
+    Ok((client, connections))
 }

@@ -9,7 +9,7 @@ mod pubsub;
 mod replies;
 mod scripts;
 
-pub use connection::{connect, ValkeySettings};
+pub use connection::{connect, Connections, ValkeySettings};
 pub use keys::Keys;
 pub use mirror::ValkeyMirror;
 pub use pubsub::{spawn_invalidation_listener, InvalidationEvent};

@@ -1,5 +1,6 @@
 //! `AvailabilityMirror` over a self-reconnecting multiplexed connection.
 
+use crate::connection::Connections;
 use crate::keys::Keys;
 use crate::replies;
 use crate::scripts;
@@ -8,7 +9,7 @@ use halo_domain::{Beacon, MirrorImage, MitraId, MitraState};
 use halo_metrics::Metrics;
 use halo_ports::{AvailabilityMirror, BeaconClaim, HeartbeatOutcome, MirrorError, SeedWrite};
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, RedisError, Value};
+use redis::{Cmd, FromRedisValue, RedisError, ScriptInvocation, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
@@ -24,7 +25,7 @@ const SCAN_COUNT: usize = 1_000;
 
 #[derive(Clone)]
 pub struct ValkeyMirror {
-    conn: ConnectionManager,
+    conn: Connections,
     keys: Keys,
     timeout: Duration,
     metrics: Metrics,
@@ -55,6 +56,52 @@ fn refused_by_server(error: &RedisError) -> bool {
                     | ServerErrorKind::ReadOnly
             ) | ErrorKind::Extension
         )
+}
+
+/// The connection under the request went away (the peer closed or reset it): the manager
+/// reconnects in the background, so sending again is worth it. A refused connection (Valkey
+/// is down) or a timeout (hung) is not retried: that is an outage, and the caller falls back.
+fn dropped_connection(error: &RedisError) -> bool {
+    use std::io::ErrorKind::ConnectionRefused;
+    let refused = std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == ConnectionRefused);
+    error.is_connection_dropped() && !refused
+}
+
+/// A command, pipeline or script call that can be sent (again) on a connection.
+trait Request: Sync {
+    fn send<'a, T: FromRedisValue + Send + 'static>(
+        &'a self,
+        conn: &'a mut ConnectionManager,
+    ) -> impl Future<Output = Result<T, RedisError>> + Send + 'a;
+}
+
+impl Request for Cmd {
+    fn send<'a, T: FromRedisValue + Send + 'static>(
+        &'a self,
+        conn: &'a mut ConnectionManager,
+    ) -> impl Future<Output = Result<T, RedisError>> + Send + 'a {
+        self.query_async(conn)
+    }
+}
+
+impl Request for redis::Pipeline {
+    fn send<'a, T: FromRedisValue + Send + 'static>(
+        &'a self,
+        conn: &'a mut ConnectionManager,
+    ) -> impl Future<Output = Result<T, RedisError>> + Send + 'a {
+        self.query_async(conn)
+    }
+}
+
+impl Request for ScriptInvocation<'_> {
+    fn send<'a, T: FromRedisValue + Send + 'static>(
+        &'a self,
+        conn: &'a mut ConnectionManager,
+    ) -> impl Future<Output = Result<T, RedisError>> + Send + 'a {
+        self.invoke_async(conn)
+    }
 }
 
 fn classify(error: RedisError) -> MirrorError {
@@ -89,7 +136,7 @@ fn parse_count(raw: Option<&str>) -> u32 {
 }
 
 impl ValkeyMirror {
-    pub fn new(conn: ConnectionManager, keys: Keys, timeout: Duration, metrics: Metrics) -> Self {
+    pub fn new(conn: Connections, keys: Keys, timeout: Duration, metrics: Metrics) -> Self {
         Self {
             conn,
             keys,
@@ -97,6 +144,12 @@ impl ValkeyMirror {
             metrics,
             sort_refused: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Gives the calling thread its own connection (see `Connections`): call it once on each
+    /// actix worker thread, where the hot paths run.
+    pub fn bind_connection_to_current_thread(&self) {
+        self.conn.bind_to_current_thread();
     }
 
     /// The SORT patterns while the server accepts them (see `sort_refused`).
@@ -109,14 +162,11 @@ impl ValkeyMirror {
 
     /// Runs a `SORT … GET` read; when the server refuses the command itself (not an outage),
     /// remembers it and answers `None` so the caller runs the Lua script instead.
-    async fn sorted_read<T, F>(
+    async fn sorted_read<T: FromRedisValue + Send + 'static>(
         &self,
         op: &'static str,
-        request: F,
-    ) -> Result<Option<T>, MirrorError>
-    where
-        F: Future<Output = Result<T, RedisError>>,
-    {
+        request: &impl Request,
+    ) -> Result<Option<T>, MirrorError> {
         match self.call_raw(op, request).await? {
             Ok(value) => Ok(Some(value)),
             Err(error) if refused_by_server(&error) => {
@@ -156,11 +206,8 @@ impl ValkeyMirror {
             .cmd("SINTER")
             .arg(self.keys.online())
             .arg(self.keys.deactivated());
-        let mut conn = self.conn.clone();
         let Some((flat, excluded)) = self
-            .sorted_read("candidate_states", async move {
-                pipe.query_async::<(Value, Value)>(&mut conn).await
-            })
+            .sorted_read::<(Value, Value)>("candidate_states", &pipe)
             .await?
         else {
             return Ok(None);
@@ -178,38 +225,44 @@ impl ValkeyMirror {
     }
 
     /// Runs one round trip under the deadline and counts it.
-    async fn call<T, F>(&self, op: &'static str, request: F) -> Result<T, MirrorError>
-    where
-        F: Future<Output = Result<T, RedisError>>,
-    {
+    async fn call<T: FromRedisValue + Send + 'static>(
+        &self,
+        op: &'static str,
+        request: &impl Request,
+    ) -> Result<T, MirrorError> {
         self.call_raw(op, request).await?.map_err(classify)
     }
 
     /// `call` that hands back the server's error unclassified (the deadline is still an outage).
-    async fn call_raw<T, F>(
+    ///
+    /// A request that finds its connection dropped (Valkey restarted, or failed over, since
+    /// this thread last used it) is sent once more, within the same deadline: the manager has
+    /// begun reconnecting, and the second try waits for that instead of failing a request (a
+    /// failed mirror write would send this instance to Postgres until the next reseed).
+    async fn call_raw<T: FromRedisValue + Send + 'static>(
         &self,
         op: &'static str,
-        request: F,
-    ) -> Result<Result<T, RedisError>, MirrorError>
-    where
-        F: Future<Output = Result<T, RedisError>>,
-    {
+        request: &impl Request,
+    ) -> Result<Result<T, RedisError>, MirrorError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut conn = self.conn.current();
         self.metrics.valkey_round_trip(op);
-        tokio::time::timeout(self.timeout, request)
-            .await
-            .map_err(|_| {
-                MirrorError::Unavailable(
-                    format!("valkey {op} timed out after {:?}", self.timeout).into(),
-                )
-            })
+        let mut reply = tokio::time::timeout_at(deadline, request.send(&mut conn)).await;
+        if matches!(&reply, Ok(Err(error)) if dropped_connection(error)) {
+            self.metrics.valkey_round_trip(op);
+            reply = tokio::time::timeout_at(deadline, request.send(&mut conn)).await;
+        }
+        reply.map_err(|_| {
+            MirrorError::Unavailable(
+                format!("valkey {op} timed out after {:?}", self.timeout).into(),
+            )
+        })
     }
 
     /// Runs an atomic pipeline whose last command bumps the write token.
     async fn write(&self, op: &'static str, mut pipe: redis::Pipeline) -> Result<(), MirrorError> {
         pipe.incr(self.keys.write_token(), 1).ignore();
-        let mut conn = self.conn.clone();
-        self.call(op, async move { pipe.query_async::<()>(&mut conn).await })
-            .await
+        self.call(op, &pipe).await
     }
 
     async fn scan_keys(&self, name: &str) -> Result<Vec<String>, MirrorError> {
@@ -217,7 +270,6 @@ impl ValkeyMirror {
         let mut cursor: u64 = 0;
         let mut found = Vec::new();
         loop {
-            let mut conn = self.conn.clone();
             let cmd = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
@@ -225,9 +277,7 @@ impl ValkeyMirror {
                 .arg("COUNT")
                 .arg(SCAN_COUNT)
                 .to_owned();
-            let (next, keys): (u64, Vec<String>) = self
-                .call("scan", async move { cmd.query_async(&mut conn).await })
-                .await?;
+            let (next, keys): (u64, Vec<String>) = self.call("scan", &cmd).await?;
             found.extend(keys);
             if next == 0 {
                 return Ok(found);
@@ -247,16 +297,37 @@ impl ValkeyMirror {
             .filter_map(move |k| k.strip_prefix(head.as_str()).map(|s| (k, s)))
     }
 
+    /// The heartbeat as one Lua script: guard and write in one atomic step, creating the key.
+    async fn heartbeat_guarded(
+        &self,
+        member: String,
+        heartbeat_key: String,
+        at: String,
+    ) -> Result<HeartbeatOutcome, MirrorError> {
+        let mut invocation = scripts::HEARTBEAT.prepare_invoke();
+        invocation
+            .key(self.keys.deactivated())
+            .key(self.keys.online())
+            .key(heartbeat_key)
+            .arg(member)
+            .arg(at);
+        let code: i64 = self.call("heartbeat_guarded", &invocation).await?;
+        match code {
+            0 => Ok(HeartbeatOutcome::Deactivated),
+            1 => Ok(HeartbeatOutcome::Recorded),
+            2 => Ok(HeartbeatOutcome::Offline),
+            other => Err(MirrorError::Corrupt(format!(
+                "heartbeat script returned {other}"
+            ))),
+        }
+    }
+
     async fn stage_set(&self, key: &str, members: &BTreeSet<MitraId>) -> Result<(), MirrorError> {
         let members: Vec<String> = members.iter().map(ToString::to_string).collect();
         for chunk in members.chunks(STAGING_CHUNK) {
             let mut pipe = redis::pipe();
             pipe.sadd(key, chunk).ignore().expire(key, 120).ignore();
-            let mut conn = self.conn.clone();
-            self.call("seed_stage", async move {
-                pipe.query_async::<()>(&mut conn).await
-            })
-            .await?;
+            self.call::<()>("seed_stage", &pipe).await?;
         }
         Ok(())
     }
@@ -265,39 +336,38 @@ impl ValkeyMirror {
 #[async_trait]
 impl AvailabilityMirror for ValkeyMirror {
     async fn ping(&self) -> Result<(), MirrorError> {
-        let mut conn = self.conn.clone();
-        self.call("ping", async move {
-            redis::cmd("PING").query_async::<String>(&mut conn).await
-        })
-        .await
-        .map(|_| ())
+        self.call::<String>("ping", &redis::cmd("PING"))
+            .await
+            .map(|_| ())
     }
 
+    /// One round trip of two plain commands, no Lua (a script costs the server ~3 µs per call,
+    /// more than the commands in it). `SET … XX` refreshes the heartbeat key only if it exists,
+    /// and it exists exactly while the mitra is online (`mark_online`, `mark_offline` and the
+    /// seed write the set and the key together), so a ping never creates a key: whatever runs
+    /// between the two commands, an offline or just-deactivated mitra gets nothing recorded.
+    /// No key (the mitra is offline, or its key was lost) takes the guarded script, which
+    /// tells the two apart: offline pings are rare (an app not yet told it was swept).
     async fn heartbeat(
         &self,
         id: MitraId,
         at: OffsetDateTime,
     ) -> Result<HeartbeatOutcome, MirrorError> {
-        let mut invocation = scripts::HEARTBEAT.prepare_invoke();
-        invocation
-            .key(self.keys.deactivated())
-            .key(self.keys.online())
-            .key(self.keys.heartbeat(id))
-            .arg(id.to_string())
-            .arg(format_time(at));
-        let mut conn = self.conn.clone();
-        let code: i64 = self
-            .call("heartbeat", async move {
-                invocation.invoke_async(&mut conn).await
-            })
-            .await?;
-        match code {
-            0 => Ok(HeartbeatOutcome::Deactivated),
-            1 => Ok(HeartbeatOutcome::Recorded),
-            2 => Ok(HeartbeatOutcome::Offline),
-            other => Err(MirrorError::Corrupt(format!(
-                "heartbeat script returned {other}"
-            ))),
+        let member = id.to_string();
+        let heartbeat_key = self.keys.heartbeat(id);
+        let at = format_time(at);
+        let mut pipe = redis::pipe();
+        pipe.sismember(self.keys.deactivated(), &member)
+            .cmd("SET")
+            .arg(&heartbeat_key)
+            .arg(&at)
+            .arg("XX");
+        let (deactivated, refreshed): (bool, Option<redis::Value>) =
+            self.call("heartbeat", &pipe).await?;
+        match (deactivated, refreshed) {
+            (true, _) => Ok(HeartbeatOutcome::Deactivated),
+            (false, Some(_)) => Ok(HeartbeatOutcome::Recorded),
+            (false, None) => self.heartbeat_guarded(member, heartbeat_key, at).await,
         }
     }
 
@@ -353,12 +423,8 @@ impl AvailabilityMirror for ValkeyMirror {
     }
 
     async fn is_deactivated(&self, id: MitraId) -> Result<bool, MirrorError> {
-        let mut conn = self.conn.clone();
-        let key = self.keys.deactivated();
-        self.call("is_deactivated", async move {
-            conn.sismember(key, id.to_string()).await
-        })
-        .await
+        let request = Cmd::sismember(self.keys.deactivated(), id.to_string());
+        self.call("is_deactivated", &request).await
     }
 
     async fn mitra_states(&self, ids: &[MitraId]) -> Result<Vec<MitraState>, MirrorError> {
@@ -370,13 +436,8 @@ impl AvailabilityMirror for ValkeyMirror {
                 .get(self.keys.heartbeat(*id))
                 .get(self.keys.capacity(*id));
         }
-        let mut conn = self.conn.clone();
-        let replies: Vec<(bool, bool, Option<String>, Option<String>)> = self
-            .call(
-                "mitra_state",
-                async move { pipe.query_async(&mut conn).await },
-            )
-            .await?;
+        let replies: Vec<(bool, bool, Option<String>, Option<String>)> =
+            self.call("mitra_state", &pipe).await?;
         Ok(replies
             .into_iter()
             .map(|(online, deactivated, heartbeat, capacity)| MitraState {
@@ -403,12 +464,7 @@ impl AvailabilityMirror for ValkeyMirror {
                     .key(self.keys.online())
                     .key(self.keys.deactivated())
                     .arg(self.keys.prefix());
-                let mut conn = self.conn.clone();
-                let flat: Value = self
-                    .call("candidate_states", async move {
-                        invocation.invoke_async(&mut conn).await
-                    })
-                    .await?;
+                let flat: Value = self.call("candidate_states", &invocation).await?;
                 (flat, HashSet::new())
             }
         };
@@ -441,11 +497,7 @@ impl AvailabilityMirror for ValkeyMirror {
                     .arg("GET")
                     .arg(heartbeat)
                     .to_owned();
-                let mut conn = self.conn.clone();
-                self.sorted_read("online_heartbeats", async move {
-                    cmd.query_async::<Value>(&mut conn).await
-                })
-                .await?
+                self.sorted_read::<Value>("online_heartbeats", &cmd).await?
             }
             None => None,
         };
@@ -454,11 +506,7 @@ impl AvailabilityMirror for ValkeyMirror {
             None => {
                 let mut invocation = scripts::ONLINE_HEARTBEATS.prepare_invoke();
                 invocation.key(self.keys.online()).arg(self.keys.prefix());
-                let mut conn = self.conn.clone();
-                self.call("online_heartbeats", async move {
-                    invocation.invoke_async::<Value>(&mut conn).await
-                })
-                .await?
+                self.call::<Value>("online_heartbeats", &invocation).await?
             }
         };
         let flat = replies::array(flat).map_err(MirrorError::Corrupt)?;
@@ -466,19 +514,15 @@ impl AvailabilityMirror for ValkeyMirror {
     }
 
     async fn online_count(&self) -> Result<u64, MirrorError> {
-        let mut conn = self.conn.clone();
-        let key = self.keys.online();
-        self.call("online_count", async move { conn.scard(key).await })
+        self.call("online_count", &Cmd::scard(self.keys.online()))
             .await
     }
 
     async fn claim_beacon(&self, lock_ttl: Duration) -> Result<BeaconClaim, MirrorError> {
         // Nearly every poll finds the snapshot: a plain GET costs the server a fraction of a
         // script call. Only a miss runs the script, which reads again and claims the lock.
-        let mut conn = self.conn.clone();
-        let key = self.keys.snapshot();
         let cached: Option<String> = self
-            .call("claim_beacon", async move { conn.get(key).await })
+            .call("claim_beacon", &Cmd::get(self.keys.snapshot()))
             .await?;
         let reply = match cached {
             Some(json) => json,
@@ -493,11 +537,7 @@ impl AvailabilityMirror for ValkeyMirror {
                             .unwrap_or(u64::MAX)
                             .max(1),
                     );
-                let mut conn = self.conn.clone();
-                self.call("claim_beacon", async move {
-                    invocation.invoke_async(&mut conn).await
-                })
-                .await?
+                self.call("claim_beacon", &invocation).await?
             }
         };
         match reply.as_str() {
@@ -535,25 +575,17 @@ impl AvailabilityMirror for ValkeyMirror {
             .ignore()
             .del(self.keys.snapshot_lock())
             .ignore();
-        let mut conn = self.conn.clone();
-        self.call("store_beacon", async move {
-            pipe.query_async::<()>(&mut conn).await
-        })
-        .await
+        self.call("store_beacon", &pipe).await
     }
 
     async fn bust_beacon(&self) -> Result<(), MirrorError> {
-        let mut conn = self.conn.clone();
-        let key = self.keys.snapshot();
-        self.call("bust_beacon", async move { conn.del::<_, ()>(key).await })
+        self.call("bust_beacon", &Cmd::del(self.keys.snapshot()))
             .await
     }
 
     async fn write_token(&self) -> Result<u64, MirrorError> {
-        let mut conn = self.conn.clone();
-        let key = self.keys.write_token();
         let token: Option<u64> = self
-            .call("write_token", async move { conn.get(key).await })
+            .call("write_token", &Cmd::get(self.keys.write_token()))
             .await?;
         Ok(token.unwrap_or(0))
     }
@@ -619,12 +651,7 @@ impl AvailabilityMirror for ValkeyMirror {
         for key in &doomed {
             invocation.arg(key);
         }
-        let mut conn = self.conn.clone();
-        let applied: i64 = self
-            .call("seed_swap", async move {
-                invocation.invoke_async(&mut conn).await
-            })
-            .await?;
+        let applied: i64 = self.call("seed_swap", &invocation).await?;
         Ok(if applied == 1 {
             SeedWrite::Applied
         } else {
@@ -634,17 +661,11 @@ impl AvailabilityMirror for ValkeyMirror {
 
     async fn read_image(&self) -> Result<MirrorImage, MirrorError> {
         let mut image = MirrorImage::default();
-        let mut conn = self.conn.clone();
-        let (online, deactivated) = (self.keys.online(), self.keys.deactivated());
-        let (online, deactivated): (Vec<String>, Vec<String>) = self
-            .call("read_sets", async move {
-                redis::pipe()
-                    .smembers(online)
-                    .smembers(deactivated)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
+        let mut sets = redis::pipe();
+        sets.smembers(self.keys.online())
+            .smembers(self.keys.deactivated());
+        let (online, deactivated): (Vec<String>, Vec<String>) =
+            self.call("read_sets", &sets).await?;
         for (members, target) in [
             (online, &mut image.online),
             (deactivated, &mut image.deactivated),
@@ -673,10 +694,8 @@ impl AvailabilityMirror for ValkeyMirror {
         }
         let capacity_keys = self.scan_keys(crate::keys::CAPACITY).await?;
         if !capacity_keys.is_empty() {
-            let mut conn = self.conn.clone();
-            let keys = capacity_keys.clone();
             let values: Vec<Option<String>> = self
-                .call("read_capacities", async move { conn.mget(keys).await })
+                .call("read_capacities", &Cmd::mget(&capacity_keys))
                 .await?;
             for ((key, suffix), value) in self
                 .suffixes(crate::keys::CAPACITY, &capacity_keys)
@@ -700,9 +719,7 @@ impl AvailabilityMirror for ValkeyMirror {
     }
 
     async fn is_seeded(&self) -> Result<bool, MirrorError> {
-        let mut conn = self.conn.clone();
-        let key = self.keys.generation();
-        self.call("is_seeded", async move { conn.exists(key).await })
+        self.call("is_seeded", &Cmd::exists(self.keys.generation()))
             .await
     }
 
@@ -715,19 +732,12 @@ impl AvailabilityMirror for ValkeyMirror {
             .arg("PX")
             .arg(ttl_ms)
             .to_owned();
-        let mut conn = self.conn.clone();
-        let reply: Option<String> = self
-            .call("try_lease", async move { cmd.query_async(&mut conn).await })
-            .await?;
+        let reply: Option<String> = self.call("try_lease", &cmd).await?;
         Ok(reply.is_some())
     }
 
     async fn publish_config_invalidate(&self) -> Result<(), MirrorError> {
-        let mut conn = self.conn.clone();
-        let channel = self.keys.config_channel();
-        self.call("publish_config_invalidate", async move {
-            conn.publish::<_, _, ()>(channel, "1").await
-        })
-        .await
+        let request = Cmd::publish(self.keys.config_channel(), "1");
+        self.call("publish_config_invalidate", &request).await
     }
 }

@@ -5,7 +5,7 @@
 
 use halo_domain::{MirrorImage, MitraId, MitraTruth};
 use halo_metrics::Metrics;
-use halo_ports::AvailabilityMirror;
+use halo_ports::{AvailabilityMirror, HeartbeatOutcome};
 use halo_testkit::ValkeyServer;
 use halo_valkey::{Keys, ValkeyMirror, ValkeySettings};
 use redis::AsyncCommands;
@@ -14,13 +14,17 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 fn mirror(server: &ValkeyServer, prefix: &str) -> ValkeyMirror {
+    mirror_counted(server, prefix, Metrics::new())
+}
+
+fn mirror_counted(server: &ValkeyServer, prefix: &str, metrics: Metrics) -> ValkeyMirror {
     let settings = ValkeySettings {
         url: server.url(),
         key_prefix: prefix.to_owned(),
         timeout: Duration::from_secs(5),
     };
     let (_client, conn) = halo_valkey::connect(&settings).unwrap();
-    ValkeyMirror::new(conn, Keys::new(prefix), settings.timeout, Metrics::new())
+    ValkeyMirror::new(conn, Keys::new(prefix), settings.timeout, metrics)
 }
 
 fn id(n: u128) -> MitraId {
@@ -101,6 +105,158 @@ async fn sort_and_lua_reads_agree() {
     assert_eq!(ids, vec![id(1), id(2), id(3), id(4), id(6)]);
     assert_eq!(heartbeats[0].1, Some(seeded));
     assert_eq!(heartbeats[3].1, None);
+}
+
+/// Every outcome of a ping, and what it leaves in Valkey: the common case is one round trip of
+/// plain commands; only a ping without a heartbeat key takes a second one (the guarded script).
+#[tokio::test]
+async fn heartbeats_refresh_online_mitras_and_never_create_a_key_for_others() {
+    let server = ValkeyServer::start().await;
+    let metrics = Metrics::new();
+    let m = mirror_counted(&server, "", metrics.clone());
+    let seeded = OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    seed(&m, seeded).await;
+    let mut conn = server.connection().await;
+    let key = |n: u128| format!("mitra:heartbeat:{}", id(n));
+    let later = OffsetDateTime::now_utc();
+
+    // 1: online and active.
+    let outcome = m.heartbeat(id(1), later).await.unwrap();
+    assert_eq!(outcome, HeartbeatOutcome::Recorded);
+    assert_eq!(
+        m.mitra_state(id(1)).await.unwrap().last_heartbeat,
+        Some(halo_valkey_time(later))
+    );
+    assert_eq!(metrics.valkey_round_trips("heartbeat"), 1);
+    assert_eq!(metrics.valkey_round_trips("heartbeat_guarded"), 0);
+
+    // 2: deactivated (and online in this image): refused.
+    assert_eq!(
+        m.heartbeat(id(2), later).await.unwrap(),
+        HeartbeatOutcome::Deactivated
+    );
+
+    // 5: offline: nothing recorded, no key created.
+    assert_eq!(
+        m.heartbeat(id(5), later).await.unwrap(),
+        HeartbeatOutcome::Offline
+    );
+    let exists: bool = conn.exists(key(5)).await.unwrap();
+    assert!(
+        !exists,
+        "an offline mitra's ping must not create a heartbeat key"
+    );
+
+    // 3: online, but its key was lost (evicted, flushed mid-seed): the guarded path records it.
+    let _: () = conn.del(key(3)).await.unwrap();
+    assert_eq!(
+        m.heartbeat(id(3), later).await.unwrap(),
+        HeartbeatOutcome::Recorded
+    );
+    assert_eq!(
+        m.mitra_state(id(3)).await.unwrap().last_heartbeat,
+        Some(halo_valkey_time(later))
+    );
+
+    // A mitra set offline and then deactivated: refused, still no key.
+    m.mark_offline(&[id(4)]).await.unwrap();
+    m.set_deactivated(id(4), true).await.unwrap();
+    assert_eq!(
+        m.heartbeat(id(4), later).await.unwrap(),
+        HeartbeatOutcome::Deactivated
+    );
+    let exists: bool = conn.exists(key(4)).await.unwrap();
+    assert!(!exists);
+    assert_eq!(metrics.valkey_round_trips("heartbeat"), 5);
+    assert_eq!(
+        metrics.valkey_round_trips("heartbeat_guarded"),
+        2,
+        "offline 5 and key-less 3"
+    );
+}
+
+/// A thread that binds gets its own connection (driven on its own runtime); threads that did
+/// not bind share one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_thread_has_its_own_connection() {
+    let server = ValkeyServer::start().await;
+    let mut admin = server.connection().await;
+    let m = mirror(&server, "");
+    m.ping().await.unwrap();
+    assert_eq!(
+        connected_clients(&mut admin).await,
+        2,
+        "admin + the shared connection"
+    );
+
+    let bound = m.clone();
+    let mut admin_there = admin.clone();
+    let seen_while_bound = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            bound.bind_connection_to_current_thread();
+            bound.ping().await.unwrap();
+            bound.ping().await.unwrap();
+            connected_clients(&mut admin_there).await
+        })
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        seen_while_bound, 3,
+        "the bound thread connected once, on its own"
+    );
+
+    m.ping().await.unwrap();
+    let unbound = tokio::spawn({
+        let m = m.clone();
+        async move { m.ping().await }
+    });
+    unbound.await.unwrap().unwrap();
+    assert!(
+        connected_clients(&mut admin).await <= 3,
+        "unbound threads share one connection"
+    );
+}
+
+/// After a restart, the first request on a connection finds it dropped: it is sent again on the
+/// reconnected one instead of failing (a failed write would degrade the instance until a reseed).
+#[tokio::test]
+async fn a_request_that_finds_its_connection_dropped_is_sent_again() {
+    let mut server = ValkeyServer::start().await;
+    let metrics = Metrics::new();
+    let m = mirror_counted(&server, "", metrics.clone());
+    m.ping().await.unwrap();
+    server.restart().await;
+    m.ping()
+        .await
+        .expect("the second try runs on the reconnected connection");
+    assert_eq!(
+        metrics.valkey_round_trips("ping"),
+        3,
+        "one, then two after the restart"
+    );
+
+    server.kill().await;
+    assert!(
+        m.ping().await.is_err(),
+        "a server that is down is an outage, not retried forever"
+    );
+}
+
+async fn connected_clients(admin: &mut redis::aio::MultiplexedConnection) -> u32 {
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(admin)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
 }
 
 /// What a timestamp reads back as: the mirror keeps microseconds.

@@ -157,5 +157,8 @@ async fn c_valkey_restart_returns_heartbeat_to_valkey() {
     assert_eq!(ack["is_online"], true);
     let after = stack.public().metrics().await;
     assert_eq!(after.fallbacks("heartbeat"), before.fallbacks("heartbeat"));
-    assert_eq!(after.valkey("heartbeat"), before.valkey("heartbeat") + 1);
+    // One send, or two when this request's worker finds its connection from before the
+    // restart dropped and sends again on the reconnected one.
+    let sends = after.valkey("heartbeat") - before.valkey("heartbeat");
+    assert!((1..=2).contains(&sends), "{sends} sends");
 }
