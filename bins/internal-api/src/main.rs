@@ -5,6 +5,12 @@ use clap::{Parser, Subcommand};
 use halo_app::{create_operator, serve, start_from_env, Service};
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc malloc: request handling frees and allocates many small buffers
+/// across worker threads, and glibc's consolidation showed in every heartbeat's profile
+/// (A/B with `bins/loadgen`: +5 % heartbeats/s on 2 cores, docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "internal-api",

@@ -149,20 +149,19 @@ impl Metrics {
     }
 
     pub fn valkey_round_trip(&self, op: &str) {
-        self.round_trip_counter(op).inc();
         self.0.valkey_total.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn round_trip_counter(&self, op: &str) -> Counter {
+        // Counted under the read guard: cloning the handle out would cost two more atomic
+        // operations on a cache line both workers write, on every Valkey call.
         if let Some(counter) = read(&self.0.round_trip_handles).get(op) {
-            return counter.clone();
+            counter.inc();
+            return;
         }
         let counter = self
             .0
             .valkey_round_trips
             .get_or_create_owned(&label("op", op));
-        write(&self.0.round_trip_handles).insert(op.into(), counter.clone());
-        counter
+        counter.inc();
+        write(&self.0.round_trip_handles).insert(op.into(), counter);
     }
 
     pub fn valkey_fallback(&self, op: &str) {
@@ -199,20 +198,24 @@ impl Metrics {
     }
 
     pub fn http_request(&self, route: &str, status: u16, latency: Duration) {
-        let cached = read(&self.0.http_handles).get(route).map(|handles| {
-            let counter = handles
-                .by_status
-                .iter()
-                .find(|(s, _)| *s == status)
-                .map(|(_, c)| c.clone());
-            (handles.latency.clone(), counter)
-        });
-        let (latency_series, counter) = match cached {
-            Some((latency_series, Some(counter))) => (latency_series, counter),
-            _ => self.resolve_http(route, status),
-        };
-        counter.inc();
-        latency_series.observe(latency.as_secs_f64());
+        let seconds = latency.as_secs_f64();
+        // Recorded under the read guard (no handle clones): see `valkey_round_trip`.
+        let recorded = read(&self.0.http_handles)
+            .get(route)
+            .is_some_and(|handles| {
+                let counter = handles.by_status.iter().find(|(s, _)| *s == status);
+                counter
+                    .inspect(|(_, c)| {
+                        c.inc();
+                        handles.latency.observe(seconds);
+                    })
+                    .is_some()
+            });
+        if !recorded {
+            let (latency_series, counter) = self.resolve_http(route, status);
+            counter.inc();
+            latency_series.observe(seconds);
+        }
     }
 
     /// First request of a route and status: resolve the series and remember the handles.
