@@ -512,27 +512,34 @@ Profiles (`perf record` on `public-api`, `bench-stores` and `valkey-server`; per
   per-mitra cost still rises from 1k to 100k (cache misses on a multi-megabyte reply).
 - **Heartbeat and beacon vs the whoami ceiling: CPU on two shared cores.** The generator, the service,
   `valkey-server` and Postgres share 2 cores, so a flood's throughput is set by the CPU all processes spend
-  per request. Measured per request (3 s windows of a 32-worker flood): whoami ≈ 10 µs in `public-api` +
-  ≈ 11 µs in the generator; heartbeat ≈ 21 µs in `public-api` + ≈ 8 µs in `valkey-server` (`EVALSHA`: the
-  script plus two socket syscalls) + ≈ 12 µs in the generator. About 30 % of the service's CPU during a
-  heartbeat flood is in the `tokio-rt-worker` threads that run the redis connection's driver task (the
-  actix workers hand every command to it and get the reply back: futex wake-ups and context switches are
-  the top kernel symbols); `whoami` pays none of it. 70 % of the ceiling would need the whole heartbeat to
-  cost ≤ 1.4× a whoami in CPU (≈ 29 µs instead of ≈ 41 µs), i.e. a Valkey round trip for less than the
-  Valkey server alone spends on it plus the hand-off. The flood also leaves ≈ 20 % of the CPU idle (with 32
-  workers the requests wait on the one multiplexed connection and the thread hops), which whoami does not.
-  What would move it: one multiplexed connection per actix worker, driven on that worker's runtime (no
-  cross-thread hand-off); that needs `halo-app` to give the adapter the `redis::Client` (it only gets the
-  `ConnectionManager` today). Per-request metrics were already small (≈ 1.5 % of the service's CPU with
-  the hot routes registered first); the series handles are now resolved once per route/status and per
-  Valkey op instead of building label strings per request. The beacon now reads the shared snapshot with
-  a plain `GET` and runs `claim_beacon.lua` only on a miss (valkey-server CPU per poll ≈ 5 → ≈ 4 µs).
+  per request. Where it stood before this round of work (3 s windows of a 32-worker flood): whoami ≈ 10 µs
+  in `public-api` + ≈ 11 µs in the generator; heartbeat ≈ 21 µs in `public-api` + ≈ 8 µs in
+  `valkey-server` + ≈ 12 µs in the generator, i.e. 42-44 % of the ceiling, and the beacon 57-61 %. Three
+  changes, each measured on its own with the same floods:
+  1. *One Valkey connection per actix worker thread* (bound by the app factory, driven on the worker's own
+     runtime). About 30 % of the service's CPU had been the hand-off of every command to the driver task on
+     another thread and of the reply back (futex wake-ups, context switches). Beacon 61 → 100 % of the
+     ceiling, heartbeat 42 → 61 % (`BENCH_SECONDS=5 BENCH_ROUNDS=1`). A request that finds its connection
+     dropped (Valkey restarted since the worker last used it) is sent once more within its deadline, so
+     the per-worker connections cost no failed request after a restart.
+  2. *The heartbeat without Lua*: `SISMEMBER mitras:deactivated` + `SET mitra:heartbeat:<id> <now> XX` in
+     one round trip (the key exists exactly while the mitra is online, so `XX` never creates one for an
+     offline mitra; no key takes the guarded script). `EVALSHA` had cost ≈ 3 µs of server time per call
+     more than the commands in it: `valkey-server` CPU per heartbeat ≈ 5.7 → ≈ 3.2 µs.
+  3. *mimalloc* in the services (without transparent huge pages): glibc's `malloc_consolidate` and
+     `_int_malloc` were ≈ 1.3 µs more per heartbeat than per whoami. Interleaved A/B runs of the same
+     commit: heartbeat 59.4k / 57.2k → 62.4k / 64.1k per second, whoami unchanged; peak RSS at 10k
+     simulated mitras 24 → 33-41 MiB.
+  What remains between a heartbeat and a whoami (≈ 14 vs ≈ 10 µs of service CPU, plus ≈ 3 µs in
+  `valkey-server`): redis-rs's request path (channel to the driver, oneshot back, the `combine` RESP
+  parser), the deadline's timer, and the two commands themselves. The beacon poll, which verifies no token,
+  costs the service less than a whoami, hence more than 100 % of that ceiling. Both ratios move a few
+  points between runs on a shared machine (see "in each round" above).
 - **Heartbeat: Valkey path vs Postgres fallback (×5).** The fallback is one statement per heartbeat
   (guard + write in one `WITH … UPDATE`), so its throughput is Postgres's per-statement CPU on the same
-  cores. The Valkey path cannot rise above the CPU-bound ceiling described above, so the ratio is the two
-  per-request CPU costs divided; nothing on the Valkey side is left to cut that is not the round trip
-  itself. It would move with the per-worker connection above, or on a machine where Postgres and
-  Valkey do not share the service's cores.
+  cores; the Valkey path is bounded by the ceiling above. The ratio passed ×5 with the three changes above
+  (it was ×3.1-3.2); it would rise further on a machine where Postgres and Valkey do not share the
+  service's cores.
 - **A blast writes one notification row per available mitra.** With 10k online mitras each blast inserts
   10k rows (and Postgres checks both foreign keys of each row: see the mixed load's statements), which is
   where the blast's latency goes.

@@ -31,13 +31,16 @@ pub struct MirrorImage {
 
 impl MirrorImage {
     /// What the mirror must hold for this truth. Capacity keys exist for online mitras and for
-    /// any mitra holding sessions; heartbeat keys exist exactly for online mitras.
+    /// any mitra holding sessions; heartbeat keys exist exactly for online, active mitras (so
+    /// the heartbeat can refresh a key that exists without asking about either set).
     pub fn expected_from<'a>(truth: impl IntoIterator<Item = &'a MitraTruth>) -> Self {
         let mut image = Self::default();
         for m in truth {
             if m.online {
                 image.online.insert(m.id);
-                image.heartbeat.insert(m.id);
+                if m.active {
+                    image.heartbeat.insert(m.id);
+                }
             }
             if !m.active {
                 image.deactivated.insert(m.id);
@@ -191,12 +194,13 @@ mod tests {
             truth(2, true, false, 2),
             truth(3, false, false, 0),
             truth(4, true, false, 0),
+            truth(5, false, true, 0),
         ];
         let image = MirrorImage::expected_from(&rows);
-        assert_eq!(image.online, [id(1)].into());
-        assert_eq!(image.heartbeat, [id(1)].into());
-        assert_eq!(image.deactivated, [id(3)].into());
-        assert_eq!(image.capacity, [(id(1), 0), (id(2), 2)].into());
+        assert_eq!(image.online, [id(1), id(5)].into());
+        assert_eq!(image.heartbeat, [id(1)].into(), "online and active only");
+        assert_eq!(image.deactivated, [id(3), id(5)].into());
+        assert_eq!(image.capacity, [(id(1), 0), (id(2), 2), (id(5), 0)].into());
         assert_eq!(image.with_sessions(), 1);
     }
 

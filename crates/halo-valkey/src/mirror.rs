@@ -341,33 +341,31 @@ impl AvailabilityMirror for ValkeyMirror {
             .map(|_| ())
     }
 
-    /// One round trip of two plain commands, no Lua (a script costs the server ~3 µs per call,
-    /// more than the commands in it). `SET … XX` refreshes the heartbeat key only if it exists,
-    /// and it exists exactly while the mitra is online (`mark_online`, `mark_offline` and the
-    /// seed write the set and the key together), so a ping never creates a key: whatever runs
-    /// between the two commands, an offline or just-deactivated mitra gets nothing recorded.
-    /// No key (the mitra is offline, or its key was lost) takes the guarded script, which
-    /// tells the two apart: offline pings are rare (an app not yet told it was swept).
+    /// One command, no Lua (a script costs the server ~3 µs per call, more than a `SET`):
+    /// `SET … XX` refreshes the heartbeat key only if it exists, and it exists exactly while
+    /// the mitra is online and active (`mark_online`, `mark_offline`, `set_deactivated` and the
+    /// seed keep it so), so a ping never creates a key nor refreshes a deactivated mitra. No
+    /// key takes the guarded script, which tells deactivated (403), offline (an app not yet
+    /// told it was swept) and a lost key (recorded) apart; all three are rare.
     async fn heartbeat(
         &self,
         id: MitraId,
         at: OffsetDateTime,
     ) -> Result<HeartbeatOutcome, MirrorError> {
-        let member = id.to_string();
         let heartbeat_key = self.keys.heartbeat(id);
         let at = format_time(at);
-        let mut pipe = redis::pipe();
-        pipe.sismember(self.keys.deactivated(), &member)
-            .cmd("SET")
+        let refresh = redis::cmd("SET")
             .arg(&heartbeat_key)
             .arg(&at)
-            .arg("XX");
-        let (deactivated, refreshed): (bool, Option<redis::Value>) =
-            self.call("heartbeat", &pipe).await?;
-        match (deactivated, refreshed) {
-            (true, _) => Ok(HeartbeatOutcome::Deactivated),
-            (false, Some(_)) => Ok(HeartbeatOutcome::Recorded),
-            (false, None) => self.heartbeat_guarded(member, heartbeat_key, at).await,
+            .arg("XX")
+            .to_owned();
+        let refreshed: Option<Value> = self.call("heartbeat", &refresh).await?;
+        match refreshed {
+            Some(_) => Ok(HeartbeatOutcome::Recorded),
+            None => {
+                self.heartbeat_guarded(id.to_string(), heartbeat_key, at)
+                    .await
+            }
         }
     }
 
@@ -377,15 +375,17 @@ impl AvailabilityMirror for ValkeyMirror {
         at: OffsetDateTime,
         open_sessions: u32,
     ) -> Result<(), MirrorError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .sadd(self.keys.online(), id.to_string())
-            .ignore()
-            .set(self.keys.heartbeat(id), format_time(at))
-            .ignore()
-            .set(self.keys.capacity(id), open_sessions)
-            .ignore();
-        self.write("mark_online", pipe).await
+        let mut invocation = scripts::MARK_ONLINE.prepare_invoke();
+        invocation
+            .key(self.keys.online())
+            .key(self.keys.deactivated())
+            .key(self.keys.heartbeat(id))
+            .key(self.keys.capacity(id))
+            .key(self.keys.write_token())
+            .arg(id.to_string())
+            .arg(format_time(at))
+            .arg(open_sessions);
+        self.call::<i64>("mark_online", &invocation).await.map(drop)
     }
 
     async fn mark_offline(&self, ids: &[MitraId]) -> Result<(), MirrorError> {
@@ -407,7 +407,12 @@ impl AvailabilityMirror for ValkeyMirror {
         let mut pipe = redis::pipe();
         pipe.atomic();
         if deactivated {
-            pipe.sadd(self.keys.deactivated(), id.to_string()).ignore();
+            // Its heartbeat key goes with it: heartbeats refresh only existing keys, so from
+            // now on they take the guarded script and are refused.
+            pipe.sadd(self.keys.deactivated(), id.to_string())
+                .ignore()
+                .del(self.keys.heartbeat(id))
+                .ignore();
         } else {
             pipe.srem(self.keys.deactivated(), id.to_string()).ignore();
         }

@@ -5,6 +5,8 @@ use std::sync::LazyLock;
 
 pub static HEARTBEAT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/heartbeat.lua")));
+pub static MARK_ONLINE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/mark_online.lua")));
 pub static CANDIDATES: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/candidates.lua")));
 pub static ONLINE_HEARTBEATS: LazyLock<Script> =

@@ -107,17 +107,27 @@ async fn sort_and_lua_reads_agree() {
     assert_eq!(heartbeats[3].1, None);
 }
 
-/// Every outcome of a ping, and what it leaves in Valkey: the common case is one round trip of
-/// plain commands; only a ping without a heartbeat key takes a second one (the guarded script).
+/// Every outcome of a ping, and what it leaves in Valkey: the common case is one plain `SET …
+/// XX`; only a mitra without a heartbeat key (deactivated, offline, or its key lost) takes a
+/// second round trip (the guarded script).
 #[tokio::test]
-async fn heartbeats_refresh_online_mitras_and_never_create_a_key_for_others() {
+async fn heartbeats_refresh_online_active_mitras_and_never_create_a_key() {
     let server = ValkeyServer::start().await;
     let metrics = Metrics::new();
     let m = mirror_counted(&server, "", metrics.clone());
     let seeded = OffsetDateTime::now_utc() - time::Duration::minutes(5);
     seed(&m, seeded).await;
-    let mut conn = server.connection().await;
-    let key = |n: u128| format!("mitra:heartbeat:{}", id(n));
+    let conn = server.connection().await;
+    let has_key = |n: u128| {
+        let mut conn = conn.clone();
+        async move {
+            let exists: bool = conn
+                .exists(format!("mitra:heartbeat:{}", id(n)))
+                .await
+                .unwrap();
+            exists
+        }
+    };
     let later = OffsetDateTime::now_utc();
 
     // 1: online and active.
@@ -130,48 +140,69 @@ async fn heartbeats_refresh_online_mitras_and_never_create_a_key_for_others() {
     assert_eq!(metrics.valkey_round_trips("heartbeat"), 1);
     assert_eq!(metrics.valkey_round_trips("heartbeat_guarded"), 0);
 
-    // 2: deactivated (and online in this image): refused.
+    // 2: deactivated while online (drift the seed keeps): seeded without a key, refused.
+    assert!(
+        !has_key(2).await,
+        "no heartbeat key for a deactivated mitra"
+    );
     assert_eq!(
         m.heartbeat(id(2), later).await.unwrap(),
         HeartbeatOutcome::Deactivated
     );
+    assert!(!has_key(2).await);
 
     // 5: offline: nothing recorded, no key created.
     assert_eq!(
         m.heartbeat(id(5), later).await.unwrap(),
         HeartbeatOutcome::Offline
     );
-    let exists: bool = conn.exists(key(5)).await.unwrap();
     assert!(
-        !exists,
-        "an offline mitra's ping must not create a heartbeat key"
+        !has_key(5).await,
+        "an offline mitra's ping must not create a key"
     );
 
     // 3: online, but its key was lost (evicted, flushed mid-seed): the guarded path records it.
-    let _: () = conn.del(key(3)).await.unwrap();
+    let _: () = conn
+        .clone()
+        .del(format!("mitra:heartbeat:{}", id(3)))
+        .await
+        .unwrap();
     assert_eq!(
         m.heartbeat(id(3), later).await.unwrap(),
         HeartbeatOutcome::Recorded
     );
-    assert_eq!(
-        m.mitra_state(id(3)).await.unwrap().last_heartbeat,
-        Some(halo_valkey_time(later))
-    );
+    assert!(has_key(3).await);
 
-    // A mitra set offline and then deactivated: refused, still no key.
-    m.mark_offline(&[id(4)]).await.unwrap();
+    // 4: deactivated while online: the deactivation drops the key, the next ping is refused.
     m.set_deactivated(id(4), true).await.unwrap();
+    assert!(!has_key(4).await);
     assert_eq!(
         m.heartbeat(id(4), later).await.unwrap(),
         HeartbeatOutcome::Deactivated
     );
-    let exists: bool = conn.exists(key(4)).await.unwrap();
-    assert!(!exists);
-    assert_eq!(metrics.valkey_round_trips("heartbeat"), 5);
+    // A toggle to online that raced the deactivation: online again, still no key.
+    m.mark_online(id(4), later, 0).await.unwrap();
+    assert!(
+        !has_key(4).await,
+        "mark_online must not give a deactivated mitra a key"
+    );
+    assert_eq!(
+        m.heartbeat(id(4), later).await.unwrap(),
+        HeartbeatOutcome::Deactivated
+    );
+    // Reactivated and toggled online: back to the one-command path.
+    m.set_deactivated(id(4), false).await.unwrap();
+    m.mark_online(id(4), later, 0).await.unwrap();
+    assert_eq!(
+        m.heartbeat(id(4), later).await.unwrap(),
+        HeartbeatOutcome::Recorded
+    );
+
+    assert_eq!(metrics.valkey_round_trips("heartbeat"), 7);
     assert_eq!(
         metrics.valkey_round_trips("heartbeat_guarded"),
-        2,
-        "offline 5 and key-less 3"
+        5,
+        "deactivated 2, offline 5, key-less 3, deactivated 4 twice"
     );
 }
 
