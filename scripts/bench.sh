@@ -522,19 +522,22 @@ Profiles (`perf record` on `public-api`, `bench-stores` and `valkey-server`; per
      ceiling, heartbeat 42 → 61 % (`BENCH_SECONDS=5 BENCH_ROUNDS=1`). A request that finds its connection
      dropped (Valkey restarted since the worker last used it) is sent once more within its deadline, so
      the per-worker connections cost no failed request after a restart.
-  2. *The heartbeat without Lua*: `SISMEMBER mitras:deactivated` + `SET mitra:heartbeat:<id> <now> XX` in
-     one round trip (the key exists exactly while the mitra is online, so `XX` never creates one for an
-     offline mitra; no key takes the guarded script). `EVALSHA` had cost ≈ 3 µs of server time per call
-     more than the commands in it: `valkey-server` CPU per heartbeat ≈ 5.7 → ≈ 3.2 µs.
+  2. *The heartbeat as one `SET mitra:heartbeat:<id> <now> XX`*, no Lua. The key exists exactly while
+     the mitra is online and active (a deactivation deletes it, `mark_online.lua` writes it only for an
+     active mitra, the seed only for online active mitras), so `XX` never creates a key nor refreshes a
+     deactivated mitra; no key takes the guarded script (deactivated 403, offline, or a lost key).
+     `EVALSHA` had cost ≈ 3 µs of server time per call more than the commands in it: `valkey-server` CPU
+     per heartbeat ≈ 5.7 µs with the script, ≈ 3.2 µs as `SISMEMBER` + `SET … XX`, and one command now;
+     interleaved A/B runs of the last step: heartbeat 67.0k / 67.6k → 73.7k / 72.0k per second.
   3. *mimalloc* in the services (without transparent huge pages): glibc's `malloc_consolidate` and
      `_int_malloc` were ≈ 1.3 µs more per heartbeat than per whoami. Interleaved A/B runs of the same
      commit: heartbeat 59.4k / 57.2k → 62.4k / 64.1k per second, whoami unchanged; peak RSS at 10k
      simulated mitras 24 → 33-41 MiB.
-  What remains between a heartbeat and a whoami (≈ 14 vs ≈ 10 µs of service CPU, plus ≈ 3 µs in
-  `valkey-server`): redis-rs's request path (channel to the driver, oneshot back, the `combine` RESP
-  parser), the deadline's timer, and the two commands themselves. The beacon poll, which verifies no token,
-  costs the service less than a whoami, hence more than 100 % of that ceiling. Both ratios move a few
-  points between runs on a shared machine (see "in each round" above).
+  What remains between a heartbeat and a whoami: the Valkey command itself (≈ 2 µs of `valkey-server`
+  CPU with its two socket syscalls), redis-rs's request path in the service (channel to the driver,
+  oneshot back, the `combine` RESP parser) and the deadline's timer. The beacon poll, which verifies no
+  token, costs the service less than a whoami, hence more than 100 % of that ceiling. Both ratios move a
+  few points between runs on a shared machine (see "in each round" above).
 - **Heartbeat: Valkey path vs Postgres fallback (×5).** The fallback is one statement per heartbeat
   (guard + write in one `WITH … UPDATE`), so its throughput is Postgres's per-statement CPU on the same
   cores; the Valkey path is bounded by the ceiling above. The ratio passed ×5 with the three changes above
