@@ -1,8 +1,8 @@
 //! Section F — reads from Valkey first with the same answer from Postgres when Valkey fails:
 //! reachability (extension), the blast, the beacon (shared snapshot), the dashboard count.
 
-use crate::common::parse_time;
-use halo_acceptance::{Customer, Http, Mitra, Stack};
+use crate::common::{parse_time, DEADLINE};
+use halo_acceptance::{eventually, Customer, Http, Mitra, Stack};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -289,8 +289,18 @@ async fn f_config_change_busts_snapshot() {
     stack.online_mitra().await;
     stack.beacon(0).await;
     assert!(stack.vk_get("availability:snapshot").await.is_some());
+    let busts = stack.public().metrics().await.valkey("bust_beacon");
     stack.set_config("max_customers_per_mitra", 5).await;
     assert_eq!(stack.vk_get("availability:snapshot").await, None, "DEL'd");
+    // The public instance reloads its settings on the invalidation message and then drops the
+    // snapshot again (one computed meanwhile would hold the old settings): wait for that, so
+    // the recompute below is the one that stays.
+    eventually(
+        "the public instance to apply the invalidation",
+        DEADLINE,
+        || async { stack.public().metrics().await.valkey("bust_beacon") > busts },
+    )
+    .await;
     let before = stack.public().metrics().await.beacon_recomputes();
     stack.beacon(0).await;
     assert_eq!(
