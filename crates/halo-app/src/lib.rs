@@ -197,8 +197,9 @@ impl Application {
         };
         let cc_origin = config.cc_origin.clone();
         let http = HttpServer::new(move || {
-            // The factory runs once on each worker thread: the hot paths' Valkey commands are
-            // then driven on the thread that sends them.
+            // The factory runs on each worker thread (again if actix restarts the worker or its
+            // services): the hot paths' Valkey commands are then driven on the thread that sends
+            // them.
             mirror.bind_connection_to_current_thread();
             let configure = match service {
                 Service::Public => halo_http::configure_public,

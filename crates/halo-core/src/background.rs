@@ -187,14 +187,24 @@ impl Availability {
 #[derive(Debug, Default)]
 pub struct MirrorWatch {
     valkey_was_down: bool,
+    /// `AvailabilityMirror::connection_drops` at the last check.
+    drops_seen: u64,
 }
 
 impl MirrorWatch {
-    /// One check: reseeds when Valkey came back, when the generation marker is gone (flushed or
-    /// restarted empty), or when a best-effort write failed since the last check. Returns the
-    /// reason of the seed it ran, if any.
+    /// One check: reseeds when Valkey came back (it was unreachable, or a connection was found
+    /// dropped: a restart that came back with older data still has its generation marker),
+    /// when the generation marker is gone (flushed or restarted empty), or when a best-effort
+    /// write failed since the last check. Returns the reason of the seed it ran, if any.
     pub async fn tick(&mut self, availability: &Availability) -> Option<SeedReason> {
-        let seeded = match availability.mirror().is_seeded().await {
+        let seeded = availability.mirror().is_seeded().await;
+        // After the probe: it may be the call that found the connection dropped.
+        let drops = availability.mirror().connection_drops();
+        if drops != self.drops_seen {
+            self.drops_seen = drops;
+            self.valkey_was_down = true;
+        }
+        let seeded = match seeded {
             Ok(seeded) => seeded,
             Err(error) => {
                 if !self.valkey_was_down {

@@ -1,5 +1,6 @@
 //! The Valkey mirror port: availability keys, the shared beacon snapshot, sweep leases and the
-//! seed. Every method is one round trip unless its doc says otherwise.
+//! seed. Every method is one round trip unless its doc says otherwise (an adapter may send a
+//! read again once when it finds its connection dropped).
 
 use crate::BoxError;
 use async_trait::async_trait;
@@ -55,15 +56,16 @@ pub trait AvailabilityMirror: Send + Sync + 'static {
     /// Answers when Valkey is reachable (readiness probe).
     async fn ping(&self) -> Result<(), MirrorError>;
 
-    /// Guard + write in one round trip: refuses deactivated mitras, records the ping only for
-    /// online ones.
+    /// Refuses deactivated mitras, records the ping only for online ones: one round trip for an
+    /// online active mitra, two otherwise.
     async fn heartbeat(
         &self,
         id: MitraId,
         at: OffsetDateTime,
     ) -> Result<HeartbeatOutcome, MirrorError>;
 
-    /// Adds to `mitras:online`, stamps the heartbeat, sets the capacity.
+    /// Adds to `mitras:online`, sets the capacity, and stamps the heartbeat unless the mitra is
+    /// deactivated (heartbeat keys exist only for online, active mitras).
     async fn mark_online(
         &self,
         id: MitraId,
@@ -74,7 +76,8 @@ pub trait AvailabilityMirror: Send + Sync + 'static {
     /// Removes from `mitras:online` and drops the heartbeats of all `ids`.
     async fn mark_offline(&self, ids: &[MitraId]) -> Result<(), MirrorError>;
 
-    /// Adds to or removes from `mitras:deactivated`.
+    /// Adds to or removes from `mitras:deactivated`; adding also takes the mitra out of
+    /// `mitras:online` and drops its heartbeat key.
     async fn set_deactivated(&self, id: MitraId, deactivated: bool) -> Result<(), MirrorError>;
 
     async fn set_capacity(&self, id: MitraId, open_sessions: u32) -> Result<(), MirrorError>;
@@ -123,7 +126,7 @@ pub trait AvailabilityMirror: Send + Sync + 'static {
 
     /// Replaces every availability key with `image` atomically (no reader sees a half-built
     /// mirror), unless the write token moved since `token`. Keeps existing heartbeat values of
-    /// online mitras, stamps `now` where missing. May take several round trips to stage data.
+    /// online, active mitras, stamps `now` where missing. May take several round trips.
     async fn replace_all(
         &self,
         image: &MirrorImage,
@@ -142,4 +145,10 @@ pub trait AvailabilityMirror: Send + Sync + 'static {
 
     /// Publishes on `config:invalidate`.
     async fn publish_config_invalidate(&self) -> Result<(), MirrorError>;
+
+    /// How many times a connection was found dropped by the server, ever (no I/O). A change
+    /// means Valkey restarted or failed over, possibly with older data: the watcher reseeds.
+    fn connection_drops(&self) -> u64 {
+        0
+    }
 }

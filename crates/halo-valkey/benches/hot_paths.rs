@@ -72,7 +72,7 @@ fn hot_paths(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("valkey hot path");
     let mut i = 0usize;
-    group.bench_function("heartbeat (heartbeat.lua)", |b| {
+    group.bench_function("heartbeat (SET … XX of an online mitra)", |b| {
         b.to_async(&rt).iter(|| {
             i = (i + 1) % ids.len();
             mirror.heartbeat(ids[i], OffsetDateTime::now_utc())

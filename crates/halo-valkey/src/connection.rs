@@ -8,6 +8,7 @@ use redis::io::tcp::TcpSettings;
 use redis::IntoConnectionInfo;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -26,6 +27,10 @@ pub struct ValkeySettings {
 /// driver, reply back), which profiling showed to be about a third of the service's CPU in a
 /// heartbeat flood. An actix worker is a single-threaded runtime for its whole life, so a
 /// connection bound to it is driven on the same thread that sends the commands.
+///
+/// When any of them finds the server gone (a restart, a failover), the others are stale too:
+/// `note_drop` counts it, and each thread replaces its bound connection before its next
+/// command instead of failing that command on the dead socket.
 #[derive(Clone)]
 pub struct Connections {
     shared: ConnectionManager,
@@ -33,47 +38,83 @@ pub struct Connections {
     config: ConnectionManagerConfig,
     /// Tells this mirror's bound connections from another mirror's on the same thread.
     id: u64,
+    /// Connections found dropped by the server, ever (see `note_drop`).
+    drops: Arc<AtomicU64>,
+}
+
+/// A thread's own connection, and the drop count it was made after.
+struct Bound {
+    mirror: u64,
+    after_drops: u64,
+    conn: ConnectionManager,
 }
 
 thread_local! {
-    /// The connections bound to this thread, by `Connections::id`.
-    static BOUND: RefCell<Vec<(u64, ConnectionManager)>> = const { RefCell::new(Vec::new()) };
+    /// The connections bound to this thread.
+    static BOUND: RefCell<Vec<Bound>> = const { RefCell::new(Vec::new()) };
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 impl Connections {
-    /// The connection for a command sent from this thread.
+    /// The connection for a command sent from this thread: its own (renewed if the server
+    /// dropped a connection since it was made), or the shared one.
     pub(crate) fn current(&self) -> ConnectionManager {
-        BOUND
-            .with(|bound| {
-                bound
-                    .borrow()
-                    .iter()
-                    .find(|(id, _)| *id == self.id)
-                    .map(|(_, conn)| conn.clone())
-            })
-            .unwrap_or_else(|| self.shared.clone())
+        let drops = self.drops();
+        let own = BOUND.try_with(|bound| {
+            let mut bound = bound.borrow_mut();
+            let entry = bound.iter_mut().find(|b| b.mirror == self.id)?;
+            if entry.after_drops != drops {
+                if let Some(fresh) = self.new_connection() {
+                    *entry = Bound {
+                        mirror: self.id,
+                        after_drops: drops,
+                        conn: fresh,
+                    };
+                }
+            }
+            Some(entry.conn.clone())
+        });
+        own.ok().flatten().unwrap_or_else(|| self.shared.clone())
     }
 
     /// Gives the calling thread its own connection (connected on first use, reconnecting by
-    /// itself like the shared one). Call it only on a thread that runs one Tokio runtime for
-    /// its whole life (an actix worker): the connection's tasks live on that runtime.
-    /// Without a runtime on this thread, the thread keeps using the shared connection.
+    /// itself like the shared one), replacing one it had. Call it only on a thread that runs
+    /// one Tokio runtime for its whole life (an actix worker): the connection's tasks live on
+    /// that runtime. Without a runtime here, the thread keeps using the shared connection.
     pub fn bind_to_current_thread(&self) {
-        if tokio::runtime::Handle::try_current().is_err() {
+        let Some(conn) = self.new_connection() else {
             return;
-        }
-        match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone()) {
-            Ok(conn) => BOUND.with(|bound| {
-                let mut bound = bound.borrow_mut();
-                bound.retain(|(id, _)| *id != self.id);
-                bound.push((self.id, conn));
-            }),
-            Err(error) => {
+        };
+        let entry = Bound {
+            mirror: self.id,
+            after_drops: self.drops(),
+            conn,
+        };
+        let _ = BOUND.try_with(|bound| {
+            let mut bound = bound.borrow_mut();
+            bound.retain(|b| b.mirror != self.id);
+            bound.push(entry);
+        });
+    }
+
+    /// Counts a connection the server dropped: the bound connections of every thread renew
+    /// themselves, and the mirror watcher reseeds (the server may have come back with old data).
+    pub(crate) fn note_drop(&self) {
+        self.drops.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn drops(&self) -> u64 {
+        self.drops.load(Ordering::Relaxed)
+    }
+
+    fn new_connection(&self) -> Option<ConnectionManager> {
+        tokio::runtime::Handle::try_current().ok()?;
+        ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+            .inspect_err(|error| {
                 tracing::warn!(%error, "no own valkey connection for this thread; using the shared one");
-            }
-        }
+            })
+            .ok()
     }
 }
 
@@ -104,6 +145,7 @@ pub fn connect(settings: &ValkeySettings) -> Result<(redis::Client, Connections)
         client: client.clone(),
         config,
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        drops: Arc::new(AtomicU64::new(0)),
     };
     Ok((client, connections))
 }

@@ -1,6 +1,7 @@
 //! The Valkey mirror adapter. Only this crate knows the redis crate. Every hot-path operation is
-//! one round trip (a pipeline or a Lua script), every call has a deadline, and the connection
-//! reconnects by itself (the core watches for reconnects: the crate has no callback for them).
+//! one round trip (a command, a pipeline or a Lua script), every call has a deadline, and the
+//! connections (one shared, one per actix worker) reconnect by themselves; dropped connections
+//! are counted so the core's watcher can reseed (the crate has no reconnect callback).
 
 mod connection;
 mod keys;

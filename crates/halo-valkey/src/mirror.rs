@@ -1,4 +1,4 @@
-//! `AvailabilityMirror` over a self-reconnecting multiplexed connection.
+//! `AvailabilityMirror` over self-reconnecting multiplexed connections (see `Connections`).
 
 use crate::connection::Connections;
 use crate::keys::Keys;
@@ -59,14 +59,21 @@ fn refused_by_server(error: &RedisError) -> bool {
 }
 
 /// The connection under the request went away (the peer closed or reset it): the manager
-/// reconnects in the background, so sending again is worth it. A refused connection (Valkey
-/// is down) or a timeout (hung) is not retried: that is an outage, and the caller falls back.
+/// reconnects in the background. A refused connection (Valkey is down) or a timeout (hung) is
+/// an outage instead, and the caller falls back.
 fn dropped_connection(error: &RedisError) -> bool {
-    use std::io::ErrorKind::ConnectionRefused;
-    let refused = std::error::Error::source(error)
-        .and_then(|source| source.downcast_ref::<std::io::Error>())
-        .is_some_and(|io| io.kind() == ConnectionRefused);
-    error.is_connection_dropped() && !refused
+    error.is_connection_dropped() && !error.is_connection_refusal()
+}
+
+/// Whether a request that found its connection dropped is sent again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnDrop {
+    /// Reads, and writes that end in the same state however often they land.
+    Resend,
+    /// Writes whose first try may have landed before the drop, where a replay could undo a
+    /// newer write by another instance: the error goes to the caller (a failed mirror write
+    /// makes the instance distrust the mirror until the next reseed).
+    Fail,
 }
 
 /// A command, pipeline or script call that can be sent (again) on a connection.
@@ -167,7 +174,7 @@ impl ValkeyMirror {
         op: &'static str,
         request: &impl Request,
     ) -> Result<Option<T>, MirrorError> {
-        match self.call_raw(op, request).await? {
+        match self.call_raw(op, request, OnDrop::Resend).await? {
             Ok(value) => Ok(Some(value)),
             Err(error) if refused_by_server(&error) => {
                 if !self.sort_refused.swap(true, Ordering::Relaxed) {
@@ -224,33 +231,50 @@ impl ValkeyMirror {
         &self.keys
     }
 
-    /// Runs one round trip under the deadline and counts it.
+    /// Runs a read (or a write that may land twice) under the deadline and counts it.
     async fn call<T: FromRedisValue + Send + 'static>(
         &self,
         op: &'static str,
         request: &impl Request,
     ) -> Result<T, MirrorError> {
-        self.call_raw(op, request).await?.map_err(classify)
+        self.call_raw(op, request, OnDrop::Resend)
+            .await?
+            .map_err(classify)
+    }
+
+    /// Runs a write that must not be replayed (see `OnDrop::Fail`).
+    async fn call_once<T: FromRedisValue + Send + 'static>(
+        &self,
+        op: &'static str,
+        request: &impl Request,
+    ) -> Result<T, MirrorError> {
+        self.call_raw(op, request, OnDrop::Fail)
+            .await?
+            .map_err(classify)
     }
 
     /// `call` that hands back the server's error unclassified (the deadline is still an outage).
     ///
-    /// A request that finds its connection dropped (Valkey restarted, or failed over, since
-    /// this thread last used it) is sent once more, within the same deadline: the manager has
-    /// begun reconnecting, and the second try waits for that instead of failing a request (a
-    /// failed mirror write would send this instance to Postgres until the next reseed).
+    /// A request that finds its connection dropped (Valkey restarted, or failed over) is
+    /// counted as a drop (`Connections::note_drop`: other threads renew their connections, the
+    /// watcher reseeds) and, if `on_drop` allows, sent once more within the same deadline: the
+    /// manager has begun reconnecting, and the second try waits for that.
     async fn call_raw<T: FromRedisValue + Send + 'static>(
         &self,
         op: &'static str,
         request: &impl Request,
+        on_drop: OnDrop,
     ) -> Result<Result<T, RedisError>, MirrorError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut conn = self.conn.current();
         self.metrics.valkey_round_trip(op);
         let mut reply = tokio::time::timeout_at(deadline, request.send(&mut conn)).await;
         if matches!(&reply, Ok(Err(error)) if dropped_connection(error)) {
-            self.metrics.valkey_round_trip(op);
-            reply = tokio::time::timeout_at(deadline, request.send(&mut conn)).await;
+            self.conn.note_drop();
+            if on_drop == OnDrop::Resend {
+                self.metrics.valkey_round_trip(op);
+                reply = tokio::time::timeout_at(deadline, request.send(&mut conn)).await;
+            }
         }
         reply.map_err(|_| {
             MirrorError::Unavailable(
@@ -262,7 +286,7 @@ impl ValkeyMirror {
     /// Runs an atomic pipeline whose last command bumps the write token.
     async fn write(&self, op: &'static str, mut pipe: redis::Pipeline) -> Result<(), MirrorError> {
         pipe.incr(self.keys.write_token(), 1).ignore();
-        self.call(op, &pipe).await
+        self.call_once(op, &pipe).await
     }
 
     async fn scan_keys(&self, name: &str) -> Result<Vec<String>, MirrorError> {
@@ -309,6 +333,7 @@ impl ValkeyMirror {
             .key(self.keys.deactivated())
             .key(self.keys.online())
             .key(heartbeat_key)
+            .key(self.keys.write_token())
             .arg(member)
             .arg(at);
         let code: i64 = self.call("heartbeat_guarded", &invocation).await?;
@@ -327,7 +352,7 @@ impl ValkeyMirror {
         for chunk in members.chunks(STAGING_CHUNK) {
             let mut pipe = redis::pipe();
             pipe.sadd(key, chunk).ignore().expire(key, 120).ignore();
-            self.call::<()>("seed_stage", &pipe).await?;
+            self.call_once::<()>("seed_stage", &pipe).await?;
         }
         Ok(())
     }
@@ -385,7 +410,9 @@ impl AvailabilityMirror for ValkeyMirror {
             .arg(id.to_string())
             .arg(format_time(at))
             .arg(open_sessions);
-        self.call::<i64>("mark_online", &invocation).await.map(drop)
+        self.call_once::<i64>("mark_online", &invocation)
+            .await
+            .map(drop)
     }
 
     async fn mark_offline(&self, ids: &[MitraId]) -> Result<(), MirrorError> {
@@ -407,9 +434,13 @@ impl AvailabilityMirror for ValkeyMirror {
         let mut pipe = redis::pipe();
         pipe.atomic();
         if deactivated {
-            // Its heartbeat key goes with it: heartbeats refresh only existing keys, so from
-            // now on they take the guarded script and are refused.
-            pipe.sadd(self.keys.deactivated(), id.to_string())
+            // Offline with it, heartbeat key included: heartbeats refresh only existing keys,
+            // so from now on they take the guarded script and are refused; the sweeps no longer
+            // see it (the core's own set-offline follows, logged as a deactivation).
+            let member = id.to_string();
+            pipe.sadd(self.keys.deactivated(), &member)
+                .ignore()
+                .srem(self.keys.online(), &member)
                 .ignore()
                 .del(self.keys.heartbeat(id))
                 .ignore();
@@ -542,7 +573,7 @@ impl AvailabilityMirror for ValkeyMirror {
                             .unwrap_or(u64::MAX)
                             .max(1),
                     );
-                self.call("claim_beacon", &invocation).await?
+                self.call_once("claim_beacon", &invocation).await?
             }
         };
         match reply.as_str() {
@@ -580,7 +611,7 @@ impl AvailabilityMirror for ValkeyMirror {
             .ignore()
             .del(self.keys.snapshot_lock())
             .ignore();
-        self.call("store_beacon", &pipe).await
+        self.call_once("store_beacon", &pipe).await
     }
 
     async fn bust_beacon(&self) -> Result<(), MirrorError> {
@@ -656,7 +687,7 @@ impl AvailabilityMirror for ValkeyMirror {
         for key in &doomed {
             invocation.arg(key);
         }
-        let applied: i64 = self.call("seed_swap", &invocation).await?;
+        let applied: i64 = self.call_once("seed_swap", &invocation).await?;
         Ok(if applied == 1 {
             SeedWrite::Applied
         } else {
@@ -737,12 +768,16 @@ impl AvailabilityMirror for ValkeyMirror {
             .arg("PX")
             .arg(ttl_ms)
             .to_owned();
-        let reply: Option<String> = self.call("try_lease", &cmd).await?;
+        let reply: Option<String> = self.call_once("try_lease", &cmd).await?;
         Ok(reply.is_some())
     }
 
     async fn publish_config_invalidate(&self) -> Result<(), MirrorError> {
         let request = Cmd::publish(self.keys.config_channel(), "1");
         self.call("publish_config_invalidate", &request).await
+    }
+
+    fn connection_drops(&self) -> u64 {
+        self.conn.drops()
     }
 }

@@ -241,22 +241,34 @@ async fn a_bound_thread_has_its_own_connection() {
         "the bound thread connected once, on its own"
     );
 
+    // The bound thread's runtime is gone, and its connection with it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while connected_clients(&mut admin).await != 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bound connection not closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     m.ping().await.unwrap();
     let unbound = tokio::spawn({
         let m = m.clone();
         async move { m.ping().await }
     });
     unbound.await.unwrap().unwrap();
-    assert!(
-        connected_clients(&mut admin).await <= 3,
+    assert_eq!(
+        connected_clients(&mut admin).await,
+        2,
         "unbound threads share one connection"
     );
 }
 
-/// After a restart, the first request on a connection finds it dropped: it is sent again on the
-/// reconnected one instead of failing (a failed write would degrade the instance until a reseed).
+/// After a restart, the first request on a connection finds it dropped: a read is sent again
+/// on the reconnected connection, a write is not (its first try may have landed; the caller
+/// treats the error as a failed write); both count the drop. A server that is down is an
+/// outage: refused, not resent.
 #[tokio::test]
-async fn a_request_that_finds_its_connection_dropped_is_sent_again() {
+async fn a_dropped_connection_resends_reads_but_not_writes() {
     let mut server = ValkeyServer::start().await;
     let metrics = Metrics::new();
     let m = mirror_counted(&server, "", metrics.clone());
@@ -270,11 +282,27 @@ async fn a_request_that_finds_its_connection_dropped_is_sent_again() {
         3,
         "one, then two after the restart"
     );
+    assert_eq!(m.connection_drops(), 1);
+
+    server.restart().await;
+    assert!(
+        m.set_capacity(id(1), 1).await.is_err(),
+        "a write is not replayed"
+    );
+    assert_eq!(metrics.valkey_round_trips("set_capacity"), 1);
+    assert_eq!(m.connection_drops(), 2);
+    m.set_capacity(id(1), 1)
+        .await
+        .expect("the next write reconnects");
 
     server.kill().await;
-    assert!(
-        m.ping().await.is_err(),
-        "a server that is down is an outage, not retried forever"
+    let _ = m.ping().await; // finds the connection dropped (may resend into the refusal)
+    let before = metrics.valkey_round_trips("ping");
+    assert!(m.ping().await.is_err());
+    assert_eq!(
+        metrics.valkey_round_trips("ping") - before,
+        1,
+        "a refused connection is not resent"
     );
 }
 

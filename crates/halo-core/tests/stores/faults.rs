@@ -76,6 +76,44 @@ async fn j_valkey_killed_reads_fall_back_with_the_same_answers_and_writes_land()
     assert!(s.av.mirror_trusted());
 }
 
+/// A restart that comes back with older data keeps its generation marker, and the instance's
+/// calls resend on the reconnected connection instead of failing: the dropped connection
+/// itself must make the watcher reseed. `CLIENT KILL` drops the connections, data intact.
+#[tokio::test]
+async fn j_dropped_connections_with_data_intact_are_reseeded_as_a_reconnect() {
+    let s = stack().await;
+    let id = s.online_mitra().await;
+    let mut watch = MirrorWatch::default();
+    watch.tick(&s.av).await; // seeds if nothing did yet
+    let mut admin = s.valkey.connection().await;
+    let _: () = redis::cmd("SREM")
+        .arg("mitras:online")
+        .arg(id.to_string())
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        watch.tick(&s.av).await,
+        None,
+        "the marker alone shows nothing wrong"
+    );
+    let _: () = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while watch.tick(&s.av).await != Some(SeedReason::Reconnect) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dropped connection not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(s.drift_is_empty().await);
+    assert!(s.smembers("mitras:online").await.contains(&id.to_string()));
+}
+
 #[tokio::test]
 async fn j_flushdb_without_reconnect_is_reseeded_within_two_seconds() {
     let s = stack().await;
