@@ -186,7 +186,20 @@ async fn model_random_operations_with_injected_failures_never_show_unavailable_m
                     .unwrap();
                     av.recompute_capacity_for_mitra(id).await.map(|_| ())
                 }
-                6 => av.heartbeat(id).await.map(|_| ()),
+                6 => {
+                    // Mirror or Postgres, trusted or not: the answer is the truth's.
+                    let outcome = av.heartbeat(id).await;
+                    let (active, online) = pg_flags(&pg, id).await;
+                    match &outcome {
+                        Ok(ack) => assert!(
+                            active && ack.online == online,
+                            "seed {seed} step {step}: heartbeat said online={} for active={active} online={online}",
+                            ack.online
+                        ),
+                        Err(_) => assert!(!active, "seed {seed} step {step}: active mitra refused"),
+                    }
+                    outcome.map(|_| ())
+                }
                 _ => {
                     watch.tick(&av).await;
                     Ok(())
@@ -224,14 +237,7 @@ async fn check_invariant(
 ) {
     let available = av.find_available_mitras().await.unwrap();
     for id in ids {
-        let row = pg
-            .query_one(
-                "SELECT m.is_active, s.is_online FROM mitras m JOIN mitra_online_status s ON s.mitra_id = m.id WHERE m.id = $1",
-                &[&id.uuid()],
-            )
-            .await
-            .unwrap();
-        let (active, online): (bool, bool) = (row.get(0), row.get(1));
+        let (active, online) = pg_flags(pg, *id).await;
         if !(active && online) {
             assert!(
                 !available.contains(id),
@@ -243,4 +249,16 @@ async fn check_invariant(
             );
         }
     }
+}
+
+/// `(is_active, is_online)` in Postgres.
+async fn pg_flags(pg: &tokio_postgres::Client, id: MitraId) -> (bool, bool) {
+    let row = pg
+        .query_one(
+            "SELECT m.is_active, s.is_online FROM mitras m JOIN mitra_online_status s ON s.mitra_id = m.id WHERE m.id = $1",
+            &[&id.uuid()],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
 }
