@@ -199,9 +199,19 @@ impl Auth {
         let email = email.trim().to_lowercase();
         let found = self.store.operator_by_email(&email).await?;
         // An unknown email still pays for one argon2 verification, so the answer's timing
-        // does not tell which emails exist.
-        let hash = found.as_ref().map_or(&self.dummy_hash, |(_, hash)| hash);
-        let matches = verify_password(hash, password);
+        // does not tell which emails exist. It runs on the blocking pool: tens of milliseconds
+        // of hashing on the request's thread would stall every heartbeat that thread serves.
+        let hash = found
+            .as_ref()
+            .map_or(&self.dummy_hash, |(_, hash)| hash)
+            .clone();
+        let password = password.to_owned();
+        let verification =
+            tokio::task::spawn_blocking(move || verify_password(&hash, &password)).await;
+        let matches = verification.unwrap_or_else(|error| {
+            tracing::error!(%error, "password verification did not finish; refusing the login");
+            false
+        });
         match found {
             Some((id, _)) if matches => self.open_session(id, Role::Cc).await,
             _ => Err(AuthError::InvalidCredentials),
