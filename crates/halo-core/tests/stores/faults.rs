@@ -60,14 +60,7 @@ async fn j_valkey_killed_reads_fall_back_with_the_same_answers_and_writes_land()
     let mut watch = MirrorWatch::default();
     assert_eq!(watch.tick(&s.av).await, None);
     s.valkey.restart().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while watch.tick(&s.av).await != Some(SeedReason::Reconnect) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "valkey reconnect not noticed"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    reseeded_as_reconnect(&mut watch, &s.av, "valkey reconnect not noticed").await;
     assert!(s.drift_is_empty().await);
     assert!(s
         .smembers("mitras:online")
@@ -102,14 +95,7 @@ async fn j_dropped_connections_with_data_intact_are_reseeded_as_a_reconnect() {
         .query_async(&mut admin)
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while watch.tick(&s.av).await != Some(SeedReason::Reconnect) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "dropped connection not noticed"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    reseeded_as_reconnect(&mut watch, &s.av, "dropped connection not noticed").await;
     assert!(s.drift_is_empty().await);
     assert!(s.smembers("mitras:online").await.contains(&id.to_string()));
 }
@@ -297,4 +283,13 @@ async fn subscribed(events: &mut tokio::sync::mpsc::UnboundedReceiver<Invalidati
     tokio::time::timeout(Duration::from_secs(5), wait)
         .await
         .expect("listener (re)subscribed");
+}
+
+/// Ticks the watcher until it reseeds as a reconnect (at most 5 s).
+async fn reseeded_as_reconnect(watch: &mut MirrorWatch, av: &halo_core::Availability, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while watch.tick(av).await != Some(SeedReason::Reconnect) {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
