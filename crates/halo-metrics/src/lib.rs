@@ -200,22 +200,16 @@ impl Metrics {
     pub fn http_request(&self, route: &str, status: u16, latency: Duration) {
         let seconds = latency.as_secs_f64();
         // Recorded under the read guard (no handle clones): see `valkey_round_trip`.
-        let recorded = read(&self.0.http_handles)
-            .get(route)
-            .is_some_and(|handles| {
-                let counter = handles.by_status.iter().find(|(s, _)| *s == status);
-                counter
-                    .inspect(|(_, c)| {
-                        c.inc();
-                        handles.latency.observe(seconds);
-                    })
-                    .is_some()
-            });
-        if !recorded {
-            let (latency_series, counter) = self.resolve_http(route, status);
-            counter.inc();
-            latency_series.observe(seconds);
+        if let Some(handles) = read(&self.0.http_handles).get(route) {
+            if let Some((_, counter)) = handles.by_status.iter().find(|(s, _)| *s == status) {
+                counter.inc();
+                handles.latency.observe(seconds);
+                return;
+            }
         }
+        let (latency_series, counter) = self.resolve_http(route, status);
+        counter.inc();
+        latency_series.observe(seconds);
     }
 
     /// First request of a route and status: resolve the series and remember the handles.

@@ -71,11 +71,7 @@ async fn a_blast_reaching_nobody_is_recorded_failed() {
 
 #[tokio::test]
 async fn a_blast_skips_mitras_at_capacity_and_the_first_accept_wins() {
-    let stack = Stack::start().await;
-    let operator = stack.operator().await;
-    stack
-        .set_config(&operator, "max_customers_per_mitra", 1)
-        .await;
+    let (stack, operator) = one_customer_per_mitra().await;
     let busy = stack.online_mitra(&operator, "+628400000001").await;
     let free = stack.online_mitra(&operator, "+628400000002").await;
     let customer = stack.customer("+628400000101").await;
@@ -122,11 +118,7 @@ async fn a_blast_skips_mitras_at_capacity_and_the_first_accept_wins() {
 
 #[tokio::test]
 async fn accepting_beyond_capacity_is_refused() {
-    let stack = Stack::start().await;
-    let operator = stack.operator().await;
-    stack
-        .set_config(&operator, "max_customers_per_mitra", 1)
-        .await;
+    let (stack, operator) = one_customer_per_mitra().await;
     let mitra = stack.online_mitra(&operator, "+628400000003").await;
     let a = stack.customer("+628400000102").await;
     let b = stack.customer("+628400000103").await;
@@ -311,4 +303,14 @@ async fn an_operator_reroutes_an_active_session_and_both_capacities_follow() {
     assert_eq!(stack.capacity(&a).await, 0);
     assert_eq!(stack.capacity(&b_login).await, 1);
     stack.stop().await;
+}
+
+/// A stack whose mitras take one customer at a time, and its operator's token.
+async fn one_customer_per_mitra() -> (Stack, String) {
+    let stack = Stack::start().await;
+    let operator = stack.operator().await;
+    stack
+        .set_config(&operator, "max_customers_per_mitra", 1)
+        .await;
+    (stack, operator)
 }

@@ -34,60 +34,48 @@ async fn malformed_requests_get_a_coded_4xx() {
     let customer = stack.customer("+628900000100").await;
     let token = customer.access.as_str();
     let requests = "/api/client/chat/requests";
-    let cases = [
+    // Bodies the JSON extractor must refuse: (content type, body, status, code).
+    let bodies = [
         (
-            raw(
-                &stack,
-                requests,
-                token,
-                "application/json",
-                "{\"minutes\":".into(),
-            )
-            .await,
+            "application/json",
+            "{\"minutes\":".to_owned(),
             400,
             "BAD_REQUEST",
         ),
         (
-            raw(
-                &stack,
-                requests,
-                token,
-                "application/json",
-                "{\"minutes\":\"ten\"}".into(),
-            )
-            .await,
+            "application/json",
+            "{\"minutes\":\"ten\"}".to_owned(),
             422,
             "VALIDATION_FAILED",
         ),
         (
-            raw(&stack, requests, token, "application/json", "{}".into()).await,
+            "application/json",
+            "{}".to_owned(),
             422,
             "VALIDATION_FAILED",
         ),
         (
-            raw(
-                &stack,
-                requests,
-                token,
-                "text/plain",
-                "{\"minutes\":10}".into(),
-            )
-            .await,
+            "text/plain",
+            "{\"minutes\":10}".to_owned(),
             400,
             "BAD_REQUEST",
         ),
         (
-            raw(
-                &stack,
-                requests,
-                token,
-                "application/json",
-                format!("{{\"minutes\":10,\"pad\":\"{}\"}}", "x".repeat(20_000)),
-            )
-            .await,
+            "application/json",
+            format!("{{\"minutes\":10,\"pad\":\"{}\"}}", "x".repeat(20_000)),
             413,
             "PAYLOAD_TOO_LARGE",
         ),
+    ];
+    for (content_type, body, want_status, want_code) in bodies {
+        let (status, reply) = raw(&stack, requests, token, content_type, body).await;
+        assert_eq!(
+            (status, code(&reply)),
+            (want_status, want_code),
+            "{content_type} body: {reply}"
+        );
+    }
+    let cases = [
         (
             stack
                 .post(Api::Public, requests, Some(token), json!({ "minutes": 0 }))
