@@ -1,22 +1,24 @@
-//! The use cases: toggles, deactivation, heartbeat, capacity, reads, seed and drift.
+//! The use cases: toggles, deactivation, heartbeat, capacity, reads, seed and drift. Every
+//! Valkey call goes through one of three doors (`read_or_fallback`, `write_mirror`,
+//! `side_effect`), which ask the `MirrorHealth` first and report what the call found.
 
 use crate::error::AvailabilityError;
+use crate::mirror_health::{MirrorHealth, MirrorState};
 use crate::settings_cache::SettingsCache;
 use halo_domain::{Beacon, DriftReport, MirrorImage, MitraId, MitraState};
 use halo_metrics::Metrics;
 use halo_ports::{
-    AvailabilityMirror, AvailabilityTruth, BeaconClaim, Clock, HeartbeatOutcome, MirrorError,
-    OnlineReason, SeedWrite,
+    AvailabilityMirror, AvailabilityTruth, BeaconClaim, BeaconLock, Clock, HeartbeatOutcome,
+    MirrorError, OnlineReason, SeedWrite,
 };
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A seed that keeps racing concurrent writes gives up after this many tries; the watcher or
-/// the reconciliation sweep runs it again later.
+/// A seed whose staged sets keep vanishing (a server that keeps losing its data) gives up after
+/// this many tries; the watcher or the reconciliation sweep runs it again later.
 const SEED_ATTEMPTS: usize = 5;
 /// How long a beacon recompute lock lives if its holder dies before storing the snapshot.
 const BEACON_LOCK_TTL: Duration = Duration::from_secs(2);
@@ -67,6 +69,44 @@ pub struct HeartbeatAck {
     pub interval_seconds: u32,
 }
 
+/// What the readiness probe reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreProbe {
+    pub postgres_up: bool,
+    /// False while the mirror is known to be down (then no ping is sent).
+    pub valkey_up: bool,
+    pub mirror: MirrorState,
+}
+
+/// The last beacon this instance answered, and when it learnt it.
+#[derive(Default)]
+struct LocalBeacon {
+    last: Mutex<Option<(Beacon, Instant)>>,
+    /// Held by the one caller of this instance computing a beacon outside the shared lock
+    /// (Valkey down, or the lock's holder slow or dead): the others wait for its answer.
+    computing: tokio::sync::Mutex<()>,
+}
+
+impl LocalBeacon {
+    fn younger_than(&self, age: Duration) -> Option<Beacon> {
+        let last = self.last.lock().ok()?;
+        last.filter(|(_, at)| at.elapsed() < age)
+            .map(|(beacon, _)| beacon)
+    }
+
+    fn remember(&self, beacon: Beacon) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((beacon, Instant::now()));
+        }
+    }
+
+    fn forget(&self) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = None;
+        }
+    }
+}
+
 /// The availability library's entry point. Cheap to share behind an `Arc`.
 pub struct Availability {
     truth: Arc<dyn AvailabilityTruth>,
@@ -74,15 +114,8 @@ pub struct Availability {
     clock: Arc<dyn Clock>,
     settings: SettingsCache,
     metrics: Metrics,
-    /// Best-effort mirror writes that failed, ever. While it differs from `healed_through`
-    /// the mirror is known to be behind Postgres: this instance reads and guards from Postgres
-    /// until the watcher has reseeded.
-    failed_writes: AtomicU64,
-    /// `failed_writes` as it was when the last successful seed started.
-    healed_through: AtomicU64,
-    /// The beacon computed from Postgres while Valkey is down, so an outage costs one Postgres
-    /// query per TTL per instance instead of one per poll.
-    fallback_beacon: Mutex<Option<(Beacon, Instant)>>,
+    health: MirrorHealth,
+    beacon: LocalBeacon,
 }
 
 impl Availability {
@@ -98,10 +131,9 @@ impl Availability {
             mirror,
             clock,
             settings,
+            health: MirrorHealth::new(metrics.clone()),
             metrics,
-            failed_writes: AtomicU64::new(0),
-            healed_through: AtomicU64::new(0),
-            fallback_beacon: Mutex::new(None),
+            beacon: LocalBeacon::default(),
         }
     }
 
@@ -125,51 +157,129 @@ impl Availability {
         self.clock.as_ref()
     }
 
-    /// Best-effort removal from the online mirror (used by the auto-offline sweep).
-    pub(crate) async fn mirror_offline(&self, ids: &[MitraId]) {
-        let result = self.mirror.mark_offline(ids).await;
-        self.mirror_written("mark_offline", result);
+    pub fn health(&self) -> &MirrorHealth {
+        &self.health
     }
 
-    /// False while a failed mirror write has not been healed by a seed.
+    pub fn mirror_state(&self) -> MirrorState {
+        self.health.state()
+    }
+
+    /// True while hot paths use the mirror (see `MirrorHealth`).
     pub fn mirror_trusted(&self) -> bool {
-        self.failed_writes.load(Ordering::SeqCst) == self.healed_through.load(Ordering::SeqCst)
+        self.health.is_trusted()
     }
 
-    /// Reads from the mirror, unless it is known to be behind (then the caller falls back).
-    async fn read_mirror<'a, T>(
+    /// Both stores, for `/readyz`: Postgres pinged; Valkey pinged unless it is known to be
+    /// down (a probe must not wait on it either), and a failed ping opens the breaker.
+    pub async fn probe(&self) -> StoreProbe {
+        let valkey = async {
+            if self.health.is_down() {
+                return false;
+            }
+            match self.mirror.ping().await {
+                Ok(()) => true,
+                Err(error) => {
+                    self.observe(&error);
+                    false
+                }
+            }
+        };
+        let (postgres, valkey_up) = tokio::join!(self.truth.ping(), valkey);
+        StoreProbe {
+            postgres_up: postgres.is_ok(),
+            valkey_up,
+            mirror: self.health.state(),
+        }
+    }
+
+    // ---- the three doors to Valkey ---------------------------------------------------------
+
+    /// A read from the mirror while it is trusted, else from Postgres without touching Valkey.
+    /// A failed mirror read falls back too, and tells the health what it found.
+    async fn read_or_fallback<'a, T, F>(
         &'a self,
-        read: impl FnOnce(&'a dyn AvailabilityMirror) -> MirrorFuture<'a, T>,
-    ) -> Result<T, MirrorError> {
-        if !self.mirror_trusted() {
-            return Err(MirrorError::Corrupt(
-                "mirror behind postgres after a failed write; awaiting reseed".into(),
-            ));
+        op: &'static str,
+        mirror_read: impl FnOnce(&'a dyn AvailabilityMirror) -> MirrorFuture<'a, T>,
+        truth_read: impl FnOnce() -> F,
+    ) -> Result<T, AvailabilityError>
+    where
+        F: Future<Output = Result<T, AvailabilityError>>,
+    {
+        if self.health.is_trusted() {
+            match mirror_read(self.mirror.as_ref()).await {
+                Ok(answer) => return Ok(answer),
+                Err(error) => self.mirror_read_failed(op, &error),
+            }
+        } else {
+            // The breaker is open: no log per request, the state change was logged once.
+            self.metrics.valkey_fallback(op);
         }
-        read(self.mirror.as_ref()).await
+        truth_read().await
     }
 
-    /// Absorbs a best-effort mirror write error: log, count, mark dirty.
-    fn mirror_written(&self, op: &'static str, result: Result<(), MirrorError>) {
-        if let Err(error) = result {
-            self.metrics.mirror_write_failed(op);
-            self.failed_writes.fetch_add(1, Ordering::SeqCst);
-            tracing::warn!(event = "mirror.write_failed", op, error = %error, "mirror.write_failed");
-        }
-    }
-
-    /// Absorbs the failure of a Valkey side effect that is not mirror data (the beacon cache,
-    /// a publish): logged and counted, the mirror stays trusted.
-    fn side_effect_failed(&self, op: &'static str, result: Result<(), MirrorError>) {
-        if let Err(error) = result {
-            self.metrics.mirror_write_failed(op);
-            tracing::warn!(event = "mirror.write_failed", op, error = %error, "mirror.write_failed");
-        }
-    }
-
-    fn fell_back(&self, op: &'static str, error: &MirrorError) {
+    fn mirror_read_failed(&self, op: &'static str, error: &MirrorError) {
         self.metrics.valkey_fallback(op);
         tracing::warn!(event = "mirror.fallback", op, error = %error, "mirror.fallback");
+        self.observe(error);
+    }
+
+    /// What a failed call says about the mirror's health.
+    fn observe(&self, error: &MirrorError) {
+        match error {
+            MirrorError::Unavailable(_) => self.health.down(error),
+            MirrorError::Unseeded => self.health.unseeded(),
+            MirrorError::Corrupt(_) => {}
+        }
+    }
+
+    /// A best-effort mirror write after a Postgres commit. Not sent while Valkey is down (it
+    /// would only wait out the deadline); either way a write that did not land marks the
+    /// mirror behind until a seed heals it.
+    async fn write_mirror<'a>(
+        &'a self,
+        op: &'static str,
+        write: impl FnOnce(&'a dyn AvailabilityMirror) -> MirrorFuture<'a, ()>,
+    ) {
+        let result = if self.health.is_down() {
+            Err(MirrorError::Unavailable("valkey down; not sent".into()))
+        } else {
+            write(self.mirror.as_ref()).await
+        };
+        if let Err(error) = result {
+            self.metrics.mirror_write_failed(op);
+            self.health.write_failed();
+            self.observe(&error);
+            tracing::warn!(event = "mirror.write_failed", op, error = %error, "mirror.write_failed");
+        }
+    }
+
+    /// A Valkey side effect that is not mirror data (the beacon cache, a publish): skipped
+    /// while Valkey is down; a failure is logged and counted, the mirror stays as trusted as
+    /// it was.
+    async fn side_effect<'a>(
+        &'a self,
+        op: &'static str,
+        effect: impl FnOnce(&'a dyn AvailabilityMirror) -> MirrorFuture<'a, ()>,
+    ) {
+        if self.health.is_down() {
+            return;
+        }
+        if let Err(error) = effect(self.mirror.as_ref()).await {
+            self.metrics.mirror_write_failed(op);
+            if matches!(error, MirrorError::Unavailable(_)) {
+                self.health.down(&error);
+            }
+            tracing::warn!(event = "mirror.write_failed", op, error = %error, "mirror.write_failed");
+        }
+    }
+
+    /// Puts back mitras the sweep fenced but Postgres kept online.
+    pub(crate) async fn mirror_restore(&self, beats: &[(MitraId, time::OffsetDateTime)]) {
+        if !beats.is_empty() {
+            self.write_mirror("restore_online", |m| m.restore_online(beats))
+                .await;
+        }
     }
 
     // ---- writes: Postgres first, then the mirror ------------------------------------------
@@ -180,9 +290,10 @@ impl Availability {
         self.truth
             .set_online(id, true, OnlineReason::Manual)
             .await?;
-        let open = self.truth.open_session_count(id).await?;
-        let result = self.mirror.mark_online(id, self.clock.now(), open).await;
-        self.mirror_written("mark_online", result);
+        let capacity = self.truth.count_open_sessions(id).await?;
+        let now = self.clock.now();
+        self.write_mirror("mark_online", |m| m.mark_online(id, now, capacity))
+            .await;
         Ok(())
     }
 
@@ -193,8 +304,10 @@ impl Availability {
         reason: OnlineReason,
     ) -> Result<(), AvailabilityError> {
         self.truth.set_online(id, false, reason).await?;
-        let result = self.mirror.mark_offline(&[id]).await;
-        self.mirror_written("mark_offline", result);
+        self.write_mirror("mark_offline", |m| {
+            m.mark_offline(std::slice::from_ref(&id))
+        })
+        .await;
         Ok(())
     }
 
@@ -206,8 +319,8 @@ impl Availability {
         active: bool,
     ) -> Result<(), AvailabilityError> {
         self.truth.set_active(id, active).await?;
-        let result = self.mirror.set_deactivated(id, !active).await;
-        self.mirror_written("set_deactivated", result);
+        self.write_mirror("set_deactivated", |m| m.set_deactivated(id, !active))
+            .await;
         if !active {
             let revoked = self.truth.revoke_auth_sessions(id).await?;
             tracing::info!(mitra = %id, revoked, "revoked auth sessions of deactivated mitra");
@@ -217,38 +330,52 @@ impl Availability {
     }
 
     /// Re-derives the mitra's capacity from Postgres (a count, never INCR/DECR) and mirrors it.
+    /// Counts are ordered (see `CapacityCount`): of two racing recounts the later one stays.
+    /// A count that fails in Postgres leaves the mirror behind, like a failed mirror write.
     pub async fn recompute_capacity_for_mitra(
         &self,
         id: MitraId,
     ) -> Result<u32, AvailabilityError> {
-        let open = self.truth.open_session_count(id).await?;
-        let result = self.mirror.set_capacity(id, open).await;
-        self.mirror_written("set_capacity", result);
-        Ok(open)
+        let capacity = match self.truth.count_open_sessions(id).await {
+            Ok(capacity) => capacity,
+            Err(error) => {
+                self.metrics.mirror_write_failed("set_capacity");
+                self.health.write_failed();
+                return Err(error.into());
+            }
+        };
+        self.write_mirror("set_capacity", |m| m.set_capacity(id, capacity))
+            .await;
+        Ok(capacity.open)
     }
 
-    // ---- the heartbeat: Valkey only, Postgres guard when Valkey is down --------------------
+    // ---- the heartbeat: Valkey only, Postgres guard when Valkey is not trusted -------------
 
     pub async fn heartbeat(&self, id: MitraId) -> Result<HeartbeatAck, AvailabilityError> {
         let now = self.clock.now();
         let interval_seconds = self.settings.get().heartbeat_interval_seconds();
-        let outcome = self.read_mirror(|mirror| mirror.heartbeat(id, now)).await;
+        let outcome = self
+            .read_or_fallback(
+                "heartbeat",
+                |m| m.heartbeat(id, now),
+                || async {
+                    let flags = self
+                        .truth
+                        .heartbeat_fallback(id, now)
+                        .await?
+                        .ok_or(AvailabilityError::MitraNotFound)?;
+                    Ok(match (flags.active, flags.online) {
+                        (false, _) => HeartbeatOutcome::Deactivated,
+                        (true, true) => HeartbeatOutcome::Recorded,
+                        (true, false) => HeartbeatOutcome::Offline,
+                    })
+                },
+            )
+            .await?;
         let online = match outcome {
-            Ok(HeartbeatOutcome::Deactivated) => return Err(AvailabilityError::Deactivated),
-            Ok(HeartbeatOutcome::Recorded) => true,
-            Ok(HeartbeatOutcome::Offline) => false,
-            Err(error) => {
-                self.fell_back("heartbeat", &error);
-                let flags = self
-                    .truth
-                    .heartbeat_fallback(id, now)
-                    .await?
-                    .ok_or(AvailabilityError::MitraNotFound)?;
-                if !flags.active {
-                    return Err(AvailabilityError::Deactivated);
-                }
-                flags.online
-            }
+            HeartbeatOutcome::Deactivated => return Err(AvailabilityError::Deactivated),
+            HeartbeatOutcome::Recorded => true,
+            HeartbeatOutcome::Offline => false,
         };
         Ok(HeartbeatAck {
             online,
@@ -256,28 +383,29 @@ impl Availability {
         })
     }
 
-    /// Refuses a deactivated mitra: mirror first, Postgres when Valkey is down.
+    /// Refuses a deactivated mitra: mirror first, Postgres when it is not trusted.
     pub async fn ensure_active(&self, id: MitraId) -> Result<(), AvailabilityError> {
-        let answer = self.read_mirror(|mirror| mirror.is_deactivated(id)).await;
-        let deactivated = match answer {
-            Ok(deactivated) => deactivated,
-            Err(error) => {
-                self.fell_back("is_deactivated", &error);
-                let flags = self
-                    .truth
-                    .mitra_flags(id)
-                    .await?
-                    .ok_or(AvailabilityError::MitraNotFound)?;
-                !flags.active
-            }
-        };
+        let deactivated = self
+            .read_or_fallback(
+                "is_deactivated",
+                |m| m.is_deactivated(id),
+                || async {
+                    let flags = self
+                        .truth
+                        .mitra_flags(id)
+                        .await?
+                        .ok_or(AvailabilityError::MitraNotFound)?;
+                    Ok(!flags.active)
+                },
+            )
+            .await?;
         if deactivated {
             return Err(AvailabilityError::Deactivated);
         }
         Ok(())
     }
 
-    // ---- reads: Valkey first, the same rules over Postgres on a Valkey error ---------------
+    // ---- reads: Valkey first, the same rules over Postgres otherwise ------------------------
 
     /// Online, active and fresh: may keep or extend a session it already has.
     pub async fn is_mitra_reachable(&self, id: MitraId) -> Result<bool, AvailabilityError> {
@@ -289,16 +417,18 @@ impl Availability {
 
     /// Online, active, fresh and under capacity: may take a new customer ("chat again").
     pub async fn is_mitra_available(&self, id: MitraId) -> Result<bool, AvailabilityError> {
-        let settings = self.settings.get();
-        let now = self.clock.now();
         let state = self.mitra_state(id, "is_mitra_available").await?;
-        Ok(state.is_some_and(|s| {
-            s.is_available(
-                now,
-                settings.stale_after(),
-                settings.max_customers_per_mitra(),
-            )
-        }))
+        Ok(state.is_some_and(|s| self.available(&s)))
+    }
+
+    /// The availability rule with this instance's settings and clock.
+    fn available(&self, state: &MitraState) -> bool {
+        let settings = self.settings.get();
+        state.is_available(
+            self.clock.now(),
+            settings.stale_after(),
+            settings.max_customers_per_mitra(),
+        )
     }
 
     /// What the status screen and the operator list show about one mitra.
@@ -308,7 +438,7 @@ impl Availability {
             .ok_or(AvailabilityError::MitraNotFound)
     }
 
-    /// One mitra's state: the mirror, or Postgres when the mirror fails (`None` = unknown).
+    /// One mitra's state (`None` = unknown).
     async fn mitra_state(
         &self,
         id: MitraId,
@@ -318,7 +448,7 @@ impl Availability {
     }
 
     /// Live states of many mitras (an operator's page): one mirror round trip, or one Postgres
-    /// statement when the mirror fails. In the order of `ids`; `None` = unknown.
+    /// statement. In the order of `ids`; `None` = unknown.
     pub async fn mitra_statuses(
         &self,
         ids: &[MitraId],
@@ -331,31 +461,28 @@ impl Availability {
         ids: &[MitraId],
         op: &'static str,
     ) -> Result<Vec<Option<MitraState>>, AvailabilityError> {
-        match self.read_mirror(|mirror| mirror.mitra_states(ids)).await {
-            Ok(states) => Ok(states.into_iter().map(Some).collect()),
-            Err(error) => {
-                self.fell_back(op, &error);
+        self.read_or_fallback(
+            op,
+            |m| {
+                Box::pin(
+                    async move { Ok(m.mitra_states(ids).await?.into_iter().map(Some).collect()) },
+                )
+            },
+            || async {
                 let known: HashMap<MitraId, MitraState> =
                     self.truth.mitra_states(ids).await?.into_iter().collect();
                 Ok(ids.iter().map(|id| known.get(id).copied()).collect())
-            }
-        }
+            },
+        )
+        .await
     }
 
     /// The mitras a blast reaches: available by every rule, capacity included.
     pub async fn find_available_mitras(&self) -> Result<Vec<MitraId>, AvailabilityError> {
         let candidates = self.candidate_states("find_available_mitras").await?;
-        let settings = self.settings.get();
-        let now = self.clock.now();
         Ok(candidates
             .into_iter()
-            .filter(|(_, s)| {
-                s.is_available(
-                    now,
-                    settings.stale_after(),
-                    settings.max_customers_per_mitra(),
-                )
-            })
+            .filter(|(_, s)| self.available(s))
             .map(|(id, _)| id)
             .collect())
     }
@@ -364,110 +491,116 @@ impl Availability {
         &self,
         op: &'static str,
     ) -> Result<Vec<(MitraId, MitraState)>, AvailabilityError> {
-        let answer = self.read_mirror(|mirror| mirror.candidate_states()).await;
-        match answer {
-            Ok(states) => Ok(states),
-            Err(error) => {
-                self.fell_back(op, &error);
-                Ok(self.truth.candidate_states().await?)
-            }
-        }
+        self.read_or_fallback(
+            op,
+            |m| m.candidate_states(),
+            || async { Ok(self.truth.candidate_states().await?) },
+        )
+        .await
     }
 
     /// The beacon: computed at most once per TTL across all instances (shared snapshot, one
-    /// recompute lock); while Valkey is down, from Postgres, cached in-process for the TTL.
+    /// recompute lock); while the mirror is not trusted, from Postgres, at most once per TTL
+    /// per instance.
     pub async fn count_available(&self) -> Result<Beacon, AvailabilityError> {
         let ttl = Duration::from_secs(self.settings.get().beacon_ttl_seconds().into());
+        if !self.health.is_trusted() {
+            self.metrics.valkey_fallback("count_available");
+            return self.beacon_from_postgres(ttl).await;
+        }
         let deadline = Instant::now() + BEACON_WAIT;
         loop {
-            let claim = self
-                .read_mirror(|mirror| mirror.claim_beacon(BEACON_LOCK_TTL))
-                .await;
-            match claim {
-                Ok(BeaconClaim::Cached(beacon)) => return Ok(beacon),
-                Ok(BeaconClaim::Compute) => return self.recompute_beacon(ttl).await,
+            match self.mirror.claim_beacon(BEACON_LOCK_TTL).await {
+                Ok(BeaconClaim::Cached(beacon)) => {
+                    self.beacon.remember(beacon);
+                    return Ok(beacon);
+                }
+                Ok(BeaconClaim::Compute(lock)) => return self.recompute_beacon(ttl, lock).await,
                 Ok(BeaconClaim::Busy) if Instant::now() < deadline => {
                     tokio::time::sleep(BEACON_POLL).await;
                 }
-                // The holder is slow or died: answer from live data without storing.
-                Ok(BeaconClaim::Busy) => return self.live_beacon("count_available").await,
+                Ok(BeaconClaim::Busy) => return self.beacon_while_busy(ttl).await,
                 Err(error) => {
-                    self.fell_back("count_available", &error);
-                    return self.fallback_beacon(ttl).await;
+                    self.mirror_read_failed("count_available", &error);
+                    return self.beacon_from_postgres(ttl).await;
                 }
             }
         }
     }
 
-    async fn live_beacon(&self, op: &'static str) -> Result<Beacon, AvailabilityError> {
-        let candidates = self.candidate_states(op).await?;
-        Ok(self.beacon_of(&candidates))
-    }
-
     fn beacon_of(&self, candidates: &[(MitraId, MitraState)]) -> Beacon {
-        let settings = self.settings.get();
-        let now = self.clock.now();
-        let count = candidates
-            .iter()
-            .filter(|(_, s)| {
-                s.is_available(
-                    now,
-                    settings.stale_after(),
-                    settings.max_customers_per_mitra(),
-                )
-            })
-            .count();
+        let count = candidates.iter().filter(|(_, s)| self.available(s)).count();
         self.metrics.beacon_recomputed();
         Beacon::from_count(count)
     }
 
-    async fn recompute_beacon(&self, ttl: Duration) -> Result<Beacon, AvailabilityError> {
-        let beacon = self.live_beacon("count_available").await?;
-        let stored = self
-            .mirror
-            .store_beacon(beacon, self.clock.now(), ttl)
+    async fn recompute_beacon(
+        &self,
+        ttl: Duration,
+        lock: BeaconLock,
+    ) -> Result<Beacon, AvailabilityError> {
+        let beacon = self.beacon_of(&self.candidate_states("count_available").await?);
+        self.beacon.remember(beacon);
+        let now = self.clock.now();
+        self.side_effect("store_beacon", |m| m.store_beacon(beacon, now, ttl, &lock))
             .await;
-        self.side_effect_failed("store_beacon", stored);
         Ok(beacon)
     }
 
-    async fn fallback_beacon(&self, ttl: Duration) -> Result<Beacon, AvailabilityError> {
-        if let Some(beacon) = self.cached_fallback_beacon(ttl) {
+    /// The lock's holder is slow or died: this instance's last beacon if it is recent enough,
+    /// else one computation per instance from live data (not stored: the lock is not ours).
+    async fn beacon_while_busy(&self, ttl: Duration) -> Result<Beacon, AvailabilityError> {
+        let recent = ttl + BEACON_LOCK_TTL;
+        self.local_beacon(recent, || async {
+            Ok(self.beacon_of(&self.candidate_states("count_available").await?))
+        })
+        .await
+    }
+
+    /// The mirror is not trusted: the beacon from Postgres, reused for the TTL.
+    async fn beacon_from_postgres(&self, ttl: Duration) -> Result<Beacon, AvailabilityError> {
+        self.local_beacon(ttl, || async {
+            Ok(self.beacon_of(&self.truth.candidate_states().await?))
+        })
+        .await
+    }
+
+    /// The last beacon if younger than `max_age`; else `compute`, by one caller at a time (the
+    /// others find its answer when they get the lock).
+    async fn local_beacon<F>(
+        &self,
+        max_age: Duration,
+        compute: impl FnOnce() -> F,
+    ) -> Result<Beacon, AvailabilityError>
+    where
+        F: Future<Output = Result<Beacon, AvailabilityError>>,
+    {
+        if let Some(beacon) = self.beacon.younger_than(max_age) {
             return Ok(beacon);
         }
-        // Valkey just failed: straight to Postgres rather than trying it a second time.
-        let beacon = self.beacon_of(&self.truth.candidate_states().await?);
-        if let Ok(mut slot) = self.fallback_beacon.lock() {
-            *slot = Some((beacon, Instant::now()));
+        let _computing = self.beacon.computing.lock().await;
+        if let Some(beacon) = self.beacon.younger_than(max_age) {
+            return Ok(beacon);
         }
+        let beacon = compute().await?;
+        self.beacon.remember(beacon);
         Ok(beacon)
     }
 
-    fn cached_fallback_beacon(&self, ttl: Duration) -> Option<Beacon> {
-        let slot = self.fallback_beacon.lock().ok()?;
-        slot.filter(|(_, at)| at.elapsed() < ttl)
-            .map(|(beacon, _)| beacon)
-    }
-
-    /// Drops the shared snapshot and the local fallback copy (config change).
+    /// Drops the shared snapshot and the local copy (config change).
     pub async fn bust_beacon(&self) {
-        if let Ok(mut slot) = self.fallback_beacon.lock() {
-            *slot = None;
-        }
-        let result = self.mirror.bust_beacon().await;
-        self.side_effect_failed("bust_beacon", result);
+        self.beacon.forget();
+        self.side_effect("bust_beacon", |m| m.bust_beacon()).await;
     }
 
-    /// The dashboard's online count: `SCARD mitras:online`, Postgres when Valkey is down.
+    /// The dashboard's online count: `SCARD mitras:online`, Postgres when not trusted.
     pub async fn dashboard_online_count(&self) -> Result<u64, AvailabilityError> {
-        let answer = self.read_mirror(|mirror| mirror.online_count()).await;
-        match answer {
-            Ok(n) => Ok(n),
-            Err(error) => {
-                self.fell_back("dashboard_online_count", &error);
-                Ok(self.truth.count_online().await?)
-            }
-        }
+        self.read_or_fallback(
+            "dashboard_online_count",
+            |m| m.online_count(),
+            || async { Ok(self.truth.count_online().await?) },
+        )
+        .await
     }
 
     // ---- operator settings --------------------------------------------------------------
@@ -484,52 +617,63 @@ impl Availability {
         self.truth.save_settings(&next, updated_by).await?;
         self.settings.set(next);
         self.bust_beacon().await;
-        let published = self.mirror.publish_config_invalidate().await;
-        self.side_effect_failed("publish_config_invalidate", published);
+        self.side_effect("publish_config_invalidate", |m| {
+            m.publish_config_invalidate()
+        })
+        .await;
         Ok(next)
     }
 
     // ---- seed and drift ------------------------------------------------------------------
 
-    /// Rebuilds every mirror key from Postgres, atomically. Retries when a mirror write landed
-    /// between the truth read and the swap (the seed data could be older than the mirror).
+    /// Rebuilds every mirror key from Postgres, atomically, merging what is newer in Valkey:
+    /// keys of mitras written after the seed read its token stay, and heartbeats become the
+    /// newest of both stores. Never refused by concurrent writes (so it cannot be starved);
+    /// an older seed never overwrites a newer one.
     pub async fn seed_from_postgres(&self, reason: SeedReason) -> Result<SeedReport, SeedError> {
-        let failures_seen = self.failed_writes.load(Ordering::SeqCst);
+        let ticket = self.health.seed_starting();
         for _ in 0..SEED_ATTEMPTS {
-            let token = self.mirror.write_token().await.map_err(SeedError::Mirror)?;
+            let token = self
+                .mirror
+                .write_token()
+                .await
+                .map_err(|e| self.seed_failed(e))?;
             let truth = self.truth.mirror_truth().await.map_err(SeedError::Truth)?;
             let image = MirrorImage::expected_from(&truth);
             let now = self.clock.now();
-            match self
+            let write = self
                 .mirror
                 .replace_all(&image, token, now)
                 .await
-                .map_err(SeedError::Mirror)?
-            {
-                SeedWrite::Applied => {
-                    // Failures from before this seed read the truth are healed; later ones not.
-                    self.healed_through
-                        .fetch_max(failures_seen, Ordering::SeqCst);
-                    let report = SeedReport {
-                        online: image.online.len(),
-                        deactivated: image.deactivated.len(),
-                        with_sessions: image.with_sessions(),
-                    };
-                    self.metrics.seed(reason.as_str());
-                    tracing::info!(
-                        event = "mirror.seed",
-                        online = report.online,
-                        deactivated = report.deactivated,
-                        with_sessions = report.with_sessions,
-                        reason = reason.as_str(),
-                        "mirror.seed"
-                    );
-                    return Ok(report);
-                }
-                SeedWrite::Raced => tracing::debug!("seed raced a mirror write; retrying"),
+                .map_err(|e| self.seed_failed(e))?;
+            if write == SeedWrite::Raced {
+                tracing::debug!("seed staging vanished before the swap; staging again");
+                continue;
             }
+            self.health.seed_applied(ticket);
+            let report = SeedReport {
+                online: image.online.len(),
+                deactivated: image.deactivated.len(),
+                with_sessions: image.with_sessions(),
+            };
+            self.metrics.seed(reason.as_str());
+            tracing::info!(
+                event = "mirror.seed",
+                online = report.online,
+                deactivated = report.deactivated,
+                with_sessions = report.with_sessions,
+                reason = reason.as_str(),
+                superseded = write == SeedWrite::Superseded,
+                "mirror.seed"
+            );
+            return Ok(report);
         }
         Err(SeedError::KeptRacing)
+    }
+
+    fn seed_failed(&self, error: MirrorError) -> SeedError {
+        self.observe(&error);
+        SeedError::Mirror(error)
     }
 
     /// Valkey against Postgres, key by key.
@@ -547,6 +691,6 @@ pub enum SeedError {
     Mirror(#[source] MirrorError),
     #[error("postgres unavailable for the seed")]
     Truth(#[source] halo_ports::TruthError),
-    #[error("the seed raced concurrent mirror writes {SEED_ATTEMPTS} times")]
+    #[error("the staged seed vanished {SEED_ATTEMPTS} times before its swap")]
     KeptRacing,
 }

@@ -3,8 +3,9 @@
 //! takes a short Valkey lease first, so N instances do the work once per cadence, not N times.
 
 use crate::availability::{Availability, SeedReason};
-use halo_domain::availability::is_fresh;
-use halo_ports::OnlineReason;
+use crate::mirror_health::MirrorState;
+use halo_domain::availability::{is_fresh, stale_cutoff};
+use halo_ports::{MirrorError, OnlineReason};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +29,8 @@ pub enum SweepOutcome {
     Done {
         changed: usize,
     },
-    /// Valkey failed: the whole tick was skipped, Postgres untouched.
+    /// Valkey failed or the mirror is not trusted: the whole tick was skipped, Postgres
+    /// untouched.
     Skipped,
     /// Another instance holds this cadence's lease.
     LeaseHeld,
@@ -47,17 +49,43 @@ impl SweepOutcome {
     }
 }
 
+const RECONCILIATION: &str = "reconciliation";
+
 /// The lease lives a little less than the cadence, so the next tick (on any instance) can run.
 fn lease_ttl(cadence: Duration) -> Duration {
     (cadence * 9 / 10).max(Duration::from_millis(100))
 }
 
 impl Availability {
+    /// The sweeps that read the mirror run only while it is trusted (a mirror that is behind or
+    /// came back with old data would mass-offline live mitras); none sends anything while it
+    /// is down. Then the lease.
     async fn take_lease(&self, sweep: &'static str, lease: Option<Duration>) -> Result<bool, ()> {
+        let state = self.mirror_state();
+        let reads_mirror = sweep != RECONCILIATION;
+        if state == MirrorState::Down || (reads_mirror && state != MirrorState::Trusted) {
+            tracing::info!(
+                event = "sweep.skipped",
+                sweep,
+                mirror = state.as_str(),
+                "sweep.skipped"
+            );
+            return Err(());
+        }
         let Some(ttl) = lease else { return Ok(true) };
-        self.mirror().try_lease(sweep, ttl).await.map_err(|error| {
-            tracing::warn!(event = "sweep.skipped", sweep, error = %error, "sweep.skipped");
-        })
+        self.mirror()
+            .try_lease(sweep, ttl)
+            .await
+            .map_err(|error| self.sweep_read_failed(sweep, &error))
+    }
+
+    fn sweep_read_failed(&self, sweep: &'static str, error: &MirrorError) {
+        tracing::warn!(event = "sweep.skipped", sweep, error = %error, "sweep.skipped");
+        match error {
+            MirrorError::Unavailable(_) => self.health().down(error),
+            MirrorError::Unseeded => self.health().unseeded(),
+            MirrorError::Corrupt(_) => {}
+        }
     }
 
     fn finish(&self, sweep: &'static str, outcome: SweepOutcome, started: Instant) -> SweepOutcome {
@@ -69,8 +97,15 @@ impl Availability {
         outcome
     }
 
-    /// Online mitras whose heartbeat is stale or missing go offline (Postgres, audit row, then
-    /// the mirror). On any Valkey error the tick is skipped: never mass-offline from Postgres.
+    /// Online mitras whose heartbeat is stale or missing go offline. Skipped unless the mirror
+    /// is trusted: never mass-offline from Postgres alone, nor from a mirror that may be old.
+    ///
+    /// Each step guards against what happened since the one before: mitras whose Postgres
+    /// heartbeat is fresh (pings answered from Postgres, a toggle) are kept and their mirror
+    /// heartbeat healed; the fence takes out of the online set only mitras whose mirror
+    /// heartbeat is *still* stale (a ping that landed since the read keeps its mitra, later
+    /// pings answer "offline"); Postgres sets offline only those whose `last_heartbeat_at` is
+    /// stale too (a toggle during the tick stamps it); fenced mitras Postgres kept go back.
     pub async fn auto_offline_tick(&self, lease: Option<Duration>) -> SweepOutcome {
         const SWEEP: &str = "auto_offline";
         let started = Instant::now();
@@ -82,7 +117,7 @@ impl Availability {
         let beats = match self.mirror().online_heartbeats().await {
             Ok(beats) => beats,
             Err(error) => {
-                tracing::warn!(event = "sweep.skipped", sweep = SWEEP, error = %error, "sweep.skipped");
+                self.sweep_read_failed(SWEEP, &error);
                 return self.finish(SWEEP, SweepOutcome::Skipped, started);
             }
         };
@@ -96,23 +131,60 @@ impl Availability {
         if stale.is_empty() {
             return self.finish(SWEEP, SweepOutcome::Done { changed: 0 }, started);
         }
-        let changed = match self
-            .truth()
-            .set_offline_many(&stale, OnlineReason::AutoOffline)
-            .await
-        {
-            Ok(changed) => changed,
+        let cutoff = stale_cutoff(now, stale_after);
+        // Postgres may know a newer heartbeat (pings answered from it while the mirror was not
+        // trusted, a toggle): those are fresh, and the mirror learns their heartbeat.
+        let pg_fresh: Vec<_> = match self.truth().mitra_states(&stale).await {
+            Ok(states) => states
+                .into_iter()
+                .filter(|(_, s)| s.is_reachable(now, stale_after))
+                .filter_map(|(id, s)| s.last_heartbeat.map(|at| (id, at)))
+                .collect(),
             Err(error) => {
-                tracing::error!(sweep = SWEEP, error = %error, "auto-offline could not write postgres");
+                tracing::error!(sweep = SWEEP, error = %error, "auto-offline could not read postgres");
                 return self.finish(SWEEP, SweepOutcome::Failed, started);
             }
         };
-        // Remove every stale id, also those Postgres already had offline (mirror drift).
-        self.mirror_offline(&stale).await;
+        self.mirror_restore(&pg_fresh).await;
+        let stale: Vec<_> = stale
+            .into_iter()
+            .filter(|id| !pg_fresh.iter().any(|(fresh, _)| fresh == id))
+            .collect();
+        let fenced = match self.mirror().fence_stale(&stale, cutoff).await {
+            Ok(fenced) => fenced,
+            Err(error) => {
+                self.sweep_read_failed(SWEEP, &error);
+                return self.finish(SWEEP, SweepOutcome::Skipped, started);
+            }
+        };
+        if fenced.is_empty() {
+            return self.finish(SWEEP, SweepOutcome::Done { changed: 0 }, started);
+        }
+        let swept = match self
+            .truth()
+            .set_offline_many(&fenced, OnlineReason::AutoOffline, cutoff)
+            .await
+        {
+            Ok(swept) => swept,
+            Err(error) => {
+                tracing::error!(sweep = SWEEP, error = %error, "auto-offline could not write postgres");
+                // Postgres still has them online: the mirror is behind until the next seed.
+                self.health().write_failed();
+                return self.finish(SWEEP, SweepOutcome::Failed, started);
+            }
+        };
+        self.mirror_restore(&swept.fresh).await;
+        if !swept.fresh.is_empty() {
+            tracing::info!(
+                sweep = SWEEP,
+                kept = swept.fresh.len(),
+                "postgres held fresh heartbeats; kept online"
+            );
+        }
         self.finish(
             SWEEP,
             SweepOutcome::Done {
-                changed: changed.len(),
+                changed: swept.changed.len(),
             },
             started,
         )
@@ -133,7 +205,7 @@ impl Availability {
                 .filter_map(|(id, at)| at.map(|at| (id, at)))
                 .collect(),
             Err(error) => {
-                tracing::warn!(event = "sweep.skipped", sweep = SWEEP, error = %error, "sweep.skipped");
+                self.sweep_read_failed(SWEEP, &error);
                 return self.finish(SWEEP, SweepOutcome::Skipped, started);
             }
         };
@@ -149,9 +221,9 @@ impl Availability {
         }
     }
 
-    /// Reseeds the mirror from Postgres (heals drift).
+    /// Reseeds the mirror from Postgres (heals drift, also a mirror that is behind).
     pub async fn reconciliation_tick(&self, lease: Option<Duration>) -> SweepOutcome {
-        const SWEEP: &str = "reconciliation";
+        const SWEEP: &str = RECONCILIATION;
         let started = Instant::now();
         match self.take_lease(SWEEP, lease).await {
             Err(()) => return self.finish(SWEEP, SweepOutcome::Skipped, started),
@@ -183,52 +255,48 @@ impl Availability {
     }
 }
 
-/// State the mirror watcher keeps between ticks.
+/// The background probe of the mirror's health (`MirrorHealth`): it is the only one that
+/// sends to Valkey while the mirror is down, and the only way back to `Trusted` is its seed.
 #[derive(Debug, Default)]
 pub struct MirrorWatch {
-    valkey_was_down: bool,
     /// `AvailabilityMirror::connection_drops` at the last check.
     drops_seen: u64,
 }
 
 impl MirrorWatch {
-    /// One check: reseeds when Valkey came back (it was unreachable, or a connection was found
-    /// dropped: a restart that came back with older data still has its generation marker),
-    /// when the generation marker is gone (flushed or restarted empty), or when a best-effort
-    /// write failed since the last check. Returns the reason of the seed it ran, if any.
+    /// One check: probes the generation marker, then reseeds unless the mirror is trusted —
+    /// after an outage or a dropped connection (`reconnect`: the server may have come back with
+    /// older data, which still has its generation marker), when the marker is gone (`flushed`),
+    /// or after a failed write (`write_failed`). Returns the reason of the seed it ran, if any.
     pub async fn tick(&mut self, availability: &Availability) -> Option<SeedReason> {
-        let seeded = availability.mirror().is_seeded().await;
+        let health = availability.health();
+        let probe = availability.mirror().is_seeded().await;
         // After the probe: it may be the call that found the connection dropped.
         let drops = availability.mirror().connection_drops();
         if drops != self.drops_seen {
             self.drops_seen = drops;
-            self.valkey_was_down = true;
+            health.down(&"a valkey connection was dropped");
         }
-        let seeded = match seeded {
-            Ok(seeded) => seeded,
+        let was_down = health.is_down();
+        match probe {
             Err(error) => {
-                if !self.valkey_was_down {
-                    tracing::warn!(error = %error, "valkey unreachable; serving from postgres until it returns");
-                }
-                self.valkey_was_down = true;
+                health.down(&error);
                 return None;
             }
+            Ok(false) => health.unseeded(),
+            Ok(true) => {}
+        }
+        let reason = match health.state() {
+            MirrorState::Trusted => return None,
+            MirrorState::Down => SeedReason::Reconnect,
+            MirrorState::Unseeded if was_down => SeedReason::Reconnect,
+            MirrorState::Unseeded => SeedReason::Flushed,
+            MirrorState::Behind => SeedReason::WriteFailed,
         };
-        let reason = if self.valkey_was_down {
-            SeedReason::Reconnect
-        } else if !seeded {
-            SeedReason::Flushed
-        } else if !availability.mirror_trusted() {
-            SeedReason::WriteFailed
-        } else {
-            return None;
-        };
-        self.valkey_was_down = false;
         match availability.seed_from_postgres(reason).await {
             Ok(_) => Some(reason),
             Err(error) => {
                 tracing::warn!(error = %error, reason = reason.as_str(), "reseed failed; retrying on the next check");
-                self.valkey_was_down = true;
                 None
             }
         }
@@ -272,14 +340,11 @@ pub fn spawn_background(
             }
         }));
     }
-    let av = availability.clone();
-    let watch_state = Arc::new(tokio::sync::Mutex::new(MirrorWatch::default()));
-    tasks.push(every(cadences.mirror_watch, shutdown.clone(), move || {
-        let (av, watch_state) = (av.clone(), watch_state.clone());
-        async move {
-            watch_state.lock().await.tick(&av).await;
-        }
-    }));
+    tasks.push(spawn_watcher(
+        availability.clone(),
+        cadences.mirror_watch,
+        shutdown.clone(),
+    ));
     let av = availability;
     tasks.push(every(
         cadences.settings_refresh,
@@ -294,6 +359,30 @@ pub fn spawn_background(
         },
     ));
     tasks
+}
+
+/// The watcher checks every `period`, and at once when the mirror stops being trusted.
+fn spawn_watcher(
+    availability: Arc<Availability>,
+    period: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut watch = MirrorWatch::default();
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                () = availability.health().woken() => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            watch.tick(&availability).await;
+        }
+    })
 }
 
 /// Runs `tick` every `period` (first run after one period) until shutdown.

@@ -9,10 +9,12 @@ mod availability;
 mod background;
 mod chat;
 mod error;
+mod mirror_health;
 mod settings_cache;
 
-pub use availability::{Availability, HeartbeatAck, SeedError, SeedReason, SeedReport};
+pub use availability::{Availability, HeartbeatAck, SeedError, SeedReason, SeedReport, StoreProbe};
 pub use background::{spawn_background, Cadences, MirrorWatch, SweepOutcome};
 pub use chat::{Blast, Chat, ChatError, DevPayments};
 pub use error::AvailabilityError;
+pub use mirror_health::{MirrorHealth, MirrorState};
 pub use settings_cache::SettingsCache;

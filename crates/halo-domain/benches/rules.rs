@@ -25,6 +25,7 @@ fn states(n: usize, now: OffsetDateTime) -> Vec<MitraState> {
 fn truth(n: usize) -> Vec<MitraTruth> {
     (0..n)
         .map(|i| MitraTruth {
+            last_heartbeat: None,
             id: MitraId::new(Uuid::from_u128(i as u128 + 1)),
             active: i % 97 != 0,
             online: i % 3 != 0,

@@ -24,6 +24,13 @@ pub fn is_fresh(
     last_heartbeat.is_some_and(|at| now - at <= stale_after)
 }
 
+/// The oldest heartbeat that is still fresh at `now`: a heartbeat before it is stale. Stores
+/// that re-check staleness atomically (the auto-offline fence, the Postgres guard) compare with
+/// this instant, which says exactly what [`is_fresh`] says.
+pub fn stale_cutoff(now: OffsetDateTime, stale_after: Duration) -> OffsetDateTime {
+    now - stale_after
+}
+
 /// True while the mitra has a free slot under `max_customers`.
 pub const fn has_capacity(open_sessions: u32, max_customers: u32) -> bool {
     open_sessions < max_customers
@@ -137,6 +144,12 @@ mod tests {
             let fresh_old = is_fresh(Some(NOW - Duration::seconds(old)), NOW, STALE);
             let fresh_young = is_fresh(Some(NOW - Duration::seconds(young)), NOW, STALE);
             prop_assert!(!fresh_old || fresh_young);
+        }
+
+        #[test]
+        fn stale_cutoff_agrees_with_is_fresh(age_ms in -10_000i64..200_000) {
+            let at = NOW - Duration::milliseconds(age_ms);
+            prop_assert_eq!(is_fresh(Some(at), NOW, STALE), at >= stale_cutoff(NOW, STALE));
         }
     }
 }

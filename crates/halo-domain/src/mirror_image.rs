@@ -3,6 +3,7 @@
 
 use crate::MitraId;
 use std::collections::{BTreeMap, BTreeSet};
+use time::OffsetDateTime;
 
 /// One mitra as Postgres knows it: the inputs of the seed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,6 +12,9 @@ pub struct MitraTruth {
     pub active: bool,
     pub online: bool,
     pub open_sessions: u32,
+    /// `mitra_online_status.last_heartbeat_at`: pings answered from Postgres (Valkey down or
+    /// distrusted) land here, so a seed must not leave an older value in the mirror.
+    pub last_heartbeat: Option<OffsetDateTime>,
 }
 
 /// The availability keys of the mirror, heartbeat values aside (they are liveness, not truth:
@@ -27,6 +31,10 @@ pub struct MirrorImage {
     pub heartbeat: BTreeSet<MitraId>,
     /// Set members or key suffixes that are not mitra ids at all (corruption).
     pub garbage: BTreeSet<String>,
+    /// The newest heartbeat Postgres holds for mitras in `heartbeat`: a seed writes
+    /// `max(value in Valkey, floor)`, so pings answered from Postgres during an outage count.
+    /// Not part of the drift (heartbeat values are liveness, not truth).
+    pub heartbeat_floor: BTreeMap<MitraId, OffsetDateTime>,
 }
 
 impl MirrorImage {
@@ -40,6 +48,9 @@ impl MirrorImage {
                 image.online.insert(m.id);
                 if m.active {
                     image.heartbeat.insert(m.id);
+                    if let Some(at) = m.last_heartbeat {
+                        image.heartbeat_floor.insert(m.id, at);
+                    }
                 }
             }
             if !m.active {
@@ -184,6 +195,7 @@ mod tests {
             active,
             online,
             open_sessions: open,
+            last_heartbeat: None,
         }
     }
 
@@ -202,6 +214,26 @@ mod tests {
         assert_eq!(image.deactivated, [id(3), id(5)].into());
         assert_eq!(image.capacity, [(id(1), 0), (id(2), 2), (id(5), 0)].into());
         assert_eq!(image.with_sessions(), 1);
+        assert!(
+            image.heartbeat_floor.is_empty(),
+            "no heartbeat in postgres yet"
+        );
+    }
+
+    #[test]
+    fn heartbeat_floor_only_for_mitras_with_a_key() {
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let with_beat = |mut t: MitraTruth| {
+            t.last_heartbeat = Some(at);
+            t
+        };
+        let rows = [
+            with_beat(truth(1, true, true, 0)),
+            with_beat(truth(2, true, false, 0)),
+            with_beat(truth(3, false, true, 0)),
+        ];
+        let image = MirrorImage::expected_from(&rows);
+        assert_eq!(image.heartbeat_floor, [(id(1), at)].into());
     }
 
     #[test]

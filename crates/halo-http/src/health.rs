@@ -1,9 +1,9 @@
-//! Probes and metrics. `/readyz` is ready while Postgres answers; a Valkey outage is reported as
-//! "degraded" (the product still works from Postgres), never as not ready.
+//! Probes and metrics. `/readyz` is ready while Postgres answers; a mirror that is not trusted
+//! (Valkey down, unseeded, or behind) is reported as "degraded" with its state (the product
+//! still works from Postgres), never as not ready.
 
 use crate::AppState;
 use actix_web::{get, web, HttpResponse};
-use futures_util::future::join;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -29,6 +29,8 @@ pub struct Readiness {
     service: &'static str,
     postgres: &'static str,
     valkey: &'static str,
+    /// The mirror's health state: unseeded, trusted, behind or down.
+    mirror: &'static str,
 }
 
 const fn up(ok: bool) -> &'static str {
@@ -39,23 +41,23 @@ const fn up(ok: bool) -> &'static str {
     }
 }
 
-/// Postgres answers (Valkey down is "degraded", still ready).
+/// Postgres answers (a mirror that is not trusted is "degraded", still ready).
 #[utoipa::path(tag = "probes", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let availability = &state.availability;
-    let (postgres, valkey) = join(availability.truth().ping(), availability.mirror().ping()).await;
-    let (postgres, valkey) = (postgres.is_ok(), valkey.is_ok());
-    let status = match (postgres, valkey) {
-        (true, true) => "ready",
-        (true, false) => "degraded",
+    let probe = state.availability.probe().await;
+    let postgres = probe.postgres_up;
+    let status = match (postgres, probe.mirror) {
         (false, _) => "not_ready",
+        (true, halo_core::MirrorState::Trusted) => "ready",
+        (true, _) => "degraded",
     };
     let body = Readiness {
         status,
         service: state.service,
         postgres: up(postgres),
-        valkey: up(valkey),
+        valkey: up(probe.valkey_up),
+        mirror: probe.mirror.as_str(),
     };
     if postgres {
         HttpResponse::Ok().json(body)

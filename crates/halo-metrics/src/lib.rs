@@ -4,6 +4,7 @@
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ struct Inner {
     sweep_runs: CounterFamily,
     beacon_recomputes: Counter,
     timer_transitions: Counter,
+    mirror_state: Family<Labels, Gauge>,
     http_requests: CounterFamily,
     http_latency: Family<Labels, Histogram>,
     /// Totals across labels, for budget assertions (Prometheus sums the families itself).
@@ -88,6 +90,12 @@ impl Metrics {
             "Chat sessions this instance's timer sweep ended, failed or cancelled",
             timer_transitions.clone(),
         );
+        let mirror_state = Family::<Labels, Gauge>::default();
+        registry.register(
+            "mirror_state",
+            "1 for the mirror health state this instance is in (unseeded, trusted, behind, down)",
+            mirror_state.clone(),
+        );
         let http_latency = Family::<Labels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.000_25, 2.0, 14))
         });
@@ -130,6 +138,7 @@ impl Metrics {
             ),
             beacon_recomputes,
             timer_transitions,
+            mirror_state,
             http_latency,
             registry,
             pg_total: AtomicU64::new(0),
@@ -185,6 +194,17 @@ impl Metrics {
     pub fn sweep_run(&self, sweep: &str, outcome: &str) {
         let labels = vec![("sweep", sweep.to_owned()), ("outcome", outcome.to_owned())];
         self.0.sweep_runs.get_or_create(&labels).inc();
+    }
+
+    /// Sets the state gauge: 1 for `current`, 0 for the other `states`.
+    pub fn mirror_state(&self, current: &str, states: &[&str]) {
+        for state in states {
+            let value = i64::from(*state == current);
+            self.0
+                .mirror_state
+                .get_or_create(&label("state", state))
+                .set(value);
+        }
     }
 
     pub fn beacon_recomputed(&self) {

@@ -14,8 +14,12 @@ pub use chat::{
     AcceptOutcome, ChatSession, ChatStore, Party, PaymentError, PaymentProvider, RerouteOutcome,
     TargetOutcome, Timeouts,
 };
-pub use mirror::{AvailabilityMirror, BeaconClaim, HeartbeatOutcome, MirrorError, SeedWrite};
-pub use truth::{AvailabilityTruth, MitraFlags, MitraRow, OnlineReason, TruthError};
+pub use mirror::{
+    AvailabilityMirror, BeaconClaim, BeaconLock, HeartbeatOutcome, MirrorError, SeedWrite,
+};
+pub use truth::{
+    AvailabilityTruth, CapacityCount, MitraFlags, MitraRow, OfflineSweep, OnlineReason, TruthError,
+};
 
 use time::OffsetDateTime;
 

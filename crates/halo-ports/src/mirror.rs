@@ -3,6 +3,7 @@
 //! read again once when it finds its connection dropped).
 
 use crate::BoxError;
+use crate::CapacityCount;
 use async_trait::async_trait;
 use halo_domain::{Beacon, MirrorImage, MitraId, MitraState};
 use std::time::Duration;
@@ -16,6 +17,11 @@ pub enum MirrorError {
     /// Valkey answered with data the adapter cannot read (a corrupted key, a bug).
     #[error("valkey returned unreadable data: {0}")]
     Corrupt(String),
+    /// The generation marker is missing (flushed, or restarted empty): the mirror's answers
+    /// are not derived from Postgres until the next seed. Found in the same round trip as the
+    /// read that returns it.
+    #[error("valkey holds no seeded mirror (generation marker missing)")]
+    Unseeded,
 }
 
 /// What the heartbeat guard found.
@@ -30,27 +36,41 @@ pub enum HeartbeatOutcome {
 }
 
 /// The beacon snapshot as found, or the right to compute it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BeaconClaim {
     /// A snapshot younger than its TTL exists.
     Cached(Beacon),
-    /// No snapshot; this caller holds the recompute lock and must store one.
-    Compute,
+    /// No snapshot; this caller holds the recompute lock (this owner token) and must store one.
+    Compute(BeaconLock),
     /// No snapshot; another caller holds the lock and is computing it.
     Busy,
 }
 
+/// The recompute lock's owner token: only its owner releases the lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeaconLock(pub String);
+
 /// The outcome of replacing the whole mirror.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeedWrite {
+    /// The image is in, except for the mitras a mirror write touched after the seed's write
+    /// token was read: their live keys are newer than the image and were kept.
     Applied,
-    /// A mirror write landed between the truth read and the swap: the seed data may be older
-    /// than the mirror, so the swap was refused. Read the truth again and retry.
+    /// A seed that read the truth later was already applied: this older one changed nothing
+    /// (the mirror already holds data at least as new).
+    Superseded,
+    /// The staged sets were not what was staged (they expired during a stall): nothing
+    /// changed. Stage again.
     Raced,
 }
 
 /// # Errors
-/// Every method returns `MirrorError::Unavailable` when Valkey does not answer in time.
+/// Every method returns `MirrorError::Unavailable` when Valkey does not answer in time, or when
+/// the connection was found dropped (the server may have come back with older data: the
+/// request is not sent again). Reads that answer about availability (`is_deactivated`,
+/// `mitra_states`, `candidate_states`, `online_heartbeats`, `online_count`, `claim_beacon`, and
+/// `heartbeat` when the key is missing) return `MirrorError::Unseeded` when the generation
+/// marker is missing.
 #[async_trait]
 pub trait AvailabilityMirror: Send + Sync + 'static {
     /// Answers when Valkey is reachable (readiness probe).
@@ -64,23 +84,40 @@ pub trait AvailabilityMirror: Send + Sync + 'static {
         at: OffsetDateTime,
     ) -> Result<HeartbeatOutcome, MirrorError>;
 
-    /// Adds to `mitras:online`, sets the capacity, and stamps the heartbeat unless the mitra is
-    /// deactivated (heartbeat keys exist only for online, active mitras).
+    /// Adds to `mitras:online`, sets the capacity (unless a newer count landed, see
+    /// `set_capacity`), and stamps the heartbeat unless the mitra is deactivated (heartbeat
+    /// keys exist only for online, active mitras).
     async fn mark_online(
         &self,
         id: MitraId,
         at: OffsetDateTime,
-        open_sessions: u32,
+        capacity: CapacityCount,
     ) -> Result<(), MirrorError>;
 
     /// Removes from `mitras:online` and drops the heartbeats of all `ids`.
     async fn mark_offline(&self, ids: &[MitraId]) -> Result<(), MirrorError>;
 
+    /// The auto-offline sweep's fence, atomic: takes out of `mitras:online` (heartbeat key
+    /// dropped) those of `ids` whose heartbeat is still missing or older than `cutoff`, and
+    /// returns them. A ping that landed since the sweep read the heartbeats keeps its mitra
+    /// online; a ping after the fence answers "offline", as the sweep decided.
+    async fn fence_stale(
+        &self,
+        ids: &[MitraId],
+        cutoff: OffsetDateTime,
+    ) -> Result<Vec<MitraId>, MirrorError>;
+
+    /// Mitras Postgres holds online with these fresh heartbeats (newer than the mirror's): in
+    /// the online set with the newest of both heartbeats, unless deactivated meanwhile.
+    async fn restore_online(&self, beats: &[(MitraId, OffsetDateTime)]) -> Result<(), MirrorError>;
+
     /// Adds to or removes from `mitras:deactivated`; adding also takes the mitra out of
     /// `mitras:online` and drops its heartbeat key.
     async fn set_deactivated(&self, id: MitraId, deactivated: bool) -> Result<(), MirrorError>;
 
-    async fn set_capacity(&self, id: MitraId, open_sessions: u32) -> Result<(), MirrorError>;
+    /// Writes the count unless a count with a higher `seq` already landed: recounts that
+    /// finish out of order leave the newest count, as in Postgres.
+    async fn set_capacity(&self, id: MitraId, capacity: CapacityCount) -> Result<(), MirrorError>;
 
     async fn is_deactivated(&self, id: MitraId) -> Result<bool, MirrorError>;
 
@@ -110,12 +147,13 @@ pub trait AvailabilityMirror: Send + Sync + 'static {
     /// Reads the beacon snapshot; on a miss, tries to take the recompute lock for `lock_ttl`.
     async fn claim_beacon(&self, lock_ttl: Duration) -> Result<BeaconClaim, MirrorError>;
 
-    /// Stores the snapshot with a TTL and releases the recompute lock.
+    /// Stores the snapshot with a TTL and releases the recompute lock if `lock` still owns it.
     async fn store_beacon(
         &self,
         beacon: Beacon,
         computed_at: OffsetDateTime,
         ttl: Duration,
+        lock: &BeaconLock,
     ) -> Result<(), MirrorError>;
 
     /// Deletes the snapshot (config change).
@@ -125,8 +163,11 @@ pub trait AvailabilityMirror: Send + Sync + 'static {
     async fn write_token(&self) -> Result<u64, MirrorError>;
 
     /// Replaces every availability key with `image` atomically (no reader sees a half-built
-    /// mirror), unless the write token moved since `token`. Keeps existing heartbeat values of
-    /// online, active mitras, stamps `now` where missing. May take several round trips.
+    /// mirror), except the keys of mitras a mirror write touched after `token` was read (they
+    /// are newer than the image); refused as `Superseded` when a seed that read a later token
+    /// was applied. Heartbeats of online, active mitras become the newest of the value in
+    /// Valkey and `image.heartbeat_floor`, `now` where neither exists. May take several round
+    /// trips.
     async fn replace_all(
         &self,
         image: &MirrorImage,

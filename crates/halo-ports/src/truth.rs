@@ -55,6 +55,26 @@ pub struct MitraRow {
     pub created_at: OffsetDateTime,
 }
 
+/// A mitra's open-session count with its place in the order of counts: a count taken later
+/// (after every transition committed before it) has a higher `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapacityCount {
+    pub open: u32,
+    pub seq: u64,
+}
+
+/// What the auto-offline sweep's guarded update did with each id it was given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OfflineSweep {
+    /// Online with a stale or missing heartbeat: now offline (one audit row each).
+    pub changed: Vec<MitraId>,
+    /// Already offline in Postgres (the mirror had drifted).
+    pub already_offline: Vec<MitraId>,
+    /// Left online: Postgres holds this fresh heartbeat (a ping answered from Postgres, or a
+    /// toggle, newer than what the mirror showed).
+    pub fresh: Vec<(MitraId, OffsetDateTime)>,
+}
+
 /// The two flags the heartbeat guard needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MitraFlags {
@@ -70,7 +90,8 @@ pub trait AvailabilityTruth: Send + Sync + 'static {
     /// Answers when Postgres is reachable (readiness probe).
     async fn ping(&self) -> Result<(), TruthError>;
 
-    /// Sets `is_online`, with one audit row per real transition. Returns whether it changed.
+    /// Sets `is_online`, with one audit row per real transition; going (or staying) online
+    /// stamps `last_heartbeat_at`. Returns whether the flag changed.
     /// `MitraNotFound` when the mitra does not exist.
     async fn set_online(
         &self,
@@ -79,13 +100,15 @@ pub trait AvailabilityTruth: Send + Sync + 'static {
         reason: OnlineReason,
     ) -> Result<bool, TruthError>;
 
-    /// Sets the online flag of many mitras to false in one statement (the auto-offline sweep);
-    /// returns the ids that were actually online and are now offline.
+    /// The auto-offline sweep, one statement: sets offline those of `ids` that are online with
+    /// a `last_heartbeat_at` missing or older than `stale_before` (the guard that keeps a
+    /// mitra whose pings reached Postgres online), and says what it did with each id.
     async fn set_offline_many(
         &self,
         ids: &[MitraId],
         reason: OnlineReason,
-    ) -> Result<Vec<MitraId>, TruthError>;
+        stale_before: OffsetDateTime,
+    ) -> Result<OfflineSweep, TruthError>;
 
     /// Sets `mitras.is_active`. `MitraNotFound` when the mitra does not exist.
     async fn set_active(&self, id: MitraId, active: bool) -> Result<(), TruthError>;
@@ -104,8 +127,9 @@ pub trait AvailabilityTruth: Send + Sync + 'static {
     /// The flags only (route activity checks while Valkey is down). `None` when unknown.
     async fn mitra_flags(&self, id: MitraId) -> Result<Option<MitraFlags>, TruthError>;
 
-    /// Count of the mitra's `active` + `pending_payment` sessions.
-    async fn open_session_count(&self, id: MitraId) -> Result<u32, TruthError>;
+    /// Count of the mitra's `active` + `pending_payment` sessions, ordered among the counts of
+    /// this mitra (see `CapacityCount`).
+    async fn count_open_sessions(&self, id: MitraId) -> Result<CapacityCount, TruthError>;
 
     /// Everything the availability rules need about these mitras, in one statement; unknown
     /// ids are left out.

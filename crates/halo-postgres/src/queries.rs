@@ -5,33 +5,48 @@ pub struct NamedQuery {
     pub sql: &'static str,
 }
 
-/// Sets the online flag; one audit row per real transition; going online stamps the heartbeat
-/// so the Postgres fallback sees a fresh mitra. `changed` = whether the flag moved.
+/// Sets the online flag; one audit row per real transition. Going online, or toggling online
+/// again while online, stamps the heartbeat: the Postgres fallback and the auto-offline guard
+/// then see a mitra that just said it is here. `changed` = whether the flag moved.
 pub const SET_ONLINE: NamedQuery = NamedQuery {
     name: "set_online",
-    sql: "WITH changed AS (
-              UPDATE mitra_online_status
+    sql: "WITH before AS (
+              SELECT mitra_id, is_online FROM mitra_online_status WHERE mitra_id = $1 FOR UPDATE),
+          written AS (
+              UPDATE mitra_online_status s
                  SET is_online = $2, updated_at = now(),
-                     last_heartbeat_at = CASE WHEN $2 THEN now() ELSE last_heartbeat_at END
-               WHERE mitra_id = $1 AND is_online <> $2
-           RETURNING mitra_id),
+                     last_heartbeat_at = CASE WHEN $2 THEN now() ELSE s.last_heartbeat_at END
+                FROM before b
+               WHERE s.mitra_id = b.mitra_id AND (b.is_online <> $2 OR $2)
+           RETURNING s.mitra_id, b.is_online <> $2 AS moved),
           logged AS (
               INSERT INTO mitra_online_logs (mitra_id, status, reason)
-              SELECT mitra_id, CASE WHEN $2 THEN 'online' ELSE 'offline' END, $3 FROM changed)
-          SELECT EXISTS (SELECT 1 FROM changed) AS changed,
+              SELECT mitra_id, CASE WHEN $2 THEN 'online' ELSE 'offline' END, $3
+                FROM written WHERE moved)
+          SELECT EXISTS (SELECT 1 FROM written WHERE moved) AS changed,
                  EXISTS (SELECT 1 FROM mitras WHERE id = $1) AS known",
 };
 
+/// The auto-offline sweep. $1 ids the mirror found stale, $2 audit reason, $3 the staleness
+/// cutoff: a mitra whose `last_heartbeat_at` is at or after it stays online (its pings reached
+/// Postgres while the mirror was behind). The rows are locked first, so a toggle that commits
+/// meanwhile is read as committed. One row per known id: what was done with it.
 pub const SET_OFFLINE_MANY: NamedQuery = NamedQuery {
     name: "set_offline_many",
-    sql: "WITH changed AS (
-              UPDATE mitra_online_status SET is_online = false, updated_at = now()
-               WHERE mitra_id = ANY($1) AND is_online
-           RETURNING mitra_id),
+    sql: "WITH target AS (
+              SELECT mitra_id, is_online, last_heartbeat_at FROM mitra_online_status
+               WHERE mitra_id = ANY($1) FOR UPDATE),
+          changed AS (
+              UPDATE mitra_online_status s SET is_online = false, updated_at = now()
+                FROM target t
+               WHERE s.mitra_id = t.mitra_id AND t.is_online
+                 AND (t.last_heartbeat_at IS NULL OR t.last_heartbeat_at < $3)
+           RETURNING s.mitra_id),
           logged AS (
               INSERT INTO mitra_online_logs (mitra_id, status, reason)
               SELECT mitra_id, 'offline', $2 FROM changed)
-          SELECT mitra_id FROM changed",
+          SELECT t.mitra_id, t.is_online, t.last_heartbeat_at, c.mitra_id IS NOT NULL AS changed
+            FROM target t LEFT JOIN changed c ON c.mitra_id = t.mitra_id",
 };
 
 pub const SET_ACTIVE: NamedQuery = NamedQuery {
@@ -64,6 +79,15 @@ pub const MITRA_FLAGS: NamedQuery = NamedQuery {
     sql: "SELECT m.is_active, s.is_online
             FROM mitras m JOIN mitra_online_status s ON s.mitra_id = m.id
            WHERE m.id = $1",
+};
+
+/// The first statement of a recount: takes the mitra's row lock and the next number in the
+/// order of its counts. The count follows in its own statement (a later snapshot), so a count
+/// with a higher number saw every transition a lower one saw.
+pub const NEXT_CAPACITY_SEQ: NamedQuery = NamedQuery {
+    name: "next_capacity_seq",
+    sql: "UPDATE mitra_online_status SET capacity_seq = capacity_seq + 1
+           WHERE mitra_id = $1 RETURNING capacity_seq",
 };
 
 pub const OPEN_SESSION_COUNT: NamedQuery = NamedQuery {
@@ -100,7 +124,8 @@ pub const COUNT_ONLINE: NamedQuery = NamedQuery {
 
 pub const MIRROR_TRUTH: NamedQuery = NamedQuery {
     name: "mirror_truth",
-    sql: "SELECT m.id, m.is_active, s.is_online, coalesce(c.open, 0) AS open_sessions
+    sql: "SELECT m.id, m.is_active, s.is_online, s.last_heartbeat_at,
+                 coalesce(c.open, 0) AS open_sessions
             FROM mitras m
             JOIN mitra_online_status s ON s.mitra_id = m.id
             LEFT JOIN (SELECT mitra_id, count(*) AS open FROM chat_sessions

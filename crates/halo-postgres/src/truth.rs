@@ -1,13 +1,16 @@
-//! `AvailabilityTruth` over a deadpool pool: every call is one named, prepared statement.
+//! `AvailabilityTruth` over a deadpool pool: every call is one named, prepared statement, except
+//! the recount (two, in one transaction).
 
-use crate::db::{column, Db};
+use crate::db::{column, first_row, run, Db};
 use crate::error::classify;
 use crate::queries;
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use halo_domain::{AppSettings, MitraId, MitraState, MitraTruth, SettingKey};
 use halo_metrics::Metrics;
-use halo_ports::{AvailabilityTruth, MitraFlags, MitraRow, OnlineReason, TruthError};
+use halo_ports::{
+    AvailabilityTruth, CapacityCount, MitraFlags, MitraRow, OfflineSweep, OnlineReason, TruthError,
+};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -107,14 +110,33 @@ impl AvailabilityTruth for PgTruth {
         &self,
         ids: &[MitraId],
         reason: OnlineReason,
-    ) -> Result<Vec<MitraId>, TruthError> {
+        stale_before: OffsetDateTime,
+    ) -> Result<OfflineSweep, TruthError> {
         let rows = self
             .db
-            .query(&queries::SET_OFFLINE_MANY, &[&uuids(ids), &reason.as_str()])
+            .query(
+                &queries::SET_OFFLINE_MANY,
+                &[&uuids(ids), &reason.as_str(), &stale_before],
+            )
             .await?;
-        rows.iter()
-            .map(|r| column::<Uuid>(r, "mitra_id").map(MitraId::new))
-            .collect()
+        let mut sweep = OfflineSweep::default();
+        for row in &rows {
+            let id = MitraId::new(column(row, "mitra_id")?);
+            let last: Option<OffsetDateTime> = column(row, "last_heartbeat_at")?;
+            match (
+                column::<bool>(row, "changed")?,
+                column(row, "is_online")?,
+                last,
+            ) {
+                (true, _, _) => sweep.changed.push(id),
+                (false, false, _) => sweep.already_offline.push(id),
+                (false, true, Some(at)) => sweep.fresh.push((id, at)),
+                // Online, no heartbeat, not changed: only a row the guard did not match, which
+                // cannot happen without a heartbeat; leave it to the next tick.
+                (false, true, None) => {}
+            }
+        }
+        Ok(sweep)
     }
 
     async fn set_active(&self, id: MitraId, active: bool) -> Result<(), TruthError> {
@@ -151,12 +173,23 @@ impl AvailabilityTruth for PgTruth {
         rows.first().map(flags_row).transpose()
     }
 
-    async fn open_session_count(&self, id: MitraId) -> Result<u32, TruthError> {
-        let row = self
-            .db
-            .query_one(&queries::OPEN_SESSION_COUNT, &[&id.uuid()])
-            .await?;
-        count(&row, "count")
+    async fn count_open_sessions(&self, id: MitraId) -> Result<CapacityCount, TruthError> {
+        let mut client = self.db.client().await?;
+        // Dropping the transaction without `commit` rolls it back.
+        let tx = client.transaction().await.map_err(classify)?;
+        let metrics = self.db.metrics();
+        let seq = run(&tx, metrics, &queries::NEXT_CAPACITY_SEQ, &[&id.uuid()]).await?;
+        let seq = match seq.first() {
+            Some(row) => column::<i64>(row, "capacity_seq")?,
+            None => return Err(TruthError::MitraNotFound),
+        };
+        let counted = run(&tx, metrics, &queries::OPEN_SESSION_COUNT, &[&id.uuid()]).await?;
+        let open = count(&first_row(counted, &queries::OPEN_SESSION_COUNT)?, "count")?;
+        tx.commit().await.map_err(classify)?;
+        Ok(CapacityCount {
+            open,
+            seq: u64::try_from(seq).unwrap_or(0),
+        })
     }
 
     async fn mitra_states(
@@ -188,6 +221,7 @@ impl AvailabilityTruth for PgTruth {
                     active: column(r, "is_active")?,
                     online: column(r, "is_online")?,
                     open_sessions: count(r, "open_sessions")?,
+                    last_heartbeat: column(r, "last_heartbeat_at")?,
                 })
             })
             .collect()

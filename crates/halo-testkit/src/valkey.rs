@@ -1,6 +1,6 @@
 //! Throwaway `valkey-server` processes: one per test binary for ordinary tests, one per test for
-//! tests that kill, restart, pause or flush it. No persistence, a free loopback port, killed
-//! when dropped.
+//! tests that kill, restart, pause or flush it. No persistence unless a test asks for a `SAVE`
+//! (to restart with its old data), a free loopback port, killed when dropped.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,6 +11,8 @@ use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 use tokio::process::{Child, Command};
 
+/// The RDB file `SAVE` writes into the server's directory.
+const DUMP: &str = "dump.rdb";
 /// How long a starting server gets to answer PING.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`ValkeyServer::restart`] keeps trying to bind the same port again.
@@ -91,13 +93,43 @@ impl ValkeyServer {
         }
     }
 
-    /// Kills the server if it still runs and starts a new, empty one on the same port.
+    /// Kills the server if it still runs and starts a new, empty one on the same port (a dump
+    /// left by [`save`](Self::save) is removed first: valkey loads it even with `--save ""`).
     ///
     /// # Panics
     ///
     /// When the port cannot be bound again within a few seconds.
     pub async fn restart(&mut self) {
         self.kill().await;
+        let _ = std::fs::remove_file(self.dir.join(DUMP));
+        self.start_again().await;
+    }
+
+    /// Writes the data to disk (`SAVE`), as RDB persistence would have before a crash.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not answer.
+    pub async fn save(&self) {
+        let () = redis::cmd("SAVE")
+            .query_async(&mut self.connection().await)
+            .await
+            .unwrap_or_else(|err| panic!("SAVE failed: {err}"));
+    }
+
+    /// Kills the server if it still runs and starts a new one on the same port that loads the
+    /// data of the last [`save`](Self::save): a restart from RDB, a healed partition, a
+    /// promoted replica — back with old data, generation marker included.
+    ///
+    /// # Panics
+    ///
+    /// When the port cannot be bound again within a few seconds.
+    pub async fn restart_with_saved_data(&mut self) {
+        self.kill().await;
+        self.start_again().await;
+    }
+
+    async fn start_again(&mut self) {
         let deadline = tokio::time::Instant::now() + RESTART_TIMEOUT;
         loop {
             match spawn_ready(self.port, &self.dir).await {

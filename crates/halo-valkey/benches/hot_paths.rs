@@ -7,7 +7,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use halo_domain::{Beacon, MirrorImage, MitraId, MitraTruth};
 use halo_metrics::Metrics;
-use halo_ports::AvailabilityMirror;
+use halo_ports::{AvailabilityMirror, BeaconLock};
 use halo_testkit::ValkeyServer;
 use halo_valkey::{Keys, ValkeyMirror, ValkeySettings};
 use std::time::Duration;
@@ -38,6 +38,7 @@ fn seeded_mirror(rt: &Runtime, server: &ValkeyServer, n: usize) -> (ValkeyMirror
     );
     let truth: Vec<MitraTruth> = (0..n)
         .map(|i| MitraTruth {
+            last_heartbeat: None,
             id: MitraId::new(Uuid::from_u128(i as u128 + 1)),
             active: true,
             online: true,
@@ -65,6 +66,7 @@ fn hot_paths(c: &mut Criterion) {
                 Beacon::from_count(ids.len()),
                 OffsetDateTime::now_utc(),
                 Duration::from_secs(3600),
+                &BeaconLock("bench".into()),
             )
             .await
             .expect("snapshot");

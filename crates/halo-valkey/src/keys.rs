@@ -60,6 +60,21 @@ impl Keys {
         self.key("mirror:writes")
     }
 
+    /// Mitra id -> the write token of the last mirror write that touched it (see the seed).
+    pub fn journal(&self) -> String {
+        self.key("mirror:journal")
+    }
+
+    /// Mitra id -> the order number of the capacity count the mirror holds.
+    pub fn capacity_order(&self) -> String {
+        self.key("mirror:capacity_order")
+    }
+
+    /// The write token the last applied seed read: an older seed is refused.
+    pub fn seeded_token(&self) -> String {
+        self.key("mirror:seeded")
+    }
+
     /// Written last by every seed: its absence means the mirror was flushed.
     pub fn generation(&self) -> String {
         self.key("mirror:generation")

@@ -7,7 +7,10 @@ use crate::scripts;
 use async_trait::async_trait;
 use halo_domain::{Beacon, MirrorImage, MitraId, MitraState};
 use halo_metrics::Metrics;
-use halo_ports::{AvailabilityMirror, BeaconClaim, HeartbeatOutcome, MirrorError, SeedWrite};
+use halo_ports::{
+    AvailabilityMirror, BeaconClaim, BeaconLock, CapacityCount, HeartbeatOutcome, MirrorError,
+    SeedWrite,
+};
 use redis::aio::ConnectionManager;
 use redis::{Cmd, FromRedisValue, RedisError, ScriptInvocation, Value};
 use serde::{Deserialize, Serialize};
@@ -16,7 +19,6 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// Members staged per SADD, so one huge command never blocks the server for long.
@@ -65,17 +67,6 @@ fn dropped_connection(error: &RedisError) -> bool {
     error.is_connection_dropped() && !error.is_connection_refusal()
 }
 
-/// Whether a request that found its connection dropped is sent again.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum OnDrop {
-    /// Reads, and writes that end in the same state however often they land.
-    Resend,
-    /// Writes whose first try may have landed before the drop, where a replay could undo a
-    /// newer write by another instance: the error goes to the caller (a failed mirror write
-    /// makes the instance distrust the mirror until the next reseed).
-    Fail,
-}
-
 /// A command, pipeline or script call that can be sent (again) on a connection.
 trait Request: Sync {
     fn send<'a, T: FromRedisValue + Send + 'static>(
@@ -111,6 +102,21 @@ impl Request for ScriptInvocation<'_> {
     }
 }
 
+/// A read that found the generation marker missing answers nothing about availability.
+fn ensure_seeded(seeded: bool) -> Result<(), MirrorError> {
+    if seeded {
+        Ok(())
+    } else {
+        Err(MirrorError::Unseeded)
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
 fn classify(error: RedisError) -> MirrorError {
     let corrupt = matches!(
         error.kind(),
@@ -123,23 +129,22 @@ fn classify(error: RedisError) -> MirrorError {
     }
 }
 
-/// RFC 3339 in UTC, truncated to microseconds: the precision Postgres keeps, so the heartbeat
-/// mirror copies a value both stores agree on.
+/// RFC 3339 in UTC with exactly six fractional digits (`2026-12-01T10:00:00.000000Z`):
+/// microseconds are the precision Postgres keeps, so the heartbeat mirror copies a value both
+/// stores agree on, and the fixed width makes string order time order, which the scripts rely
+/// on (`journal.lua`). Years outside 0..=9999 are clamped (no heartbeat is that far off).
 pub(crate) fn format_time(at: OffsetDateTime) -> String {
-    let micros = at.nanosecond() / 1_000 * 1_000;
     let at = at.to_offset(time::UtcOffset::UTC);
-    let at = at.replace_nanosecond(micros).unwrap_or(at);
-    // Formatting a UTC datetime of years 0..=9999 cannot fail.
-    at.format(&Rfc3339).unwrap_or_default()
-}
-
-/// An unreadable timestamp counts as no heartbeat: the mitra goes stale, the sweep heals it.
-fn parse_time(raw: Option<&str>) -> Option<OffsetDateTime> {
-    raw.and_then(|s| replies::parse_time_bytes(s.as_bytes()))
-}
-
-fn parse_count(raw: Option<&str>) -> u32 {
-    raw.and_then(|s| s.parse::<u32>().ok()).unwrap_or(0)
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        at.year().clamp(0, 9999),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.microsecond()
+    )
 }
 
 impl ValkeyMirror {
@@ -174,7 +179,7 @@ impl ValkeyMirror {
         op: &'static str,
         request: &impl Request,
     ) -> Result<Option<T>, MirrorError> {
-        match self.call_raw(op, request, OnDrop::Resend).await? {
+        match self.call_raw(op, request).await? {
             Ok(value) => Ok(Some(value)),
             Err(error) if refused_by_server(&error) => {
                 if !self.sort_refused.swap(true, Ordering::Relaxed) {
@@ -200,6 +205,7 @@ impl ValkeyMirror {
     ) -> Result<Option<(Value, HashSet<MitraId>)>, MirrorError> {
         let mut pipe = redis::pipe();
         pipe.atomic()
+            .exists(self.keys.generation())
             .cmd("SORT")
             .arg(self.keys.online())
             .arg("BY")
@@ -213,12 +219,13 @@ impl ValkeyMirror {
             .cmd("SINTER")
             .arg(self.keys.online())
             .arg(self.keys.deactivated());
-        let Some((flat, excluded)) = self
-            .sorted_read::<(Value, Value)>("candidate_states", &pipe)
+        let Some((seeded, flat, excluded)) = self
+            .sorted_read::<(bool, Value, Value)>("candidate_states", &pipe)
             .await?
         else {
             return Ok(None);
         };
+        ensure_seeded(seeded)?;
         let excluded = replies::array(excluded)
             .map_err(MirrorError::Corrupt)?
             .iter()
@@ -227,66 +234,54 @@ impl ValkeyMirror {
         Ok(Some((flat, excluded)))
     }
 
-    pub fn keys(&self) -> &Keys {
-        &self.keys
-    }
-
-    /// Runs a read (or a write that may land twice) under the deadline and counts it.
+    /// Sends one request under the deadline and counts it.
     async fn call<T: FromRedisValue + Send + 'static>(
         &self,
         op: &'static str,
         request: &impl Request,
     ) -> Result<T, MirrorError> {
-        self.call_raw(op, request, OnDrop::Resend)
-            .await?
-            .map_err(classify)
-    }
-
-    /// Runs a write that must not be replayed (see `OnDrop::Fail`).
-    async fn call_once<T: FromRedisValue + Send + 'static>(
-        &self,
-        op: &'static str,
-        request: &impl Request,
-    ) -> Result<T, MirrorError> {
-        self.call_raw(op, request, OnDrop::Fail)
-            .await?
-            .map_err(classify)
+        self.call_raw(op, request).await?.map_err(classify)
     }
 
     /// `call` that hands back the server's error unclassified (the deadline is still an outage).
     ///
     /// A request that finds its connection dropped (Valkey restarted, or failed over) is
-    /// counted as a drop (`Connections::note_drop`: other threads renew their connections, the
-    /// watcher reseeds) and, if `on_drop` allows, sent once more within the same deadline: the
-    /// manager has begun reconnecting, and the second try waits for that.
+    /// counted as a drop (`Connections::note_drop`: other threads renew their connections) and
+    /// is not sent again: the server may have come back with older data, so its answer could
+    /// not be trusted, and a write may already have landed. The core stops using the mirror
+    /// until a seed has rebuilt it.
     async fn call_raw<T: FromRedisValue + Send + 'static>(
         &self,
         op: &'static str,
         request: &impl Request,
-        on_drop: OnDrop,
     ) -> Result<Result<T, RedisError>, MirrorError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut conn = self.conn.current();
         self.metrics.valkey_round_trip(op);
-        let mut reply = tokio::time::timeout_at(deadline, request.send(&mut conn)).await;
-        if matches!(&reply, Ok(Err(error)) if dropped_connection(error)) {
-            self.conn.note_drop();
-            if on_drop == OnDrop::Resend {
-                self.metrics.valkey_round_trip(op);
-                reply = tokio::time::timeout_at(deadline, request.send(&mut conn)).await;
+        let reply = tokio::time::timeout_at(deadline, request.send(&mut conn))
+            .await
+            .map_err(|_| {
+                MirrorError::Unavailable(
+                    format!("valkey {op} timed out after {:?}", self.timeout).into(),
+                )
+            })?;
+        match reply {
+            Err(error) if dropped_connection(&error) => {
+                self.conn.note_drop();
+                Err(MirrorError::Unavailable(Box::new(error)))
             }
+            reply => Ok(reply),
         }
-        reply.map_err(|_| {
-            MirrorError::Unavailable(
-                format!("valkey {op} timed out after {:?}", self.timeout).into(),
-            )
-        })
     }
 
-    /// Runs an atomic pipeline whose last command bumps the write token.
-    async fn write(&self, op: &'static str, mut pipe: redis::Pipeline) -> Result<(), MirrorError> {
-        pipe.incr(self.keys.write_token(), 1).ignore();
-        self.call_once(op, &pipe).await
+    /// A script that writes mirror data: its first two keys are the write token and the
+    /// journal (`journal.lua`).
+    fn writing(&self, script: &'static redis::Script) -> ScriptInvocation<'static> {
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(self.keys.write_token())
+            .key(self.keys.journal());
+        invocation
     }
 
     async fn scan_keys(&self, name: &str) -> Result<Vec<String>, MirrorError> {
@@ -328,12 +323,12 @@ impl ValkeyMirror {
         heartbeat_key: String,
         at: String,
     ) -> Result<HeartbeatOutcome, MirrorError> {
-        let mut invocation = scripts::HEARTBEAT.prepare_invoke();
+        let mut invocation = self.writing(&scripts::HEARTBEAT);
         invocation
+            .key(self.keys.generation())
             .key(self.keys.deactivated())
             .key(self.keys.online())
             .key(heartbeat_key)
-            .key(self.keys.write_token())
             .arg(member)
             .arg(at);
         let code: i64 = self.call("heartbeat_guarded", &invocation).await?;
@@ -341,6 +336,7 @@ impl ValkeyMirror {
             0 => Ok(HeartbeatOutcome::Deactivated),
             1 => Ok(HeartbeatOutcome::Recorded),
             2 => Ok(HeartbeatOutcome::Offline),
+            3 => Err(MirrorError::Unseeded),
             other => Err(MirrorError::Corrupt(format!(
                 "heartbeat script returned {other}"
             ))),
@@ -352,7 +348,7 @@ impl ValkeyMirror {
         for chunk in members.chunks(STAGING_CHUNK) {
             let mut pipe = redis::pipe();
             pipe.sadd(key, chunk).ignore().expire(key, 120).ignore();
-            self.call_once::<()>("seed_stage", &pipe).await?;
+            self.call::<()>("seed_stage", &pipe).await?;
         }
         Ok(())
     }
@@ -370,8 +366,9 @@ impl AvailabilityMirror for ValkeyMirror {
     /// `SET … XX` refreshes the heartbeat key only if it exists, and it exists exactly while
     /// the mitra is online and active (`mark_online`, `mark_offline`, `set_deactivated` and the
     /// seed keep it so), so a ping never creates a key nor refreshes a deactivated mitra. No
-    /// key takes the guarded script, which tells deactivated (403), offline (an app not yet
-    /// told it was swept) and a lost key (recorded) apart; all three are rare.
+    /// key takes the guarded script, which tells an unseeded mirror (flushed or restarted
+    /// empty), deactivated (403), offline (an app not yet told it was swept) and a lost key
+    /// (recorded) apart; all are rare.
     async fn heartbeat(
         &self,
         id: MitraId,
@@ -398,73 +395,110 @@ impl AvailabilityMirror for ValkeyMirror {
         &self,
         id: MitraId,
         at: OffsetDateTime,
-        open_sessions: u32,
+        capacity: CapacityCount,
     ) -> Result<(), MirrorError> {
-        let mut invocation = scripts::MARK_ONLINE.prepare_invoke();
+        let mut invocation = self.writing(&scripts::MARK_ONLINE);
         invocation
             .key(self.keys.online())
             .key(self.keys.deactivated())
             .key(self.keys.heartbeat(id))
             .key(self.keys.capacity(id))
-            .key(self.keys.write_token())
+            .key(self.keys.capacity_order())
             .arg(id.to_string())
             .arg(format_time(at))
-            .arg(open_sessions);
-        self.call_once::<i64>("mark_online", &invocation)
-            .await
-            .map(drop)
+            .arg(capacity.open)
+            .arg(capacity.seq);
+        self.call::<i64>("mark_online", &invocation).await.map(drop)
     }
 
     async fn mark_offline(&self, ids: &[MitraId]) -> Result<(), MirrorError> {
         if ids.is_empty() {
             return Ok(());
         }
-        let members: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        let heartbeats: Vec<String> = ids.iter().map(|id| self.keys.heartbeat(*id)).collect();
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .srem(self.keys.online(), members)
-            .ignore()
-            .del(heartbeats)
-            .ignore();
-        self.write("mark_offline", pipe).await
+        let mut invocation = self.writing(&scripts::MARK_OFFLINE);
+        invocation.key(self.keys.online());
+        for id in ids {
+            invocation.key(self.keys.heartbeat(*id)).arg(id.to_string());
+        }
+        self.call::<i64>("mark_offline", &invocation)
+            .await
+            .map(drop)
+    }
+
+    async fn fence_stale(
+        &self,
+        ids: &[MitraId],
+        cutoff: OffsetDateTime,
+    ) -> Result<Vec<MitraId>, MirrorError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = self.writing(&scripts::FENCE_STALE);
+        invocation.key(self.keys.online()).arg(format_time(cutoff));
+        for id in ids {
+            invocation.key(self.keys.heartbeat(*id)).arg(id.to_string());
+        }
+        let fenced: Vec<Value> = self.call("fence_stale", &invocation).await?;
+        Ok(fenced.iter().filter_map(replies::mitra_id).collect())
+    }
+
+    async fn restore_online(&self, beats: &[(MitraId, OffsetDateTime)]) -> Result<(), MirrorError> {
+        if beats.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.writing(&scripts::RESTORE_ONLINE);
+        invocation
+            .key(self.keys.online())
+            .key(self.keys.deactivated());
+        for (id, at) in beats {
+            invocation
+                .key(self.keys.heartbeat(*id))
+                .arg(id.to_string())
+                .arg(format_time(*at));
+        }
+        self.call::<i64>("restore_online", &invocation)
+            .await
+            .map(drop)
     }
 
     async fn set_deactivated(&self, id: MitraId, deactivated: bool) -> Result<(), MirrorError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        if deactivated {
-            // Offline with it, heartbeat key included: heartbeats refresh only existing keys,
-            // so from now on they take the guarded script and are refused; the sweeps no longer
-            // see it (the core's own set-offline follows, logged as a deactivation).
-            let member = id.to_string();
-            pipe.sadd(self.keys.deactivated(), &member)
-                .ignore()
-                .srem(self.keys.online(), &member)
-                .ignore()
-                .del(self.keys.heartbeat(id))
-                .ignore();
-        } else {
-            pipe.srem(self.keys.deactivated(), id.to_string()).ignore();
-        }
-        self.write("set_deactivated", pipe).await
+        let mut invocation = self.writing(&scripts::SET_DEACTIVATED);
+        invocation
+            .key(self.keys.deactivated())
+            .key(self.keys.online())
+            .key(self.keys.heartbeat(id))
+            .arg(id.to_string())
+            .arg(if deactivated { "1" } else { "0" });
+        self.call::<i64>("set_deactivated", &invocation)
+            .await
+            .map(drop)
     }
 
-    async fn set_capacity(&self, id: MitraId, open_sessions: u32) -> Result<(), MirrorError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .set(self.keys.capacity(id), open_sessions)
-            .ignore();
-        self.write("set_capacity", pipe).await
+    async fn set_capacity(&self, id: MitraId, capacity: CapacityCount) -> Result<(), MirrorError> {
+        let mut invocation = self.writing(&scripts::SET_CAPACITY);
+        invocation
+            .key(self.keys.capacity(id))
+            .key(self.keys.capacity_order())
+            .arg(id.to_string())
+            .arg(capacity.open)
+            .arg(capacity.seq);
+        self.call::<i64>("set_capacity", &invocation)
+            .await
+            .map(drop)
     }
 
     async fn is_deactivated(&self, id: MitraId) -> Result<bool, MirrorError> {
-        let request = Cmd::sismember(self.keys.deactivated(), id.to_string());
-        self.call("is_deactivated", &request).await
+        let mut pipe = redis::pipe();
+        pipe.exists(self.keys.generation())
+            .sismember(self.keys.deactivated(), id.to_string());
+        let (seeded, deactivated): (bool, bool) = self.call("is_deactivated", &pipe).await?;
+        ensure_seeded(seeded)?;
+        Ok(deactivated)
     }
 
     async fn mitra_states(&self, ids: &[MitraId]) -> Result<Vec<MitraState>, MirrorError> {
         let mut pipe = redis::pipe();
+        pipe.exists(self.keys.generation());
         for id in ids {
             let member = id.to_string();
             pipe.sismember(self.keys.online(), &member)
@@ -472,15 +506,21 @@ impl AvailabilityMirror for ValkeyMirror {
                 .get(self.keys.heartbeat(*id))
                 .get(self.keys.capacity(*id));
         }
-        let replies: Vec<(bool, bool, Option<String>, Option<String>)> =
-            self.call("mitra_state", &pipe).await?;
-        Ok(replies
-            .into_iter()
-            .map(|(online, deactivated, heartbeat, capacity)| MitraState {
-                online,
-                active: !deactivated,
-                last_heartbeat: parse_time(heartbeat.as_deref()),
-                open_sessions: parse_count(capacity.as_deref()),
+        let mut replies: Vec<Value> = self.call("mitra_state", &pipe).await?;
+        if replies.len() != 1 + 4 * ids.len() {
+            return Err(MirrorError::Corrupt(
+                "mitra_state: short pipeline reply".into(),
+            ));
+        }
+        let records = replies.split_off(1);
+        ensure_seeded(replies.first().is_some_and(|v| matches!(v, Value::Int(1))))?;
+        Ok(records
+            .chunks_exact(4)
+            .map(|r| MitraState {
+                online: matches!(r[0], Value::Int(1)),
+                active: !matches!(r[1], Value::Int(1)),
+                last_heartbeat: replies::time(&r[2]),
+                open_sessions: replies::count(&r[3]),
             })
             .collect())
     }
@@ -499,8 +539,10 @@ impl AvailabilityMirror for ValkeyMirror {
                 invocation
                     .key(self.keys.online())
                     .key(self.keys.deactivated())
+                    .key(self.keys.generation())
                     .arg(self.keys.prefix());
                 let flat: Value = self.call("candidate_states", &invocation).await?;
+                ensure_seeded(!matches!(flat, Value::Int(0)))?;
                 (flat, HashSet::new())
             }
         };
@@ -524,25 +566,36 @@ impl AvailabilityMirror for ValkeyMirror {
     ) -> Result<Vec<(MitraId, Option<OffsetDateTime>)>, MirrorError> {
         let sorted = match self.sort_patterns() {
             Some((heartbeat, _)) => {
-                let cmd = redis::cmd("SORT")
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .exists(self.keys.generation())
+                    .cmd("SORT")
                     .arg(self.keys.online())
                     .arg("BY")
                     .arg("nosort")
                     .arg("GET")
                     .arg("#")
                     .arg("GET")
-                    .arg(heartbeat)
-                    .to_owned();
-                self.sorted_read::<Value>("online_heartbeats", &cmd).await?
+                    .arg(heartbeat);
+                self.sorted_read::<(bool, Value)>("online_heartbeats", &pipe)
+                    .await?
             }
             None => None,
         };
         let flat = match sorted {
-            Some(flat) => flat,
+            Some((seeded, flat)) => {
+                ensure_seeded(seeded)?;
+                flat
+            }
             None => {
                 let mut invocation = scripts::ONLINE_HEARTBEATS.prepare_invoke();
-                invocation.key(self.keys.online()).arg(self.keys.prefix());
-                self.call::<Value>("online_heartbeats", &invocation).await?
+                invocation
+                    .key(self.keys.online())
+                    .key(self.keys.generation())
+                    .arg(self.keys.prefix());
+                let flat: Value = self.call("online_heartbeats", &invocation).await?;
+                ensure_seeded(!matches!(flat, Value::Int(0)))?;
+                flat
             }
         };
         let flat = replies::array(flat).map_err(MirrorError::Corrupt)?;
@@ -550,34 +603,41 @@ impl AvailabilityMirror for ValkeyMirror {
     }
 
     async fn online_count(&self) -> Result<u64, MirrorError> {
-        self.call("online_count", &Cmd::scard(self.keys.online()))
-            .await
+        let mut pipe = redis::pipe();
+        pipe.exists(self.keys.generation())
+            .scard(self.keys.online());
+        let (seeded, count): (bool, u64) = self.call("online_count", &pipe).await?;
+        ensure_seeded(seeded)?;
+        Ok(count)
     }
 
     async fn claim_beacon(&self, lock_ttl: Duration) -> Result<BeaconClaim, MirrorError> {
-        // Nearly every poll finds the snapshot: a plain GET costs the server a fraction of a
+        // Nearly every poll finds the snapshot: a plain MGET costs the server a fraction of a
         // script call. Only a miss runs the script, which reads again and claims the lock.
-        let cached: Option<String> = self
-            .call("claim_beacon", &Cmd::get(self.keys.snapshot()))
-            .await?;
-        let reply = match cached {
-            Some(json) => json,
-            None => {
+        let read = Cmd::mget(&[self.keys.snapshot(), self.keys.generation()]);
+        let (cached, generation): (Option<String>, Option<String>) =
+            self.call("claim_beacon", &read).await?;
+        let reply = match (cached, generation) {
+            (_, None) => return Err(MirrorError::Unseeded),
+            (Some(json), Some(_)) => json,
+            (None, Some(_)) => {
+                let owner = uuid::Uuid::new_v4().simple().to_string();
                 let mut invocation = scripts::CLAIM_BEACON.prepare_invoke();
                 invocation
                     .key(self.keys.snapshot())
                     .key(self.keys.snapshot_lock())
-                    .arg(uuid::Uuid::new_v4().simple().to_string())
-                    .arg(
-                        u64::try_from(lock_ttl.as_millis())
-                            .unwrap_or(u64::MAX)
-                            .max(1),
-                    );
-                self.call_once("claim_beacon", &invocation).await?
+                    .key(self.keys.generation())
+                    .arg(&owner)
+                    .arg(millis(lock_ttl));
+                let reply: String = self.call("claim_beacon", &invocation).await?;
+                if reply == "compute" {
+                    return Ok(BeaconClaim::Compute(BeaconLock(owner)));
+                }
+                reply
             }
         };
         match reply.as_str() {
-            "compute" => Ok(BeaconClaim::Compute),
+            "unseeded" => Err(MirrorError::Unseeded),
             "busy" => Ok(BeaconClaim::Busy),
             json => {
                 let snapshot: SnapshotJson = serde_json::from_str(json)
@@ -594,6 +654,7 @@ impl AvailabilityMirror for ValkeyMirror {
         beacon: Beacon,
         computed_at: OffsetDateTime,
         ttl: Duration,
+        lock: &BeaconLock,
     ) -> Result<(), MirrorError> {
         let json = serde_json::to_string(&SnapshotJson {
             available: beacon.available(),
@@ -601,17 +662,16 @@ impl AvailabilityMirror for ValkeyMirror {
             computed_at: format_time(computed_at),
         })
         .map_err(|e| MirrorError::Corrupt(e.to_string()))?;
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(self.keys.snapshot())
+        let mut invocation = scripts::STORE_BEACON.prepare_invoke();
+        invocation
+            .key(self.keys.snapshot())
+            .key(self.keys.snapshot_lock())
             .arg(json)
-            .arg("PX")
-            .arg(ttl_ms)
-            .ignore()
-            .del(self.keys.snapshot_lock())
-            .ignore();
-        self.call_once("store_beacon", &pipe).await
+            .arg(millis(ttl))
+            .arg(&lock.0);
+        self.call::<i64>("store_beacon", &invocation)
+            .await
+            .map(drop)
     }
 
     async fn bust_beacon(&self) -> Result<(), MirrorError> {
@@ -660,15 +720,15 @@ impl AvailabilityMirror for ValkeyMirror {
             }
         }
 
-        let mut invocation = scripts::SWAP_SEED.prepare_invoke();
+        let mut invocation = self.writing(&scripts::SWAP_SEED);
         invocation
-            .key(self.keys.write_token())
             .key(self.keys.online())
             .key(self.keys.deactivated())
             .key(&staged_online)
             .key(&staged_deactivated)
             .key(self.keys.generation())
             .key(self.keys.snapshot())
+            .key(self.keys.seeded_token())
             .arg(token.to_string())
             .arg(self.keys.prefix())
             .arg(&nonce)
@@ -681,17 +741,22 @@ impl AvailabilityMirror for ValkeyMirror {
         }
         invocation.arg(image.heartbeat.len());
         for id in &image.heartbeat {
-            invocation.arg(id.to_string());
+            let floor = image
+                .heartbeat_floor
+                .get(id)
+                .map(|at| format_time(*at))
+                .unwrap_or_default();
+            invocation.arg(id.to_string()).arg(floor);
         }
         invocation.arg(doomed.len());
         for key in &doomed {
             invocation.arg(key);
         }
-        let applied: i64 = self.call_once("seed_swap", &invocation).await?;
-        Ok(if applied == 1 {
-            SeedWrite::Applied
-        } else {
-            SeedWrite::Raced
+        let applied: i64 = self.call("seed_swap", &invocation).await?;
+        Ok(match applied {
+            1 => SeedWrite::Applied,
+            2 => SeedWrite::Superseded,
+            _ => SeedWrite::Raced,
         })
     }
 
@@ -760,15 +825,14 @@ impl AvailabilityMirror for ValkeyMirror {
     }
 
     async fn try_lease(&self, name: &str, ttl: Duration) -> Result<bool, MirrorError> {
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let cmd = redis::cmd("SET")
             .arg(self.keys.lease(name))
             .arg(uuid::Uuid::new_v4().simple().to_string())
             .arg("NX")
             .arg("PX")
-            .arg(ttl_ms)
+            .arg(millis(ttl))
             .to_owned();
-        let reply: Option<String> = self.call_once("try_lease", &cmd).await?;
+        let reply: Option<String> = self.call("try_lease", &cmd).await?;
         Ok(reply.is_some())
     }
 

@@ -24,7 +24,7 @@ pub(crate) fn mitra_id(value: &Value) -> Option<MitraId> {
         .map(MitraId::new)
 }
 
-/// Unreadable or missing counts as 0, as `parse_count` does for single reads.
+/// Unreadable or missing counts as 0.
 pub(crate) fn count(value: &Value) -> u32 {
     match value {
         Value::Int(n) => u32::try_from(*n).unwrap_or(0),

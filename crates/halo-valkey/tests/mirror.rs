@@ -5,7 +5,7 @@
 
 use halo_domain::{MirrorImage, MitraId, MitraTruth};
 use halo_metrics::Metrics;
-use halo_ports::{AvailabilityMirror, HeartbeatOutcome};
+use halo_ports::{AvailabilityMirror, CapacityCount, HeartbeatOutcome};
 use halo_testkit::{eventually, ValkeyServer};
 use halo_valkey::{Keys, ValkeyMirror, ValkeySettings};
 use redis::AsyncCommands;
@@ -27,6 +27,10 @@ fn mirror_counted(server: &ValkeyServer, prefix: &str, metrics: Metrics) -> Valk
     ValkeyMirror::new(conn, Keys::new(prefix), settings.timeout, metrics)
 }
 
+fn count(open: u32, seq: u64) -> CapacityCount {
+    CapacityCount { open, seq }
+}
+
 fn id(n: u128) -> MitraId {
     MitraId::new(Uuid::from_u128(n))
 }
@@ -36,6 +40,7 @@ fn id(n: u128) -> MitraId {
 fn truth() -> Vec<MitraTruth> {
     (1..=6)
         .map(|n| MitraTruth {
+            last_heartbeat: None,
             id: id(n),
             active: n != 2 && n != 6,
             online: n != 5,
@@ -181,7 +186,7 @@ async fn heartbeats_refresh_online_active_mitras_and_never_create_a_key() {
         HeartbeatOutcome::Deactivated
     );
     // A toggle to online that raced the deactivation: online again, still no key.
-    m.mark_online(id(4), later, 0).await.unwrap();
+    m.mark_online(id(4), later, count(0, 1)).await.unwrap();
     assert!(
         !has_key(4).await,
         "mark_online must not give a deactivated mitra a key"
@@ -192,7 +197,7 @@ async fn heartbeats_refresh_online_active_mitras_and_never_create_a_key() {
     );
     // Reactivated and toggled online: back to the one-command path.
     m.set_deactivated(id(4), false).await.unwrap();
-    m.mark_online(id(4), later, 0).await.unwrap();
+    m.mark_online(id(4), later, count(0, 1)).await.unwrap();
     assert_eq!(
         m.heartbeat(id(4), later).await.unwrap(),
         HeartbeatOutcome::Recorded
@@ -264,40 +269,35 @@ async fn a_bound_thread_has_its_own_connection() {
     );
 }
 
-/// After a restart, the first request on a connection finds it dropped: a read is sent again
-/// on the reconnected connection, a write is not (its first try may have landed; the caller
-/// treats the error as a failed write); both count the drop. A server that is down is an
-/// outage: refused, not resent.
+/// After a restart, the first request on a connection finds it dropped: it fails (the server
+/// may have come back with older data, so neither a read's answer nor a replayed write is safe)
+/// and counts the drop; the next request runs on the reconnected connection. A server that is
+/// down is an outage: refused, sent once.
 #[tokio::test]
-async fn a_dropped_connection_resends_reads_but_not_writes() {
+async fn a_dropped_connection_fails_the_request_and_is_counted() {
     let mut server = ValkeyServer::start().await;
     let metrics = Metrics::new();
     let m = mirror_counted(&server, "", metrics.clone());
     m.ping().await.unwrap();
     server.restart().await;
-    m.ping()
-        .await
-        .expect("the second try runs on the reconnected connection");
-    assert_eq!(
-        metrics.valkey_round_trips("ping"),
-        3,
-        "one, then two after the restart"
+    assert!(
+        m.ping().await.is_err(),
+        "not resent on a dropped connection"
     );
+    assert_eq!(metrics.valkey_round_trips("ping"), 2, "one each");
     assert_eq!(m.connection_drops(), 1);
+    m.ping().await.expect("the next request reconnects");
 
     server.restart().await;
-    assert!(
-        m.set_capacity(id(1), 1).await.is_err(),
-        "a write is not replayed"
-    );
+    assert!(m.set_capacity(id(1), count(1, 1)).await.is_err());
     assert_eq!(metrics.valkey_round_trips("set_capacity"), 1);
     assert_eq!(m.connection_drops(), 2);
-    m.set_capacity(id(1), 1)
+    m.set_capacity(id(1), count(1, 1))
         .await
         .expect("the next write reconnects");
 
     server.kill().await;
-    let _ = m.ping().await; // finds the connection dropped (may resend into the refusal)
+    let _ = m.ping().await; // finds the connection dropped
     let before = metrics.valkey_round_trips("ping");
     assert!(m.ping().await.is_err());
     assert_eq!(

@@ -36,6 +36,17 @@ impl MetricsText {
         self.count("halo_valkey_round_trips_total", &[("op", op)])
     }
 
+    /// Valkey round trips of every operation but the watcher's background probe
+    /// (`is_seeded`): what requests sent.
+    pub fn valkey_from_requests(&self) -> u64 {
+        self.count("halo_valkey_round_trips_total", &[]) - self.valkey("is_seeded")
+    }
+
+    /// 1 while the instance's mirror health is `state`.
+    pub fn mirror_state_is(&self, state: &str) -> bool {
+        self.count("halo_mirror_state", &[("state", state)]) == 1
+    }
+
     pub fn fallbacks(&self, op: &str) -> u64 {
         self.count("halo_valkey_fallbacks_total", &[("op", op)])
     }

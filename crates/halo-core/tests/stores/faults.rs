@@ -2,7 +2,7 @@
 
 use crate::fixture::{cap_key, instance, sorted, stack};
 use halo_core::{spawn_background, AvailabilityError, Cadences, MirrorWatch, SeedReason};
-use halo_ports::{AvailabilityMirror, OnlineReason};
+use halo_ports::{AvailabilityMirror, CapacityCount, OnlineReason};
 use halo_testkit::eventually;
 use halo_valkey::InvalidationEvent;
 use std::time::Duration;
@@ -155,7 +155,11 @@ async fn j_a_failed_mirror_write_sends_reads_to_postgres_until_reseeded() {
     // Restarted with stale data would still list the mitra; the instance knows better.
     let mirror = crate::fixture::mirror(&s.valkey.url(), &s.metrics);
     mirror
-        .mark_online(id, time::OffsetDateTime::now_utc(), 0)
+        .mark_online(
+            id,
+            time::OffsetDateTime::now_utc(),
+            CapacityCount { open: 0, seq: 1 },
+        )
         .await
         .unwrap();
     assert!(!s.av.mirror_trusted());

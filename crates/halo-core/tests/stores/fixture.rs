@@ -1,6 +1,6 @@
 //! One availability instance over real stores, plus direct store access for assertions.
 
-use halo_core::{Availability, SettingsCache};
+use halo_core::{Availability, SeedReason, SettingsCache};
 use halo_domain::MitraId;
 use halo_metrics::Metrics;
 use halo_ports::{AvailabilityMirror, AvailabilityTruth, SystemClock};
@@ -73,7 +73,14 @@ pub async fn instance_with_mirror(
         settings,
         metrics.clone(),
     );
-    (Arc::new(av), metrics)
+    (started(av).await, metrics)
+}
+
+/// Seeds before use, as the services do before serving (an instance starts `Unseeded`); a
+/// mirror that cannot be seeded leaves the instance on Postgres, as in production.
+async fn started(av: Availability) -> Arc<Availability> {
+    let _ = av.seed_from_postgres(SeedReason::Startup).await;
+    Arc::new(av)
 }
 
 /// An instance whose truth and mirror count into one `Metrics` (budget assertions).
@@ -89,7 +96,7 @@ pub async fn counted_instance(db: &TestDatabase, valkey_url: &str) -> (Arc<Avail
         settings,
         metrics.clone(),
     );
-    (Arc::new(av), metrics)
+    (started(av).await, metrics)
 }
 
 impl Stack {
@@ -157,6 +164,18 @@ impl Stack {
 
     pub async fn set(&self, key: &str, value: &str) {
         let () = self.vk().await.set(key, value).await.expect("set");
+    }
+
+    /// Ages the mitra's Postgres heartbeat (`last_heartbeat_at`, stamped by its toggle) as if
+    /// its last ping were long ago: the auto-offline guard then agrees with a stale mirror.
+    pub async fn age_pg_heartbeat(&self, id: MitraId) {
+        self.pg
+            .execute(
+                "UPDATE mitra_online_status SET last_heartbeat_at = '2020-01-01Z' WHERE mitra_id = $1",
+                &[&id.uuid()],
+            )
+            .await
+            .expect("age last_heartbeat_at");
     }
 
     pub async fn drift_is_empty(&self) -> bool {

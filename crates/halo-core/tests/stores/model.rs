@@ -1,6 +1,6 @@
 //! A model-based test: random sequences of operations with randomly injected Valkey failures.
 //! At no point may a read call an offline or deactivated mitra available or reachable; after
-//! the failures stop, one reconciliation leaves no drift.
+//! the failures stop, the watcher's probe and one reconciliation leave no drift.
 
 use crate::fixture::{insert_mitra, instance_with_mirror, mirror as valkey_mirror};
 use async_trait::async_trait;
@@ -8,7 +8,8 @@ use halo_core::{MirrorWatch, SweepOutcome};
 use halo_domain::{Beacon, MirrorImage, MitraId, MitraState};
 use halo_metrics::Metrics;
 use halo_ports::{
-    AvailabilityMirror, BeaconClaim, HeartbeatOutcome, MirrorError, OnlineReason, SeedWrite,
+    AvailabilityMirror, BeaconClaim, BeaconLock, CapacityCount, HeartbeatOutcome, MirrorError,
+    OnlineReason, SeedWrite,
 };
 use halo_testkit::{test_database, ValkeyServer};
 use halo_valkey::ValkeyMirror;
@@ -52,22 +53,34 @@ impl AvailabilityMirror for FlakyMirror {
         &self,
         id: MitraId,
         at: OffsetDateTime,
-        open: u32,
+        capacity: CapacityCount,
     ) -> Result<(), MirrorError> {
         self.gate()?;
-        self.inner.mark_online(id, at, open).await
+        self.inner.mark_online(id, at, capacity).await
     }
     async fn mark_offline(&self, ids: &[MitraId]) -> Result<(), MirrorError> {
         self.gate()?;
         self.inner.mark_offline(ids).await
     }
+    async fn fence_stale(
+        &self,
+        ids: &[MitraId],
+        cutoff: OffsetDateTime,
+    ) -> Result<Vec<MitraId>, MirrorError> {
+        self.gate()?;
+        self.inner.fence_stale(ids, cutoff).await
+    }
+    async fn restore_online(&self, beats: &[(MitraId, OffsetDateTime)]) -> Result<(), MirrorError> {
+        self.gate()?;
+        self.inner.restore_online(beats).await
+    }
     async fn set_deactivated(&self, id: MitraId, deactivated: bool) -> Result<(), MirrorError> {
         self.gate()?;
         self.inner.set_deactivated(id, deactivated).await
     }
-    async fn set_capacity(&self, id: MitraId, open: u32) -> Result<(), MirrorError> {
+    async fn set_capacity(&self, id: MitraId, capacity: CapacityCount) -> Result<(), MirrorError> {
         self.gate()?;
-        self.inner.set_capacity(id, open).await
+        self.inner.set_capacity(id, capacity).await
     }
     async fn is_deactivated(&self, id: MitraId) -> Result<bool, MirrorError> {
         self.gate()?;
@@ -100,9 +113,10 @@ impl AvailabilityMirror for FlakyMirror {
         beacon: Beacon,
         at: OffsetDateTime,
         ttl: Duration,
+        lock: &BeaconLock,
     ) -> Result<(), MirrorError> {
         self.gate()?;
-        self.inner.store_beacon(beacon, at, ttl).await
+        self.inner.store_beacon(beacon, at, ttl, lock).await
     }
     async fn bust_beacon(&self) -> Result<(), MirrorError> {
         self.gate()?;
@@ -215,6 +229,8 @@ async fn model_random_operations_with_injected_failures_never_show_unavailable_m
             check_invariant(&av, &pg, &ids, seed, step).await;
         }
         flaky.down.store(false, Ordering::SeqCst);
+        // While the breaker is open only the watcher's probe reaches Valkey: it ends the outage.
+        watch.tick(&av).await;
         assert!(matches!(
             av.reconciliation_tick(None).await,
             SweepOutcome::Done { .. }

@@ -2,7 +2,7 @@
 
 use crate::fixture::{bulk_online_mitras, cap_key, hb_key, sorted, stack};
 use halo_core::{MirrorWatch, SeedReason};
-use halo_ports::{AvailabilityMirror, SeedWrite};
+use halo_ports::{AvailabilityMirror, CapacityCount, SeedWrite};
 use redis::AsyncCommands;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -35,7 +35,7 @@ async fn a_seed_counts_and_keys_match_postgres() {
     s.session(offline_busy, "active").await;
 
     let before = OffsetDateTime::now_utc();
-    let report = s.av.seed_from_postgres(SeedReason::Startup).await.unwrap();
+    let report = s.av.seed_from_postgres(SeedReason::Operator).await.unwrap();
 
     let truth =
         s.pg.query_one(
@@ -78,7 +78,7 @@ async fn a_seed_counts_and_keys_match_postgres() {
     assert_eq!(s.get(&cap_key(online)).await.as_deref(), Some("0"));
     assert_eq!(s.get(&cap_key(busy)).await.as_deref(), Some("2"));
     assert_eq!(s.get(&cap_key(offline_busy)).await.as_deref(), Some("1"));
-    assert_eq!(s.metrics.seeds("startup"), 1);
+    assert_eq!(s.metrics.seeds("operator"), 1);
     assert!(s.drift_is_empty().await);
 }
 
@@ -105,38 +105,97 @@ async fn a_flushdb_is_noticed_and_reseeded() {
 }
 
 #[tokio::test]
-async fn a_reseed_keeps_live_heartbeats() {
+async fn a_reseed_keeps_a_heartbeat_newer_than_postgres() {
     let s = stack().await;
     let id = s.online_mitra().await;
-    s.set(&hb_key(id), "2026-01-01T00:00:00Z").await;
+    let future = "2999-01-01T00:00:00.000000Z";
+    s.set(&hb_key(id), future).await;
     s.av.seed_from_postgres(SeedReason::Operator).await.unwrap();
-    assert_eq!(
-        s.get(&hb_key(id)).await.as_deref(),
-        Some("2026-01-01T00:00:00Z")
-    );
+    assert_eq!(s.get(&hb_key(id)).await.as_deref(), Some(future));
 }
 
+/// Valkey back with its old data after an outage whose pings went to Postgres: the seed must
+/// not leave the older heartbeat (the next auto-offline tick would take a live mitra offline).
 #[tokio::test]
-async fn a_seed_refuses_to_overwrite_a_newer_mirror_write() {
+async fn a_reseed_takes_the_newer_postgres_heartbeat_over_an_old_valkey_one() {
     let s = stack().await;
-    let id = s.mitra().await;
+    let id = s.online_mitra().await;
+    let old = "2026-01-01T00:00:00.000000Z";
+    s.set(&hb_key(id), old).await;
+    let pinged = OffsetDateTime::now_utc();
+    s.pg.execute(
+        "UPDATE mitra_online_status SET last_heartbeat_at = $2 WHERE mitra_id = $1",
+        &[&id.uuid(), &pinged],
+    )
+    .await
+    .unwrap();
+    s.av.seed_from_postgres(SeedReason::Reconnect)
+        .await
+        .unwrap();
+    let seeded = OffsetDateTime::parse(&s.get(&hb_key(id)).await.unwrap(), &Rfc3339).unwrap();
+    assert_eq!(seeded.unix_timestamp(), pinged.unix_timestamp());
+    assert!(seeded > OffsetDateTime::parse(old, &Rfc3339).unwrap());
+}
+
+/// A mirror write that lands between the seed's token read and its swap is newer than the
+/// seed's image: the swap keeps that mitra's live keys and applies the rest (never refused,
+/// so writes cannot starve a seed).
+#[tokio::test]
+async fn a_seed_keeps_the_keys_of_a_mitra_written_after_its_token() {
+    let s = stack().await;
+    let (written, other) = (s.mitra().await, s.online_mitra().await);
     let mirror = crate::fixture::mirror(&s.valkey.url(), &s.metrics);
     let token = mirror.write_token().await.unwrap();
     let stale_image = halo_domain::MirrorImage::default();
-    // A toggle lands between the seed's truth read and its swap...
     mirror
-        .mark_online(id, OffsetDateTime::now_utc(), 0)
+        .mark_online(
+            written,
+            OffsetDateTime::now_utc(),
+            CapacityCount { open: 0, seq: 1 },
+        )
         .await
         .unwrap();
-    // ...so the swap of the older image is refused and nothing changes.
     let outcome = mirror
         .replace_all(&stale_image, token, OffsetDateTime::now_utc())
         .await
         .unwrap();
-    assert_eq!(outcome, SeedWrite::Raced);
-    assert_eq!(s.smembers("mitras:online").await, sorted([id]));
+    assert_eq!(outcome, SeedWrite::Applied);
+    assert_eq!(
+        s.smembers("mitras:online").await,
+        sorted([written]),
+        "{other} follows the image"
+    );
+    assert!(s.get(&hb_key(written)).await.is_some());
+    assert!(s.get(&hb_key(other)).await.is_none());
     let staged: Vec<String> = s.vk().await.keys("mirror:staging:*").await.unwrap();
     assert!(staged.is_empty(), "staging keys cleaned up: {staged:?}");
+}
+
+/// Two seeds racing (two instances), a deactivation landing between their truth reads: the
+/// one that read first must not overwrite the later one's image.
+#[tokio::test]
+async fn an_older_seed_never_overwrites_a_newer_one() {
+    let s = stack().await;
+    let id = s.online_mitra().await;
+    let mirror = crate::fixture::mirror(&s.valkey.url(), &s.metrics);
+    let older_token = mirror.write_token().await.unwrap();
+    let older_truth = s.av.truth().mirror_truth().await.unwrap();
+    s.av.update_mitra_status(id, false).await.unwrap();
+    s.av.seed_from_postgres(SeedReason::Reconnect)
+        .await
+        .unwrap();
+    let older = mirror
+        .replace_all(
+            &halo_domain::MirrorImage::expected_from(&older_truth),
+            older_token,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(older, SeedWrite::Superseded);
+    assert_eq!(s.smembers("mitras:deactivated").await, sorted([id]));
+    assert!(s.smembers("mitras:online").await.is_empty());
+    assert!(s.drift_is_empty().await);
 }
 
 #[tokio::test]

@@ -18,6 +18,8 @@ async fn g_auto_offline_sets_stale_and_missing_heartbeats_offline() {
     );
     let () = s.vk().await.del(hb_key(missing)).await.unwrap();
     s.set(&hb_key(stale), "2020-01-01T00:00:00Z").await;
+    s.age_pg_heartbeat(missing).await;
+    s.age_pg_heartbeat(stale).await;
 
     assert_eq!(
         s.av.auto_offline_tick(None).await,
@@ -203,6 +205,7 @@ async fn i_background_loops_run_on_their_cadence_and_zero_disables_reconciliatio
     let tasks = spawn_background(s.av.clone(), &cadences, &shutdown);
     let id = s.online_mitra().await;
     let () = s.vk().await.del(hb_key(id)).await.unwrap();
+    s.age_pg_heartbeat(id).await;
     eventually(
         "auto-offline loop sets the stale mitra offline",
         Duration::from_secs(5),

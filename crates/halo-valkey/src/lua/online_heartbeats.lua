@@ -1,8 +1,10 @@
 -- Heartbeats of every member of mitras:online (the auto-offline and heartbeat-mirror sweeps).
 -- Used only when the key prefix holds a `*`; otherwise the adapter sends
 -- `SORT online BY nosort GET # GET <prefix>mitra:heartbeat:*` (same reply, native code).
--- KEYS: online set. ARGV: key prefix. Returns a flat list: id, heartbeat or nil, ...
+-- KEYS: online set, generation marker. ARGV: key prefix. Returns a flat list: id, heartbeat or
+-- nil, ...; or 0 when the mirror is not seeded.
 local CHUNK = 1000
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 local ids = redis.call('SMEMBERS', KEYS[1])
 local out, n = {}, 0
 local heartbeat = ARGV[1] .. 'mitra:heartbeat:'

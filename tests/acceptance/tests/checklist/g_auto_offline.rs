@@ -62,7 +62,10 @@ async fn g_missing_heartbeat_goes_offline_in_postgres() {
     let stack = Stack::with(fast_sweep()).await;
     let mitra = lost_heartbeat(&stack).await;
     let keeps = stack.online_mitra().await;
+    // The lost mitra goes once Postgres's last heartbeat (its toggle) is stale too: the sweep
+    // never takes offline a mitra whose newest heartbeat in either store is fresh.
     eventually("the sweep to set the mitra offline", DEADLINE, || async {
+        stack.heartbeat(&keeps).await.expect(200);
         !stack.pg_is_online(mitra.id).await
     })
     .await;

@@ -11,6 +11,7 @@ mod a_seed;
 mod b_toggle;
 mod c_heartbeat;
 mod d_capacity;
+mod degraded;
 mod e_deactivation;
 mod f_reads;
 mod g_auto_offline;

@@ -1,0 +1,21 @@
+-- Mitras Postgres knows to be online with a fresh heartbeat the mirror lacks (pings answered
+-- from Postgres, a toggle, or fenced by the sweep while Postgres kept them): in the online set,
+-- with the newest of their heartbeat in Valkey and the one given. A mitra deactivated meanwhile
+-- stays out.
+-- KEYS: write token, journal, online set, deactivated set, then one heartbeat key per id.
+-- ARGV: id, timestamp, id, timestamp, ...
+local restored = {}
+for i = 1, #ARGV, 2 do
+  local id, at = ARGV[i], ARGV[i + 1]
+  if redis.call('SISMEMBER', KEYS[4], id) == 0 then
+    local key = KEYS[4 + (i + 1) / 2]
+    local live = redis.call('GET', key)
+    redis.call('SADD', KEYS[3], id)
+    if not canonical(live) or live < at then
+      redis.call('SET', key, at)
+    end
+    restored[#restored + 1] = id
+  end
+end
+if #restored > 0 then touch(restored) end
+return #restored

@@ -1,0 +1,12 @@
+-- A recount's result, in order: written only if no count with a higher order number landed
+-- (two session ends racing: the count taken later wins, whichever write arrives first).
+-- KEYS: write token, journal, capacity key, capacity order hash.
+-- ARGV: mitra id, open sessions, order number. Returns 1 written, 0 older than the mirror's.
+local id = ARGV[1]
+if tonumber(ARGV[3]) <= tonumber(redis.call('HGET', KEYS[4], id) or '-1') then
+  return 0
+end
+redis.call('SET', KEYS[3], ARGV[2])
+redis.call('HSET', KEYS[4], id, ARGV[3])
+touch({id})
+return 1
