@@ -40,6 +40,8 @@ struct Inner {
     /// values with the families (same series, same names and labels at `/metrics`).
     http_handles: RwLock<HashMap<Box<str>, RouteHandles>>,
     round_trip_handles: RwLock<HashMap<Box<str>, Counter>>,
+    /// Same for fallbacks: while the mirror is not trusted every hot request counts one.
+    fallback_handles: RwLock<HashMap<Box<str>, Counter>>,
 }
 
 struct RouteHandles {
@@ -61,6 +63,19 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Counts one of `family`'s `op` series through a cache of handles, under the read guard:
+/// cloning the handle out would cost two more atomic operations on a cache line both workers
+/// write, and a family lookup builds and hashes owned labels, on every hot call.
+fn count_op(family: &CounterFamily, handles: &RwLock<HashMap<Box<str>, Counter>>, op: &str) {
+    if let Some(counter) = read(handles).get(op) {
+        counter.inc();
+        return;
+    }
+    let counter = family.get_or_create_owned(&label("op", op));
+    counter.inc();
+    write(handles).insert(op.into(), counter);
 }
 
 fn counter(registry: &mut Registry, name: &str, help: &str) -> CounterFamily {
@@ -145,6 +160,7 @@ impl Metrics {
             valkey_total: AtomicU64::new(0),
             http_handles: RwLock::default(),
             round_trip_handles: RwLock::default(),
+            fallback_handles: RwLock::default(),
         };
         Self(Arc::new(inner))
     }
@@ -159,25 +175,11 @@ impl Metrics {
 
     pub fn valkey_round_trip(&self, op: &str) {
         self.0.valkey_total.fetch_add(1, Ordering::Relaxed);
-        // Counted under the read guard: cloning the handle out would cost two more atomic
-        // operations on a cache line both workers write, on every Valkey call.
-        if let Some(counter) = read(&self.0.round_trip_handles).get(op) {
-            counter.inc();
-            return;
-        }
-        let counter = self
-            .0
-            .valkey_round_trips
-            .get_or_create_owned(&label("op", op));
-        counter.inc();
-        write(&self.0.round_trip_handles).insert(op.into(), counter);
+        count_op(&self.0.valkey_round_trips, &self.0.round_trip_handles, op);
     }
 
     pub fn valkey_fallback(&self, op: &str) {
-        self.0
-            .valkey_fallbacks
-            .get_or_create(&label("op", op))
-            .inc();
+        count_op(&self.0.valkey_fallbacks, &self.0.fallback_handles, op);
     }
 
     pub fn mirror_write_failed(&self, op: &str) {

@@ -59,7 +59,10 @@ pub const REVOKE_AUTH_SESSIONS: NamedQuery = NamedQuery {
     sql: "UPDATE auth_sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
 };
 
-/// Guard and record in one statement: the ping lands only for an active, online mitra.
+/// Guard and record in one statement: the ping lands only for an active, online mitra. A
+/// heartbeat less than a second newer than the stored one is not written: pings are seconds
+/// apart, freshness is judged in tens of seconds, and while Valkey is down every ping comes
+/// here, so a second ping within the second costs a read, not a row version and a WAL record.
 pub const HEARTBEAT_FALLBACK: NamedQuery = NamedQuery {
     name: "heartbeat_fallback",
     sql: "WITH target AS (
@@ -70,7 +73,8 @@ pub const HEARTBEAT_FALLBACK: NamedQuery = NamedQuery {
               UPDATE mitra_online_status s SET last_heartbeat_at = $2
                 FROM target t
                WHERE s.mitra_id = t.id AND t.is_active AND t.is_online
-                 AND (s.last_heartbeat_at IS NULL OR s.last_heartbeat_at < $2))
+                 AND (s.last_heartbeat_at IS NULL
+                      OR s.last_heartbeat_at < $2::timestamptz - interval '1 second'))
           SELECT is_active, is_online FROM target",
 };
 

@@ -513,12 +513,12 @@ impl AvailabilityMirror for ValkeyMirror {
             ));
         }
         let records = replies.split_off(1);
-        ensure_seeded(replies.first().is_some_and(|v| matches!(v, Value::Int(1))))?;
+        ensure_seeded(replies.first().is_some_and(replies::truthy))?;
         Ok(records
             .chunks_exact(4)
             .map(|r| MitraState {
-                online: matches!(r[0], Value::Int(1)),
-                active: !matches!(r[1], Value::Int(1)),
+                online: replies::truthy(&r[0]),
+                active: !replies::truthy(&r[1]),
                 last_heartbeat: replies::time(&r[2]),
                 open_sessions: replies::count(&r[3]),
             })

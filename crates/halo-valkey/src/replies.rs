@@ -18,6 +18,11 @@ fn bytes(value: &Value) -> Option<&[u8]> {
     }
 }
 
+/// An integer or boolean reply that says yes (`SISMEMBER`, `EXISTS`; RESP2 or RESP3).
+pub(crate) fn truthy(value: &Value) -> bool {
+    matches!(value, Value::Int(1) | Value::Boolean(true))
+}
+
 pub(crate) fn mitra_id(value: &Value) -> Option<MitraId> {
     bytes(value)
         .and_then(|b| Uuid::try_parse_ascii(b).ok())

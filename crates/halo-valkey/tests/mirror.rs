@@ -3,9 +3,9 @@
 //! `*`) giving the same answers.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test setup may panic
 
-use halo_domain::{MirrorImage, MitraId, MitraTruth};
+use halo_domain::{Beacon, MirrorImage, MitraId, MitraTruth};
 use halo_metrics::Metrics;
-use halo_ports::{AvailabilityMirror, CapacityCount, HeartbeatOutcome};
+use halo_ports::{AvailabilityMirror, BeaconClaim, CapacityCount, HeartbeatOutcome, MirrorError};
 use halo_testkit::{eventually, ValkeyServer};
 use halo_valkey::{Keys, ValkeyMirror, ValkeySettings};
 use redis::AsyncCommands;
@@ -351,4 +351,125 @@ async fn a_login_limited_to_the_prefix_falls_back_to_lua_for_bulk_reads() {
         let heartbeats = m.online_heartbeats().await.expect(attempt);
         assert_eq!(heartbeats.len(), 5, "{attempt}");
     }
+}
+
+/// Two recounts racing: whichever write lands last, the count taken later stays.
+#[tokio::test]
+async fn capacity_counts_land_in_order() {
+    let server = ValkeyServer::start().await;
+    let m = mirror(&server, "");
+    seed(&m, OffsetDateTime::now_utc()).await;
+    let key = format!("mitra:capacity:{}", id(1));
+    let mut conn = server.connection().await;
+    m.set_capacity(id(1), count(0, 7)).await.unwrap();
+    m.set_capacity(id(1), count(1, 6)).await.unwrap();
+    let held: String = conn.get(&key).await.unwrap();
+    assert_eq!(held, "0", "the older count (6) landed last and was refused");
+    m.mark_online(id(1), OffsetDateTime::now_utc(), count(2, 5))
+        .await
+        .unwrap();
+    let held: String = conn.get(&key).await.unwrap();
+    assert_eq!(
+        held, "0",
+        "a toggle's older count does not overwrite either"
+    );
+    m.set_capacity(id(1), count(3, 8)).await.unwrap();
+    let held: String = conn.get(&key).await.unwrap();
+    assert_eq!(held, "3");
+}
+
+/// A recompute slower than its lock's TTL: the next owner's lock survives the slow one's store.
+#[tokio::test]
+async fn a_beacon_store_releases_only_its_own_lock() {
+    let server = ValkeyServer::start().await;
+    let m = mirror(&server, "");
+    seed(&m, OffsetDateTime::now_utc()).await;
+    let BeaconClaim::Compute(slow) = m.claim_beacon(Duration::from_secs(60)).await.unwrap() else {
+        panic!("an empty snapshot is ours to compute");
+    };
+    let mut conn = server.connection().await;
+    // The slow owner's lock expired; another caller holds it now.
+    let () = conn
+        .set("availability:snapshot:lock", "next-owner")
+        .await
+        .unwrap();
+    m.store_beacon(
+        Beacon::from_count(1),
+        OffsetDateTime::now_utc(),
+        Duration::from_secs(10),
+        &slow,
+    )
+    .await
+    .unwrap();
+    let lock: Option<String> = conn.get("availability:snapshot:lock").await.unwrap();
+    assert_eq!(lock.as_deref(), Some("next-owner"));
+    let claim = m.claim_beacon(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(claim, BeaconClaim::Cached(Beacon::from_count(1)));
+}
+
+/// The sweep's fence drops only mitras whose heartbeat is still missing or before the cutoff.
+#[tokio::test]
+async fn the_fence_spares_a_mitra_that_pinged_since() {
+    let server = ValkeyServer::start().await;
+    let m = mirror(&server, "");
+    let now = OffsetDateTime::now_utc();
+    seed(&m, now).await;
+    let cutoff = now - time::Duration::seconds(30);
+    m.heartbeat(id(1), now).await.unwrap();
+    let mut conn = server.connection().await;
+    let () = conn
+        .set(
+            format!("mitra:heartbeat:{}", id(3)),
+            "2020-01-01T00:00:00.000000Z",
+        )
+        .await
+        .unwrap();
+    let () = conn
+        .del(format!("mitra:heartbeat:{}", id(4)))
+        .await
+        .unwrap();
+    let fenced = m.fence_stale(&[id(1), id(3), id(4)], cutoff).await.unwrap();
+    assert_eq!(fenced, vec![id(3), id(4)]);
+    let online: Vec<String> = conn.smembers("mitras:online").await.unwrap();
+    assert!(online.contains(&id(1).to_string()));
+    assert!(!online.contains(&id(3).to_string()));
+    let gone: Option<String> = conn
+        .get(format!("mitra:heartbeat:{}", id(3)))
+        .await
+        .unwrap();
+    assert_eq!(gone, None);
+    // Put back with a fresh heartbeat from Postgres: online again, the newer value kept.
+    m.restore_online(&[(id(3), now)]).await.unwrap();
+    assert_eq!(
+        m.mitra_state(id(3)).await.unwrap().last_heartbeat,
+        Some(halo_valkey_time(now))
+    );
+    assert!(m.mitra_state(id(3)).await.unwrap().online);
+}
+
+/// Every read about availability reports an unseeded mirror in the same round trip.
+#[tokio::test]
+async fn reads_of_an_unseeded_mirror_say_so() {
+    let server = ValkeyServer::start().await;
+    let metrics = Metrics::new();
+    let m = mirror_counted(&server, "", metrics.clone());
+    let unseeded = |r: Result<(), MirrorError>| matches!(r, Err(MirrorError::Unseeded));
+    let before = metrics.valkey_round_trips_total();
+    assert!(unseeded(m.is_deactivated(id(1)).await.map(drop)));
+    assert!(unseeded(m.mitra_states(&[id(1)]).await.map(drop)));
+    assert!(unseeded(m.candidate_states().await.map(drop)));
+    assert!(unseeded(m.online_heartbeats().await.map(drop)));
+    assert!(unseeded(m.online_count().await.map(drop)));
+    assert!(unseeded(
+        m.claim_beacon(Duration::from_secs(1)).await.map(drop)
+    ));
+    assert_eq!(metrics.valkey_round_trips_total() - before, 6, "one each");
+    // A heartbeat finds no key, and its guarded script finds no generation marker.
+    assert!(unseeded(
+        m.heartbeat(id(1), OffsetDateTime::now_utc())
+            .await
+            .map(drop)
+    ));
+    seed(&m, OffsetDateTime::now_utc()).await;
+    assert!(!m.is_deactivated(id(1)).await.unwrap());
 }

@@ -101,3 +101,76 @@ async fn k_beacon_is_recomputed_once_per_ttl_across_three_polling_instances() {
         .sum();
     assert_eq!(pg, 0, "no postgres availability query in steady state");
 }
+
+/// Once Valkey is known to be down, requests send nothing to it (the breaker), and answer.
+#[tokio::test]
+async fn while_down_requests_send_nothing_to_valkey() {
+    let mut s = stack().await;
+    let (av, metrics) = counted_instance(&s.db, &s.valkey.url()).await;
+    let id = s.online_mitra().await;
+    s.valkey.kill().await;
+    assert!(av.heartbeat(id).await.unwrap().online, "finds Valkey down");
+    assert_eq!(av.mirror_state(), halo_core::MirrorState::Down);
+    let sent = metrics.valkey_round_trips_total();
+    for _ in 0..20 {
+        assert!(av.heartbeat(id).await.unwrap().online);
+        av.ensure_active(id).await.unwrap();
+        assert!(av.is_mitra_reachable(id).await.unwrap());
+    }
+    assert_eq!(av.find_available_mitras().await.unwrap(), vec![id]);
+    assert_eq!(av.count_available().await.unwrap().count, 1);
+    assert_eq!(av.dashboard_online_count().await.unwrap(), 1);
+    av.set_offline(id, halo_ports::OnlineReason::Manual)
+        .await
+        .unwrap();
+    av.recompute_capacity_for_mitra(id).await.unwrap();
+    assert_eq!(
+        metrics.valkey_round_trips_total(),
+        sent,
+        "no round trip while down"
+    );
+    assert!(
+        metrics.mirror_write_failures("mark_offline") >= 1,
+        "counted as not landed"
+    );
+}
+
+/// A beacon lock held by a claimer that died: concurrent polls on one instance wait, then
+/// one of them computes; the others take its answer. The dead owner's lock is not touched.
+#[tokio::test]
+async fn k_a_dead_claimer_costs_one_recompute_per_instance() {
+    let s = stack().await;
+    let (av, metrics) = counted_instance(&s.db, &s.valkey.url()).await;
+    s.online_mitra().await;
+    let mut vk = s.vk().await;
+    let () = redis::cmd("SET")
+        .arg("availability:snapshot:lock")
+        .arg("dead-owner")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut vk)
+        .await
+        .unwrap();
+    let () = redis::cmd("DEL")
+        .arg("availability:snapshot")
+        .query_async(&mut vk)
+        .await
+        .unwrap();
+    let before = metrics.beacon_recomputes();
+    let polls: Vec<_> = (0..20)
+        .map(|_| {
+            let av = av.clone();
+            tokio::spawn(async move { av.count_available().await.unwrap() })
+        })
+        .collect();
+    for poll in polls {
+        assert_eq!(poll.await.unwrap().count, 1);
+    }
+    assert_eq!(metrics.beacon_recomputes() - before, 1);
+    let lock: Option<String> = redis::cmd("GET")
+        .arg("availability:snapshot:lock")
+        .query_async(&mut vk)
+        .await
+        .unwrap();
+    assert_eq!(lock.as_deref(), Some("dead-owner"));
+}

@@ -231,3 +231,40 @@ async fn i_background_loops_run_on_their_cadence_and_zero_disables_reconciliatio
             .unwrap();
     }
 }
+
+/// The mirror shows a stale heartbeat but Postgres holds a fresh one (pings answered from
+/// Postgres while the mirror was behind): the mitra stays online and the mirror learns it.
+#[tokio::test]
+async fn g_a_fresh_postgres_heartbeat_keeps_the_mitra_online() {
+    let s = stack().await;
+    let id = s.online_mitra().await;
+    s.set(&hb_key(id), "2020-01-01T00:00:00.000000Z").await;
+    assert_eq!(
+        s.av.auto_offline_tick(None).await,
+        SweepOutcome::Done { changed: 0 }
+    );
+    assert!(s.pg_online(id).await);
+    assert_eq!(s.smembers("mitras:online").await, sorted([id]));
+    let healed = OffsetDateTime::parse(&s.get(&hb_key(id)).await.unwrap(), &Rfc3339).unwrap();
+    assert!(OffsetDateTime::now_utc() - healed < time::Duration::minutes(1));
+    assert_eq!(
+        s.metrics.pg_queries("set_offline_many"),
+        0,
+        "nothing left to take offline"
+    );
+}
+
+/// A mirror that is not trusted (flushed, or back with data of unknown age) is not swept.
+#[tokio::test]
+async fn g_no_sweep_of_an_untrusted_mirror() {
+    let s = stack().await;
+    let id = s.online_mitra().await;
+    s.age_pg_heartbeat(id).await;
+    s.set(&hb_key(id), "2020-01-01T00:00:00.000000Z").await;
+    let () = s.vk().await.del("mirror:generation").await.unwrap();
+    assert_eq!(s.av.auto_offline_tick(None).await, SweepOutcome::Skipped);
+    assert_eq!(s.av.mirror_state(), halo_core::MirrorState::Unseeded);
+    assert_eq!(s.av.auto_offline_tick(None).await, SweepOutcome::Skipped);
+    assert!(s.pg_online(id).await);
+    assert_eq!(s.metrics.pg_queries("set_offline_many"), 0);
+}

@@ -176,3 +176,15 @@ async fn e_deactivation_revokes_sessions_sets_offline_and_blocks_heartbeats() {
     s.av.set_online(id).await.unwrap();
     assert!(s.av.heartbeat(id).await.unwrap().online);
 }
+
+/// Each recount of a mitra takes the next number in its order, under the row lock.
+#[tokio::test]
+async fn d_recounts_are_numbered_in_order() {
+    let s = stack().await;
+    let id = s.online_mitra().await;
+    let first = s.av.truth().count_open_sessions(id).await.unwrap();
+    s.session(id, "active").await;
+    let second = s.av.truth().count_open_sessions(id).await.unwrap();
+    assert!(second.seq > first.seq);
+    assert_eq!((first.open, second.open), (0, 1));
+}
