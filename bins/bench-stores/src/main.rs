@@ -3,7 +3,8 @@
 //! For each size (default 1k, 10k, 100k) it creates a fresh database on the given (loopback,
 //! throwaway) Postgres, migrates it, inserts that many online mitras with fresh heartbeats in
 //! one `generate_series` statement, and against the given Valkey (a key prefix per size) times:
-//! the seed (`seed_from_postgres`: cold on an empty mirror, then reseeds), `find_available_mitras`
+//! the seed (`seed_from_postgres`: cold on an empty mirror, then reseeds, then reseeds while
+//! mitras toggle at `--transitions-per-second`, which a seed must survive), `find_available_mitras`
 //! (median and p90, with Valkey round trips and Postgres queries per call from the metrics
 //! counters), and the heartbeat mirror (the one `UNNEST` statement, and the whole sweep tick).
 //! Used by `scripts/bench.sh`; the databases it creates are dropped again.
@@ -40,6 +41,9 @@ struct Args {
     /// Timed reseeds and heartbeat-mirror statements per size.
     #[arg(long, default_value_t = 3)]
     repeat_runs: usize,
+    /// Toggles per second (offline, then online again) while the reseeds under load run.
+    #[arg(long, default_value_t = 20.0)]
+    transitions_per_second: f64,
     #[arg(long)]
     json: Option<std::path::PathBuf>,
 }
@@ -76,6 +80,11 @@ struct SizeResult {
     mitras: u32,
     seed_cold_ms: f64,
     seed_median_ms: f64,
+    /// Reseeds while mitras toggle: every one must complete (the seed is never refused by a
+    /// concurrent write), in about the time of a quiet one.
+    seed_under_writes_median_ms: f64,
+    seed_under_writes_max_ms: f64,
+    writes_during_seeds: u64,
     find_median_ms: f64,
     find_p90_ms: f64,
     find_valkey_round_trips_per_call: f64,
@@ -173,11 +182,56 @@ async fn availability(
     ))
 }
 
+/// `runs` reseeds while a task toggles mitras (offline, then online again) at `rate` per second
+/// through the same use cases the services run; the seeds' times and the toggles that landed.
+async fn seeds_under_writes(
+    av: &Arc<Availability>,
+    runs: usize,
+    rate: f64,
+) -> Result<(Vec<Duration>, u64), BenchError> {
+    let ids: Vec<_> = av
+        .find_available_mitras()
+        .await?
+        .into_iter()
+        .take(1000)
+        .collect();
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let writer = {
+        let av = av.clone();
+        tokio::spawn(async move {
+            // Two transitions per tick: one mitra offline and online again, so every mitra is
+            // online when the writer stops.
+            let period = Duration::from_secs_f64(2.0 / rate.max(0.1));
+            let mut tick = tokio::time::interval(period);
+            let mut done = 0u64;
+            for id in ids.iter().cycle() {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopped.changed() => break,
+                }
+                let offline = av.set_offline(*id, halo_ports::OnlineReason::Manual).await;
+                let online = av.set_online(*id).await;
+                done += u64::from(offline.is_ok()) + u64::from(online.is_ok());
+            }
+            done
+        })
+    };
+    let mut seeds = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        av.seed_from_postgres(SeedReason::Operator).await?;
+        seeds.push(started.elapsed());
+    }
+    let _ = stop.send(true);
+    let writes = writer.await.unwrap_or(0);
+    Ok((seeds, writes))
+}
+
 async fn bench_size(args: &Args, admin: &Pool, n: u32) -> Result<SizeResult, BenchError> {
     eprintln!("bench-stores: {n} mitras: preparing the database");
     let pool = fresh_database(admin, &args.admin_url, n).await?;
     let metrics = Metrics::new();
-    let av = availability(pool.clone(), &args.valkey_url, n, &metrics).await?;
+    let av = Arc::new(availability(pool.clone(), &args.valkey_url, n, &metrics).await?);
 
     eprintln!("bench-stores: {n} mitras: seed");
     let started = Instant::now();
@@ -189,6 +243,12 @@ async fn bench_size(args: &Args, admin: &Pool, n: u32) -> Result<SizeResult, Ben
         av.seed_from_postgres(SeedReason::Operator).await?;
         reseeds.push(started.elapsed());
     }
+    eprintln!(
+        "bench-stores: {n} mitras: reseeds under {} transitions/s",
+        args.transitions_per_second
+    );
+    let (mut loaded, writes) =
+        seeds_under_writes(&av, args.repeat_runs, args.transitions_per_second).await?;
 
     eprintln!("bench-stores: {n} mitras: find_available_mitras");
     let found = av.find_available_mitras().await?.len(); // warm-up
@@ -243,6 +303,9 @@ async fn bench_size(args: &Args, admin: &Pool, n: u32) -> Result<SizeResult, Ben
         mitras: n,
         seed_cold_ms: ms(seed_cold),
         seed_median_ms: ms(quantile(&mut reseeds, 0.5)),
+        seed_under_writes_median_ms: ms(quantile(&mut loaded, 0.5)),
+        seed_under_writes_max_ms: ms(quantile(&mut loaded, 1.0)),
+        writes_during_seeds: writes,
         find_median_ms: ms(quantile(&mut finds, 0.5)),
         find_p90_ms: ms(quantile(&mut finds, 0.9)),
         find_valkey_round_trips_per_call: round_trips,
@@ -266,10 +329,11 @@ async fn run(args: Args) -> Result<(), BenchError> {
         results.push(bench_size(&args, &admin, n).await?);
     }
     println!(
-        "{:>8} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>10} {:>10}",
+        "{:>8} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8} {:>8} {:>10} {:>10}",
         "mitras",
         "seed cold",
         "reseed",
+        "under writes",
         "find p50",
         "find p90",
         "vk rt",
@@ -279,10 +343,11 @@ async fn run(args: Args) -> Result<(), BenchError> {
     );
     for r in &results {
         println!(
-            "{:>8} {:>8.1}ms {:>8.1}ms {:>8.2}ms {:>8.2}ms {:>8.1} {:>8.1} {:>8.1}ms {:>8.1}ms",
+            "{:>8} {:>8.1}ms {:>8.1}ms {:>10.1}ms {:>8.2}ms {:>8.2}ms {:>8.1} {:>8.1} {:>8.1}ms {:>8.1}ms",
             r.mitras,
             r.seed_cold_ms,
             r.seed_median_ms,
+            r.seed_under_writes_median_ms,
             r.find_median_ms,
             r.find_p90_ms,
             r.find_valkey_round_trips_per_call,
