@@ -5,7 +5,9 @@ use crate::secrets::{hash_password, new_otp_code, new_refresh_token, sha256_hex,
 use crate::tokens::{Principal, TokenError, TokenKeys, TokenPair};
 use async_trait::async_trait;
 use halo_domain::{Phone, Role};
-use halo_ports::{AuthStore, Clock, OtpCheck, OtpSendError, OtpSender, TruthError, UserRecord};
+use halo_ports::{
+    AuthStore, Clock, OtpCheck, OtpSendError, OtpSender, Rotation, TruthError, UserRecord,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -147,24 +149,16 @@ impl Auth {
             .map_err(AuthError::OtpDelivery)
     }
 
-    /// Checks the code and logs in: a customer is created on first login; a mitra must exist
-    /// (created by an operator) and be active.
+    /// Checks the code, then logs in: a customer is created on first login; a mitra must exist
+    /// (created by an operator) and be active (403 only after a valid code).
     pub async fn verify_otp(
         &self,
         role: Role,
         phone: &Phone,
         code: &str,
     ) -> Result<Login, AuthError> {
-        let mitra = match role {
-            Role::Mitra => {
-                let mitra = self.store.mitra_by_phone(phone).await?;
-                match mitra {
-                    Some(m) if m.active => Some(m),
-                    _ => return Err(AuthError::AccountInactive),
-                }
-            }
-            _ => None,
-        };
+        // The code first: nothing about the account is told to someone without a valid code
+        // (an unknown mitra phone never got one, so it answers as a wrong code).
         let now = self.clock.now();
         match self
             .store
@@ -182,9 +176,12 @@ impl Auth {
             OtpCheck::Expired => return Err(AuthError::CodeExpired),
             OtpCheck::TooManyAttempts => return Err(AuthError::TooManyAttempts),
         }
-        let user = match mitra {
-            Some(m) => m,
-            None => self.store.customer_by_phone_or_create(phone).await?,
+        let user = match role {
+            Role::Mitra => match self.store.mitra_by_phone(phone).await? {
+                Some(mitra) if mitra.active => mitra,
+                _ => return Err(AuthError::AccountInactive),
+            },
+            _ => self.store.customer_by_phone_or_create(phone).await?,
         };
         let tokens = self.open_session(user.id, role).await?;
         Ok(Login { tokens, user, role })
@@ -218,11 +215,13 @@ impl Auth {
         }
     }
 
-    /// Rotates the pair: the old refresh token stops working.
+    /// Rotates the pair: the old refresh token stops working. Presenting a token that was
+    /// already rotated revokes the whole session (refresh-token reuse detection, OAuth 2.0
+    /// security BCP): whoever holds the current token must log in again too.
     pub async fn refresh(&self, role: Role, refresh_token: &str) -> Result<TokenPair, AuthError> {
         let new_token = new_refresh_token();
         let expires_at = self.clock.now() + seconds(self.settings.refresh_ttl);
-        let session = self
+        let rotation = self
             .store
             .rotate_session(
                 &sha256_hex(&[refresh_token]),
@@ -230,8 +229,15 @@ impl Auth {
                 &sha256_hex(&[&new_token]),
                 expires_at,
             )
-            .await?
-            .ok_or(AuthError::SessionRevoked)?;
+            .await?;
+        let session = match rotation {
+            Rotation::Rotated(session) => session,
+            Rotation::Reused(session) => {
+                tracing::warn!(event = "auth.refresh_reuse", sid = %session.sid, user = %session.user_id, role = session.role.as_str(), "a rotated refresh token was presented again; session revoked");
+                return Err(AuthError::SessionRevoked);
+            }
+            Rotation::Refused => return Err(AuthError::SessionRevoked),
+        };
         let principal = Principal {
             user_id: session.user_id,
             role: session.role,

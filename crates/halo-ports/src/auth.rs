@@ -32,6 +32,17 @@ pub struct SessionRef {
     pub role: Role,
 }
 
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// The session's current token: replaced by the new one.
+    Rotated(SessionRef),
+    /// A token this session already replaced (leaked or replayed): the session is revoked.
+    Reused(SessionRef),
+    /// Unknown, revoked or expired (or the mitra is deactivated): nothing changed.
+    Refused,
+}
+
 /// # Errors
 /// `TruthError::Unavailable` when Postgres does not answer.
 #[async_trait]
@@ -74,15 +85,15 @@ pub trait AuthStore: Send + Sync + 'static {
         expires_at: OffsetDateTime,
     ) -> Result<Uuid, TruthError>;
 
-    /// Replaces the refresh token of a live, unexpired session of `role`; `None` when the token
-    /// is unknown, revoked or expired.
+    /// Replaces the refresh token of a live, unexpired session of `role`; a token the session
+    /// already replaced revokes the session (`Reused`).
     async fn rotate_session(
         &self,
         old_hash: &str,
         role: Role,
         new_hash: &str,
         expires_at: OffsetDateTime,
-    ) -> Result<Option<SessionRef>, TruthError>;
+    ) -> Result<Rotation, TruthError>;
 
     /// Revokes one session of its owner; false when it was not live.
     async fn revoke_session(&self, sid: Uuid, user_id: Uuid) -> Result<bool, TruthError>;

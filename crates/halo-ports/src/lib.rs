@@ -9,7 +9,7 @@ mod chat;
 mod mirror;
 mod truth;
 
-pub use auth::{AuthStore, OtpCheck, OtpSendError, OtpSender, SessionRef, UserRecord};
+pub use auth::{AuthStore, OtpCheck, OtpSendError, OtpSender, Rotation, SessionRef, UserRecord};
 pub use chat::{
     AcceptOutcome, ChatSession, ChatStore, Party, PaymentError, PaymentProvider, RerouteOutcome,
     TargetOutcome, Timeouts,

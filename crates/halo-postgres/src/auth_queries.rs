@@ -66,14 +66,30 @@ pub const CREATE_SESSION: NamedQuery = NamedQuery {
 /// The old hash matches at most one row (unique) and stops matching once replaced, so a
 /// refresh token works once even when two refreshes race. A mitra's session also needs the
 /// account active: a login racing its deactivation cannot leave a session that refreshes on.
+/// The replaced hash is remembered; a hash that was already replaced (reuse: the token leaked
+/// or is replayed) revokes its whole session instead. One row: `reused` false with the session
+/// rotated, or `reused` true with the session revoked; no row = unknown token.
 pub const ROTATE_SESSION: NamedQuery = NamedQuery {
     name: "rotate_auth_session",
-    sql: "UPDATE auth_sessions s SET refresh_token_hash = $3, expires_at = $4
-           WHERE s.refresh_token_hash = $1 AND s.role = $2
-             AND s.revoked_at IS NULL AND s.expires_at > now()
-             AND (s.role <> 'mitra'
-                  OR EXISTS (SELECT 1 FROM mitras m WHERE m.id = s.user_id AND m.is_active))
-          RETURNING s.id, s.user_id, s.role",
+    sql: "WITH rotated AS (
+              UPDATE auth_sessions s SET refresh_token_hash = $3, expires_at = $4
+               WHERE s.refresh_token_hash = $1 AND s.role = $2
+                 AND s.revoked_at IS NULL AND s.expires_at > now()
+                 AND (s.role <> 'mitra'
+                      OR EXISTS (SELECT 1 FROM mitras m WHERE m.id = s.user_id AND m.is_active))
+              RETURNING s.id, s.user_id, s.role),
+          remembered AS (
+              INSERT INTO auth_refresh_rotations (token_hash, session_id)
+              SELECT $1, id FROM rotated),
+          reused AS (
+              UPDATE auth_sessions s SET revoked_at = now()
+                FROM auth_refresh_rotations r
+               WHERE r.token_hash = $1 AND s.id = r.session_id AND s.revoked_at IS NULL
+                 AND NOT EXISTS (SELECT 1 FROM rotated)
+              RETURNING s.id, s.user_id, s.role)
+          SELECT id, user_id, role, false AS reused FROM rotated
+          UNION ALL
+          SELECT id, user_id, role, true AS reused FROM reused",
 };
 
 pub const REVOKE_SESSION: NamedQuery = NamedQuery {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use halo_domain::{Phone, Role};
 use halo_metrics::Metrics;
-use halo_ports::{AuthStore, OtpCheck, SessionRef, TruthError, UserRecord};
+use halo_ports::{AuthStore, OtpCheck, Rotation, SessionRef, TruthError, UserRecord};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -135,7 +135,7 @@ impl AuthStore for PgAuth {
         role: Role,
         new_hash: &str,
         expires_at: OffsetDateTime,
-    ) -> Result<Option<SessionRef>, TruthError> {
+    ) -> Result<Rotation, TruthError> {
         let rows = self
             .db
             .query(
@@ -143,18 +143,21 @@ impl AuthStore for PgAuth {
                 &[&old_hash, &role.as_str(), &new_hash, &expires_at],
             )
             .await?;
-        rows.first()
-            .map(|row| {
-                let role = column::<&str>(row, "role")?
-                    .parse::<Role>()
-                    .map_err(|e| TruthError::Query(Box::new(e)))?;
-                Ok(SessionRef {
-                    sid: column(row, "id")?,
-                    user_id: column(row, "user_id")?,
-                    role,
-                })
-            })
-            .transpose()
+        let Some(row) = rows.first() else {
+            return Ok(Rotation::Refused);
+        };
+        let session = SessionRef {
+            sid: column(row, "id")?,
+            user_id: column(row, "user_id")?,
+            role: column::<&str>(row, "role")?
+                .parse::<Role>()
+                .map_err(|e| TruthError::Query(Box::new(e)))?,
+        };
+        Ok(if column(row, "reused")? {
+            Rotation::Reused(session)
+        } else {
+            Rotation::Rotated(session)
+        })
     }
 
     async fn revoke_session(&self, sid: Uuid, user_id: Uuid) -> Result<bool, TruthError> {

@@ -94,14 +94,16 @@ async fn a_mitra_must_exist_and_be_active_to_log_in() {
     let (status, reply) = verify(&stack, "mitra", "+628200000020", DEV_CODE).await;
     assert_eq!(
         (status, code(&reply)),
-        (403, "ACCOUNT_INACTIVE"),
-        "unknown mitra"
+        (401, "INVALID_OTP"),
+        "unknown mitra: no code was issued, and nothing tells the phone is not a mitra's"
     );
 
     let operator = stack.operator().await;
     let id = stack.create_mitra(&operator, "+628200000021").await;
     let mitra = stack.login("mitra", "+628200000021").await;
     assert_eq!(mitra.id, id);
+    // A code issued while active, the account deactivated before it is used.
+    request_code(&stack, "mitra", "+628200000021").await;
     stack
         .ok(
             Api::Internal,
@@ -111,12 +113,18 @@ async fn a_mitra_must_exist_and_be_active_to_log_in() {
             Some(json!({ "is_active": false })),
         )
         .await;
-    request_code(&stack, "mitra", "+628200000021").await;
     let (status, reply) = verify(&stack, "mitra", "+628200000021", DEV_CODE).await;
     assert_eq!(
         (status, code(&reply)),
         (403, "ACCOUNT_INACTIVE"),
-        "deactivated mitra"
+        "deactivated mitra, told only after a valid code"
+    );
+    request_code(&stack, "mitra", "+628200000021").await;
+    let (status, reply) = verify(&stack, "mitra", "+628200000021", DEV_CODE).await;
+    assert_eq!(
+        (status, code(&reply)),
+        (401, "INVALID_OTP"),
+        "no code is issued to a deactivated mitra"
     );
     let (status, reply) = stack
         .post(

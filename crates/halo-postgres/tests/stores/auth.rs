@@ -3,7 +3,7 @@
 
 use crate::fixture::{fixture, now, phone, Fixture};
 use halo_domain::Role;
-use halo_ports::{AuthStore, OtpCheck, SessionRef, TruthError};
+use halo_ports::{AuthStore, OtpCheck, Rotation, SessionRef, TruthError};
 use std::sync::Arc;
 use time::Duration;
 use uuid::Uuid;
@@ -259,23 +259,53 @@ async fn a_refresh_token_rotates_once() {
         |old: &'static str, role, new: &'static str| f.auth.rotate_session(old, role, new, later());
     assert_eq!(
         rotate("t1", Role::Customer, "x").await.unwrap(),
-        None,
+        Rotation::Refused,
         "other role"
     );
     assert_eq!(
         rotate("t1", Role::Mitra, "t2").await.unwrap(),
-        Some(expected)
-    );
-    assert_eq!(
-        rotate("t1", Role::Mitra, "t3").await.unwrap(),
-        None,
-        "old token refused"
+        Rotation::Rotated(expected)
     );
     assert_eq!(
         rotate("t2", Role::Mitra, "t3").await.unwrap(),
-        Some(expected)
+        Rotation::Rotated(expected)
     );
-    assert_eq!(rotate("nope", Role::Mitra, "t4").await.unwrap(), None);
+    assert_eq!(
+        rotate("nope", Role::Mitra, "t4").await.unwrap(),
+        Rotation::Refused
+    );
+}
+
+/// A token that was already rotated comes back (it leaked): the whole session is revoked, so
+/// the current token stops working too.
+#[tokio::test]
+async fn a_reused_refresh_token_revokes_the_session() {
+    let f = fixture().await;
+    let user = Uuid::new_v4();
+    let sid = f
+        .auth
+        .create_session(user, Role::Customer, "r1", later())
+        .await
+        .unwrap();
+    let session = SessionRef {
+        sid,
+        user_id: user,
+        role: Role::Customer,
+    };
+    let rotate = |old: &'static str, new: &'static str| {
+        f.auth.rotate_session(old, Role::Customer, new, later())
+    };
+    assert_eq!(
+        rotate("r1", "r2").await.unwrap(),
+        Rotation::Rotated(session)
+    );
+    assert_eq!(rotate("r1", "r3").await.unwrap(), Rotation::Reused(session));
+    assert_eq!(
+        rotate("r2", "r4").await.unwrap(),
+        Rotation::Refused,
+        "revoked"
+    );
+    assert_eq!(rotate("r1", "r5").await.unwrap(), Rotation::Refused, "once");
 }
 
 #[tokio::test]
@@ -298,7 +328,7 @@ async fn racing_rotations_of_one_token_succeed_once() {
         .collect();
     let mut rotated = 0;
     for task in tasks {
-        rotated += usize::from(task.await.unwrap().is_some());
+        rotated += usize::from(matches!(task.await.unwrap(), Rotation::Rotated(_)));
     }
     assert_eq!(rotated, 1);
 }
@@ -322,7 +352,7 @@ async fn revoked_and_expired_sessions_are_refused() {
             .rotate_session("live", Role::Customer, "n", later())
             .await
             .unwrap(),
-        None
+        Rotation::Refused
     );
 
     f.auth
@@ -334,7 +364,7 @@ async fn revoked_and_expired_sessions_are_refused() {
             .rotate_session("old", Role::Customer, "n", later())
             .await
             .unwrap(),
-        None
+        Rotation::Refused
     );
 }
 
@@ -354,7 +384,11 @@ async fn only_the_owner_revokes_a_session() {
         .rotate_session("t", Role::Customer, "t2", later())
         .await
         .unwrap()
-        .is_some());
+        .eq(&Rotation::Rotated(SessionRef {
+            sid,
+            user_id: user,
+            role: Role::Customer
+        })));
     assert!(f.auth.revoke_session(sid, user).await.unwrap());
 }
 
@@ -384,6 +418,6 @@ async fn a_deactivated_mitras_session_no_longer_refreshes() {
             .rotate_session("m1", Role::Mitra, "m2", later())
             .await
             .unwrap(),
-        None
+        Rotation::Refused
     );
 }

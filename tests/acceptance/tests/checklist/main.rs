@@ -8,6 +8,7 @@
 mod common;
 
 mod a_seed;
+mod abuse;
 mod b_toggle;
 mod c_heartbeat;
 mod d_capacity;
