@@ -605,16 +605,16 @@ impl Availability {
 
     // ---- operator settings --------------------------------------------------------------
 
-    /// Validates and saves a settings change, then makes every instance see it: this one at
-    /// once, the others through `config:invalidate` (and their periodic reload if it is lost).
+    /// Validates and saves a settings change against the values stored now (two operators
+    /// changing different keys at once both keep theirs; each change is audited), then makes
+    /// every instance see it: this one at once, the others through `config:invalidate` (and
+    /// their periodic reload if it is lost).
     pub async fn update_settings(
         &self,
         changes: Vec<(halo_domain::SettingKey, i64)>,
         updated_by: uuid::Uuid,
     ) -> Result<halo_domain::AppSettings, AvailabilityError> {
-        let current = self.truth.load_settings().await?;
-        let next = current.with_changes(changes)?;
-        self.truth.save_settings(&next, updated_by).await?;
+        let next = self.truth.change_settings(&changes, updated_by).await??;
         self.settings.set(next);
         self.bust_beacon().await;
         self.side_effect("publish_config_invalidate", |m| {
@@ -622,6 +622,19 @@ impl Availability {
         })
         .await;
         Ok(next)
+    }
+
+    /// The settings as stored now (the control centre's view, not this instance's cache).
+    pub async fn stored_settings(&self) -> Result<halo_domain::AppSettings, AvailabilityError> {
+        Ok(self.truth.load_settings().await?)
+    }
+
+    /// The newest `limit` settings changes, newest first.
+    pub async fn settings_history(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<halo_ports::SettingChange>, AvailabilityError> {
+        Ok(self.truth.settings_history(limit).await?)
     }
 
     // ---- seed and drift ------------------------------------------------------------------

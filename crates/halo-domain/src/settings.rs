@@ -89,8 +89,8 @@ pub enum SettingError {
         max: u32,
         got: i64,
     },
-    #[error("stale_after_seconds ({stale}) must be at least heartbeat_interval_seconds ({interval}), or every mitra goes stale between two pings")]
-    StaleShorterThanInterval { stale: u32, interval: u32 },
+    #[error("stale_after_seconds ({stale}) must be at least twice heartbeat_interval_seconds ({interval}): one late or lost ping must not take a mitra offline")]
+    StaleWithoutSlack { stale: u32, interval: u32 },
 }
 
 impl SettingError {
@@ -99,9 +99,27 @@ impl SettingError {
         match self {
             Self::UnknownKey(k) => k.clone(),
             Self::OutOfRange { key, .. } => key.as_str().to_owned(),
-            Self::StaleShorterThanInterval { .. } => SettingKey::StaleAfterSeconds.as_str().into(),
+            Self::StaleWithoutSlack { .. } => format!(
+                "{}, {}",
+                SettingKey::StaleAfterSeconds.as_str(),
+                SettingKey::HeartbeatIntervalSeconds.as_str()
+            ),
         }
     }
+}
+
+/// `raw` if it is in `key`'s range.
+fn checked(key: SettingKey, raw: i64) -> Result<u32, SettingError> {
+    let (min, max) = key.range();
+    u32::try_from(raw)
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+        .ok_or(SettingError::OutOfRange {
+            key,
+            min,
+            max,
+            got: raw,
+        })
 }
 
 /// A validated set of all operator settings.
@@ -127,23 +145,37 @@ impl AppSettings {
         Self::default().with_changes(pairs)
     }
 
+    /// Settings read back from storage: every value range-checked, but a combination that
+    /// breaks a cross-field rule added since it was saved is repaired the safe way (staleness
+    /// raised to twice the interval) rather than refused, so an upgrade cannot stop a service
+    /// from starting. Returns the rule that was repaired, for a warning.
+    pub fn from_stored<I>(pairs: I) -> Result<(Self, Option<SettingError>), SettingError>
+    where
+        I: IntoIterator<Item = (SettingKey, i64)>,
+    {
+        let mut settings = Self::default();
+        for (key, raw) in pairs {
+            settings.values[key as usize] = checked(key, raw)?;
+        }
+        match settings.check_consistency() {
+            Ok(()) => Ok((settings, None)),
+            Err(broken) => {
+                let interval = settings.get(SettingKey::HeartbeatIntervalSeconds);
+                let (_, max) = SettingKey::StaleAfterSeconds.range();
+                settings.values[SettingKey::StaleAfterSeconds as usize] =
+                    interval.saturating_mul(2).min(max);
+                Ok((settings, Some(broken)))
+            }
+        }
+    }
+
     /// Returns a copy with `changes` applied, or the first validation error.
     pub fn with_changes<I>(mut self, changes: I) -> Result<Self, SettingError>
     where
         I: IntoIterator<Item = (SettingKey, i64)>,
     {
         for (key, raw) in changes {
-            let (min, max) = key.range();
-            let value = u32::try_from(raw)
-                .ok()
-                .filter(|v| (min..=max).contains(v))
-                .ok_or(SettingError::OutOfRange {
-                    key,
-                    min,
-                    max,
-                    got: raw,
-                })?;
-            self.values[key as usize] = value;
+            self.values[key as usize] = checked(key, raw)?;
         }
         self.check_consistency()?;
         Ok(self)
@@ -152,8 +184,8 @@ impl AppSettings {
     fn check_consistency(&self) -> Result<(), SettingError> {
         let stale = self.get(SettingKey::StaleAfterSeconds);
         let interval = self.get(SettingKey::HeartbeatIntervalSeconds);
-        if stale < interval {
-            return Err(SettingError::StaleShorterThanInterval { stale, interval });
+        if u64::from(stale) < 2 * u64::from(interval) {
+            return Err(SettingError::StaleWithoutSlack { stale, interval });
         }
         Ok(())
     }
@@ -246,14 +278,39 @@ mod tests {
         );
         check(
             &[(StaleAfterSeconds, 15), (HeartbeatIntervalSeconds, 30)],
-            Err(SettingError::StaleShorterThanInterval {
+            Err(SettingError::StaleWithoutSlack {
                 stale: 15,
                 interval: 30,
             }),
         );
         check(
-            &[(HeartbeatIntervalSeconds, 10), (StaleAfterSeconds, 15)],
+            &[(HeartbeatIntervalSeconds, 10), (StaleAfterSeconds, 19)],
+            Err(SettingError::StaleWithoutSlack {
+                stale: 19,
+                interval: 10,
+            }),
+        );
+        check(
+            &[(HeartbeatIntervalSeconds, 10), (StaleAfterSeconds, 20)],
             Ok(()),
+        );
+    }
+
+    #[test]
+    fn stored_settings_that_break_a_newer_rule_are_repaired_not_refused() {
+        use SettingKey::{HeartbeatIntervalSeconds, StaleAfterSeconds};
+        let (settings, repaired) =
+            AppSettings::from_stored([(StaleAfterSeconds, 45), (HeartbeatIntervalSeconds, 30)])
+                .unwrap();
+        assert_eq!(settings.get(StaleAfterSeconds), 60);
+        assert!(matches!(
+            repaired,
+            Some(SettingError::StaleWithoutSlack { .. })
+        ));
+        assert!(AppSettings::from_stored([(StaleAfterSeconds, 0)]).is_err());
+        assert_eq!(
+            AppSettings::from_stored([]).unwrap(),
+            (AppSettings::default(), None)
         );
     }
 

@@ -330,6 +330,44 @@ impl From<halo_domain::AppSettings> for Settings {
     }
 }
 
+/// `GET /internal/config/history?limit=N`: the newest N changes (default 50, at most 500).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+}
+
+/// One audited settings change: who changed which key from what to what, when.
+#[derive(Serialize, ToSchema)]
+pub struct SettingChange {
+    pub key: String,
+    pub old_value: i64,
+    pub new_value: i64,
+    /// The operator; `null` for a change made outside the control centre.
+    pub changed_by: Option<uuid::Uuid>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub changed_at: time::OffsetDateTime,
+}
+
+impl From<halo_ports::SettingChange> for SettingChange {
+    fn from(c: halo_ports::SettingChange) -> Self {
+        Self {
+            key: c.key,
+            old_value: c.old,
+            new_value: c.new,
+            changed_by: c.changed_by,
+            changed_at: c.changed_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SettingsHistory {
+    pub changes: Vec<SettingChange>,
+}
+
 /// The documented shape of `PATCH /internal/config`: any subset of the settings. The handler
 /// reads the body as a map so that an unknown key is a 422 naming it.
 #[derive(ToSchema)]

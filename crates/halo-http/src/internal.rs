@@ -15,6 +15,7 @@ use uuid::Uuid;
 type Reply = Result<HttpResponse, ApiError>;
 
 const MAX_PER_PAGE: u32 = 100;
+const MAX_HISTORY: u32 = 500;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(login)
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(reroute)
         .service(get_config)
         .service(patch_config)
+        .service(config_history)
         .service(dashboard)
         .service(drift)
         .service(reseed);
@@ -177,13 +179,29 @@ async fn reroute(
 #[utoipa::path(tag = "operator", security(("bearer" = [])), responses((status = 200, body = dto::Settings)))]
 #[get("/internal/config")]
 async fn get_config(state: web::Data<AppState>, _op: Operator) -> Reply {
-    let settings = state
-        .availability
-        .truth()
-        .load_settings()
-        .await
-        .map_err(halo_core::AvailabilityError::from)?;
+    let settings = state.availability.stored_settings().await?;
     Ok(HttpResponse::Ok().json(dto::Settings::from(settings)))
+}
+
+/// Who changed which setting from what to what, newest first.
+#[utoipa::path(tag = "operator", security(("bearer" = [])), params(dto::HistoryQuery), responses((status = 200, body = dto::SettingsHistory), (status = 422, description = "VALIDATION_FAILED", body = dto::ErrorBody)))]
+#[get("/internal/config/history")]
+async fn config_history(
+    state: web::Data<AppState>,
+    _op: Operator,
+    query: web::Query<dto::HistoryQuery>,
+) -> Reply {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_HISTORY).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::ValidationFailed,
+            format!("limit: must be between 1 and {MAX_HISTORY}"),
+        ));
+    }
+    let changes = state.availability.settings_history(limit).await?;
+    Ok(HttpResponse::Ok().json(dto::SettingsHistory {
+        changes: changes.into_iter().map(dto::SettingChange::from).collect(),
+    }))
 }
 
 /// Body: an object of setting → integer. Unknown keys and non-integers are 422 naming the field.

@@ -18,7 +18,8 @@ pub use mirror::{
     AvailabilityMirror, BeaconClaim, BeaconLock, HeartbeatOutcome, MirrorError, SeedWrite,
 };
 pub use truth::{
-    AvailabilityTruth, CapacityCount, MitraFlags, MitraRow, OfflineSweep, OnlineReason, TruthError,
+    AvailabilityTruth, CapacityCount, MitraFlags, MitraRow, OfflineSweep, OnlineReason,
+    SettingChange, TruthError,
 };
 
 use time::OffsetDateTime;

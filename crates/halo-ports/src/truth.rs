@@ -2,7 +2,7 @@
 
 use crate::BoxError;
 use async_trait::async_trait;
-use halo_domain::{AppSettings, MitraId, MitraState, MitraTruth};
+use halo_domain::{AppSettings, MitraId, MitraState, MitraTruth, SettingError, SettingKey};
 use time::OffsetDateTime;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +73,16 @@ pub struct OfflineSweep {
     /// Left online: Postgres holds this fresh heartbeat (a ping answered from Postgres, or a
     /// toggle, newer than what the mirror showed).
     pub fresh: Vec<(MitraId, OffsetDateTime)>,
+}
+
+/// One audited settings change (`app_config_history`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingChange {
+    pub key: String,
+    pub old: i64,
+    pub new: i64,
+    pub changed_by: Option<uuid::Uuid>,
+    pub changed_at: OffsetDateTime,
 }
 
 /// The two flags the heartbeat guard needs.
@@ -163,12 +173,19 @@ pub trait AvailabilityTruth: Send + Sync + 'static {
     /// The operator settings from `app_config`, validated (defaults for missing keys).
     async fn load_settings(&self) -> Result<AppSettings, TruthError>;
 
-    /// Writes every setting (one transaction) with who changed them.
-    async fn save_settings(
+    /// Applies `changes` to the settings as stored now, in one transaction that serializes
+    /// with every other change: validated against the current values of the other keys (a
+    /// cross-field rule cannot be broken by two changes racing), only the keys that change are
+    /// written, each with an audit row (who, old, new). `Ok(Err(_))` when the result is not
+    /// valid (nothing written).
+    async fn change_settings(
         &self,
-        settings: &AppSettings,
-        updated_by: uuid::Uuid,
-    ) -> Result<(), TruthError>;
+        changes: &[(SettingKey, i64)],
+        changed_by: uuid::Uuid,
+    ) -> Result<Result<AppSettings, SettingError>, TruthError>;
+
+    /// The newest `limit` settings changes, newest first.
+    async fn settings_history(&self, limit: u32) -> Result<Vec<SettingChange>, TruthError>;
 
     /// Creates a mitra (offline, active). `Conflict` when the phone is taken.
     async fn create_mitra(&self, phone: &str, display_name: &str) -> Result<MitraRow, TruthError>;

@@ -160,6 +160,26 @@ pub const UPSERT_OPERATOR: NamedQuery = NamedQuery {
           RETURNING id",
 };
 
+/// Serializes settings changes across instances (transaction-scoped).
+pub const LOCK_SETTINGS: NamedQuery = NamedQuery {
+    name: "lock_settings",
+    sql: "SELECT pg_advisory_xact_lock(hashtext('halo.app_config'))::text",
+};
+
+/// $1 key, $2 old value, $3 new value, $4 operator.
+pub const RECORD_SETTING_CHANGE: NamedQuery = NamedQuery {
+    name: "record_setting_change",
+    sql: "INSERT INTO app_config_history (key, old_value, new_value, changed_by)
+          VALUES ($1, to_jsonb($2::bigint), to_jsonb($3::bigint), $4)",
+};
+
+/// $1 how many, newest first.
+pub const SETTINGS_HISTORY: NamedQuery = NamedQuery {
+    name: "settings_history",
+    sql: "SELECT key, old_value, new_value, changed_by, changed_at
+            FROM app_config_history ORDER BY id DESC LIMIT $1",
+};
+
 pub const SAVE_SETTING: NamedQuery = NamedQuery {
     name: "save_setting",
     sql: "INSERT INTO app_config (key, value, updated_at, updated_by) VALUES ($1, to_jsonb($2::bigint), now(), $3)

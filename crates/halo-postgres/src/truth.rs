@@ -6,10 +6,11 @@ use crate::error::classify;
 use crate::queries;
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use halo_domain::{AppSettings, MitraId, MitraState, MitraTruth, SettingKey};
+use halo_domain::{AppSettings, MitraId, MitraState, MitraTruth, SettingError, SettingKey};
 use halo_metrics::Metrics;
 use halo_ports::{
-    AvailabilityTruth, CapacityCount, MitraFlags, MitraRow, OfflineSweep, OnlineReason, TruthError,
+    AvailabilityTruth, CapacityCount, MitraFlags, MitraRow, OfflineSweep, OnlineReason,
+    SettingChange, TruthError,
 };
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -59,6 +60,33 @@ fn flags_row(row: &Row) -> Result<MitraFlags, TruthError> {
     Ok(MitraFlags {
         active: column(row, "is_active")?,
         online: column(row, "is_online")?,
+    })
+}
+
+/// The settings in `app_config` rows (`key`, `value`), validated; keys this version does not
+/// know are someone else's settings and are skipped.
+fn settings_from(rows: &[Row]) -> Result<AppSettings, TruthError> {
+    let mut pairs = Vec::with_capacity(rows.len());
+    for row in rows {
+        let key: String = column(row, "key")?;
+        let Ok(key) = key.parse::<SettingKey>() else {
+            continue;
+        };
+        pairs.push((key, json_integer(row, "value")?));
+    }
+    let (settings, repaired) =
+        AppSettings::from_stored(pairs).map_err(|e| TruthError::Query(Box::new(e)))?;
+    if let Some(rule) = repaired {
+        tracing::warn!(%rule, "app_config breaks a rule of this version; using the safe value until an operator saves one");
+    }
+    Ok(settings)
+}
+
+/// A jsonb column that holds an integer.
+fn json_integer(row: &Row, name: &str) -> Result<i64, TruthError> {
+    let value: serde_json::Value = column(row, name)?;
+    value.as_i64().ok_or_else(|| {
+        TruthError::Query(format!("app_config {name} is not an integer: {value}").into())
     })
 }
 
@@ -242,41 +270,65 @@ impl AvailabilityTruth for PgTruth {
     }
 
     async fn load_settings(&self) -> Result<AppSettings, TruthError> {
-        let rows = self.db.query(&queries::LOAD_SETTINGS, &[]).await?;
-        let mut pairs = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let key: String = column(row, "key")?;
-            let value: serde_json::Value = column(row, "value")?;
-            // Keys this version does not know are someone else's settings: skip them.
-            let Ok(key) = key.parse::<SettingKey>() else {
-                continue;
-            };
-            let number = value.as_i64().ok_or_else(|| {
-                TruthError::Query(format!("app_config {key} is not an integer: {value}").into())
-            })?;
-            pairs.push((key, number));
-        }
-        AppSettings::from_pairs(pairs).map_err(|e| TruthError::Query(Box::new(e)))
+        settings_from(&self.db.query(&queries::LOAD_SETTINGS, &[]).await?)
     }
 
-    async fn save_settings(
+    async fn change_settings(
         &self,
-        settings: &AppSettings,
-        updated_by: Uuid,
-    ) -> Result<(), TruthError> {
+        changes: &[(SettingKey, i64)],
+        changed_by: Uuid,
+    ) -> Result<Result<AppSettings, SettingError>, TruthError> {
         let mut client = self.db.client().await?;
+        // Dropping the transaction without `commit` rolls it back.
         let tx = client.transaction().await.map_err(classify)?;
-        let statement = tx
-            .prepare_cached(queries::SAVE_SETTING.sql)
-            .await
-            .map_err(classify)?;
-        for (key, value) in settings.pairs() {
-            self.db.metrics().pg_query(queries::SAVE_SETTING.name);
-            tx.execute(&statement, &[&key.as_str(), &i64::from(value), &updated_by])
-                .await
-                .map_err(classify)?;
+        let metrics = self.db.metrics();
+        run(&tx, metrics, &queries::LOCK_SETTINGS, &[]).await?;
+        let current = settings_from(&run(&tx, metrics, &queries::LOAD_SETTINGS, &[]).await?)?;
+        let next = match current.with_changes(changes.iter().copied()) {
+            Ok(next) => next,
+            Err(invalid) => return Ok(Err(invalid)),
+        };
+        for (key, new) in next.pairs() {
+            let old = current.get(key);
+            if old == new {
+                continue;
+            }
+            let (old, new) = (i64::from(old), i64::from(new));
+            run(
+                &tx,
+                metrics,
+                &queries::SAVE_SETTING,
+                &[&key.as_str(), &new, &changed_by],
+            )
+            .await?;
+            run(
+                &tx,
+                metrics,
+                &queries::RECORD_SETTING_CHANGE,
+                &[&key.as_str(), &old, &new, &changed_by],
+            )
+            .await?;
         }
-        tx.commit().await.map_err(classify)
+        tx.commit().await.map_err(classify)?;
+        Ok(Ok(next))
+    }
+
+    async fn settings_history(&self, limit: u32) -> Result<Vec<SettingChange>, TruthError> {
+        let rows = self
+            .db
+            .query(&queries::SETTINGS_HISTORY, &[&i64::from(limit)])
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SettingChange {
+                    key: column(row, "key")?,
+                    old: json_integer(row, "old_value")?,
+                    new: json_integer(row, "new_value")?,
+                    changed_by: column(row, "changed_by")?,
+                    changed_at: column(row, "changed_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn create_mitra(&self, phone: &str, display_name: &str) -> Result<MitraRow, TruthError> {

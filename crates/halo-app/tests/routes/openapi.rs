@@ -39,6 +39,7 @@ const INTERNAL: &[&str] = &[
     "POST /internal/mitras/{id}/offline",
     "POST /internal/chat/sessions/{id}/reroute",
     "GET /internal/config",
+    "GET /internal/config/history",
     "PATCH /internal/config",
     "GET /internal/dashboard/stats",
     "GET /internal/mirror/drift",
