@@ -134,13 +134,16 @@ impl Application {
                 .await
                 .map_err(StartupError::Settings)?,
         );
-        let availability = Arc::new(Availability::new(
-            truth,
-            mirror.clone(),
-            Arc::new(SystemClock),
-            settings,
-            metrics.clone(),
-        ));
+        let availability = Arc::new(
+            Availability::new(
+                truth,
+                mirror.clone(),
+                Arc::new(SystemClock),
+                settings,
+                metrics.clone(),
+            )
+            .with_postgres_heartbeat_lag(config.heartbeat_mirror_interval),
+        );
 
         // Seed before serving; with Valkey down, start degraded and let the watcher reseed.
         if let Err(error) = availability.seed_from_postgres(SeedReason::Startup).await {

@@ -78,6 +78,14 @@ pub struct StoreProbe {
     pub mirror: MirrorState,
 }
 
+/// Whether a state is read to decide availability or to show it (see
+/// `with_postgres_heartbeat_lag`).
+#[derive(Debug, Clone, Copy)]
+enum Read {
+    Decide,
+    Show,
+}
+
 /// The last beacon this instance answered, and when it learnt it.
 #[derive(Default)]
 struct LocalBeacon {
@@ -116,6 +124,9 @@ pub struct Availability {
     metrics: Metrics,
     health: MirrorHealth,
     beacon: LocalBeacon,
+    /// How far `last_heartbeat_at` may lag a mitra's newest ping (see
+    /// `with_postgres_heartbeat_lag`).
+    postgres_heartbeat_lag: time::Duration,
 }
 
 impl Availability {
@@ -134,7 +145,30 @@ impl Availability {
             health: MirrorHealth::new(metrics.clone()),
             metrics,
             beacon: LocalBeacon::default(),
+            postgres_heartbeat_lag: time::Duration::ZERO,
         }
+    }
+
+    /// Pings answered by Valkey reach `last_heartbeat_at` once per heartbeat-mirror cycle, so
+    /// when a read falls back to Postgres a mitra's newest ping may be up to one cycle newer
+    /// than what Postgres holds. Availability decisions read from Postgres (blast, beacon,
+    /// reachable, available) count a heartbeat as that much newer: otherwise, with
+    /// `stale_after_seconds` shorter than the cycle, every mitra would look stale at the start
+    /// of an outage until its next ping. The cost is the other way round: a mitra that died
+    /// just after the last cycle counts for up to one cycle longer. The sweep's own guard and
+    /// the status views read Postgres as it is.
+    #[must_use]
+    pub fn with_postgres_heartbeat_lag(mut self, lag: std::time::Duration) -> Self {
+        self.postgres_heartbeat_lag = time::Duration::try_from(lag).unwrap_or(time::Duration::ZERO);
+        self
+    }
+
+    /// A state read from Postgres, as an availability decision reads it (see above).
+    fn allowing_lag(&self, mut state: MitraState) -> MitraState {
+        state.last_heartbeat = state
+            .last_heartbeat
+            .map(|at| at + self.postgres_heartbeat_lag);
+        state
     }
 
     pub fn settings(&self) -> &SettingsCache {
@@ -411,13 +445,17 @@ impl Availability {
     pub async fn is_mitra_reachable(&self, id: MitraId) -> Result<bool, AvailabilityError> {
         let settings = self.settings.get();
         let now = self.clock.now();
-        let state = self.mitra_state(id, "is_mitra_reachable").await?;
+        let state = self
+            .mitra_state(id, "is_mitra_reachable", Read::Decide)
+            .await?;
         Ok(state.is_some_and(|s| s.is_reachable(now, settings.stale_after())))
     }
 
     /// Online, active, fresh and under capacity: may take a new customer ("chat again").
     pub async fn is_mitra_available(&self, id: MitraId) -> Result<bool, AvailabilityError> {
-        let state = self.mitra_state(id, "is_mitra_available").await?;
+        let state = self
+            .mitra_state(id, "is_mitra_available", Read::Decide)
+            .await?;
         Ok(state.is_some_and(|s| self.available(&s)))
     }
 
@@ -433,7 +471,7 @@ impl Availability {
 
     /// What the status screen and the operator list show about one mitra.
     pub async fn mitra_status(&self, id: MitraId) -> Result<MitraState, AvailabilityError> {
-        self.mitra_state(id, "mitra_status")
+        self.mitra_state(id, "mitra_status", Read::Show)
             .await?
             .ok_or(AvailabilityError::MitraNotFound)
     }
@@ -443,8 +481,13 @@ impl Availability {
         &self,
         id: MitraId,
         op: &'static str,
+        read: Read,
     ) -> Result<Option<MitraState>, AvailabilityError> {
-        Ok(self.mitra_states_for(&[id], op).await?.pop().flatten())
+        Ok(self
+            .mitra_states_for(&[id], op, read)
+            .await?
+            .pop()
+            .flatten())
     }
 
     /// Live states of many mitras (an operator's page): one mirror round trip, or one Postgres
@@ -453,13 +496,15 @@ impl Availability {
         &self,
         ids: &[MitraId],
     ) -> Result<Vec<Option<MitraState>>, AvailabilityError> {
-        self.mitra_states_for(ids, "mitra_statuses").await
+        self.mitra_states_for(ids, "mitra_statuses", Read::Show)
+            .await
     }
 
     async fn mitra_states_for(
         &self,
         ids: &[MitraId],
         op: &'static str,
+        read: Read,
     ) -> Result<Vec<Option<MitraState>>, AvailabilityError> {
         self.read_or_fallback(
             op,
@@ -471,7 +516,14 @@ impl Availability {
             || async {
                 let known: HashMap<MitraId, MitraState> =
                     self.truth.mitra_states(ids).await?.into_iter().collect();
-                Ok(ids.iter().map(|id| known.get(id).copied()).collect())
+                let as_read = |state: MitraState| match read {
+                    Read::Decide => self.allowing_lag(state),
+                    Read::Show => state,
+                };
+                Ok(ids
+                    .iter()
+                    .map(|id| known.get(id).copied().map(as_read))
+                    .collect())
             },
         )
         .await
@@ -494,9 +546,20 @@ impl Availability {
         self.read_or_fallback(
             op,
             |m| m.candidate_states(),
-            || async { Ok(self.truth.candidate_states().await?) },
+            || self.candidates_in_postgres(),
         )
         .await
+    }
+
+    /// The fallback of the blast and the beacon, as a decision reads Postgres.
+    async fn candidates_in_postgres(
+        &self,
+    ) -> Result<Vec<(MitraId, MitraState)>, AvailabilityError> {
+        let states = self.truth.candidate_states().await?;
+        Ok(states
+            .into_iter()
+            .map(|(id, state)| (id, self.allowing_lag(state)))
+            .collect())
     }
 
     /// The beacon: computed at most once per TTL across all instances (shared snapshot, one
@@ -560,7 +623,7 @@ impl Availability {
     /// The mirror is not trusted: the beacon from Postgres, reused for the TTL.
     async fn beacon_from_postgres(&self, ttl: Duration) -> Result<Beacon, AvailabilityError> {
         self.local_beacon(ttl, || async {
-            Ok(self.beacon_of(&self.truth.candidate_states().await?))
+            Ok(self.beacon_of(&self.candidates_in_postgres().await?))
         })
         .await
     }

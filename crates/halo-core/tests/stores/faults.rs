@@ -297,3 +297,38 @@ async fn reseeded_as_reconnect(watch: &mut MirrorWatch, av: &halo_core::Availabi
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// At the start of an outage Postgres holds heartbeats up to one heartbeat-mirror cycle old:
+/// with that cycle allowed for, a mitra that was pinging Valkey is still offered a blast; one
+/// whose Postgres heartbeat is older than staleness plus a cycle is not.
+#[tokio::test]
+async fn j_the_postgres_fallback_allows_for_the_heartbeat_mirror_cycle() {
+    let mut s = stack().await;
+    let lagged =
+        crate::fixture::instance_with_lag(&s.db, &s.valkey.url(), Duration::from_secs(60)).await;
+    let (copied, gone) = (s.online_mitra().await, s.online_mitra().await);
+    // Default staleness 90 s: copied 100 s ago (pinging since, in Valkey), gone 200 s ago.
+    for (id, age) in [(copied, 100), (gone, 200)] {
+        s.pg.execute(
+            "UPDATE mitra_online_status SET last_heartbeat_at = now() - make_interval(secs => $2)
+              WHERE mitra_id = $1",
+            &[&id.uuid(), &f64::from(age)],
+        )
+        .await
+        .unwrap();
+    }
+    s.valkey.kill().await;
+    assert_eq!(lagged.find_available_mitras().await.unwrap(), vec![copied]);
+    assert!(lagged.is_mitra_reachable(copied).await.unwrap());
+    assert!(!lagged.is_mitra_reachable(gone).await.unwrap());
+    let status = lagged.mitra_status(copied).await.unwrap();
+    let shown = time::OffsetDateTime::now_utc() - status.last_heartbeat.unwrap();
+    assert!(
+        shown >= time::Duration::seconds(99),
+        "the status shows Postgres as it is"
+    );
+    assert!(
+        s.av.find_available_mitras().await.unwrap().is_empty(),
+        "no allowance, no blast"
+    );
+}

@@ -57,6 +57,27 @@ pub fn mirror(valkey_url: &str, metrics: &Metrics) -> Arc<ValkeyMirror> {
     ))
 }
 
+/// An instance whose Postgres fallback allows for a heartbeat-mirror cycle of `lag`, as the
+/// services configure it.
+pub async fn instance_with_lag(
+    db: &TestDatabase,
+    valkey_url: &str,
+    lag: Duration,
+) -> Arc<Availability> {
+    let metrics = Metrics::new();
+    let truth = Arc::new(PgTruth::new(db.pool().await, metrics.clone()));
+    let settings = SettingsCache::new(truth.load_settings().await.expect("settings"));
+    let av = Availability::new(
+        truth,
+        mirror(valkey_url, &metrics),
+        Arc::new(SystemClock),
+        settings,
+        metrics,
+    )
+    .with_postgres_heartbeat_lag(lag);
+    started(av).await
+}
+
 /// An instance over any mirror implementation (e.g. one that injects failures). The mirror's
 /// counters are not the instance's: budget tests use `instance`, which shares them.
 pub async fn instance_with_mirror(
