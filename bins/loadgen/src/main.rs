@@ -5,8 +5,10 @@
 //! seconds, every customer polls the beacon every P seconds, blasts at B per second each
 //! followed by an accept — or a *flood* of one route by K closed-loop workers (the ceiling
 //! measurements of `scripts/bench.sh`). Prints progress every second and a report:
-//! throughput, HDR latency percentiles, errors by code, and the stores' own counts over the
-//! measured window. Talks to loopback only, and always stops by itself.
+//! throughput (whole window and per second), HDR latency percentiles, errors by code, and the
+//! stores' own counts over the measured window. `--at-start` runs a command the instant the
+//! window opens (the bench kills Valkey with it). Talks to loopback only, and always stops by
+//! itself.
 //!
 //! On a 2-core machine the generator competes with the server for the CPU; it runs on one
 //! runtime thread by default (`--threads`) so most of the machine stays with the server.
@@ -74,6 +76,12 @@ pub struct Args {
     /// Unrecorded seconds before measuring (connections, caches).
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
+    /// Shell command (`sh -c`) run and waited for when the measured window opens: with
+    /// `--warmup 0` after the logins and before the first request, else at the end of the
+    /// warm-up. A failing command stops the run. `scripts/bench.sh` uses it to SIGKILL Valkey
+    /// at the instant a flood starts.
+    #[arg(long, value_name = "COMMAND")]
+    at_start: Option<String>,
     /// Stop after this many recorded requests (whichever comes first with --duration).
     #[arg(long)]
     requests: Option<u64>,
@@ -108,6 +116,8 @@ enum RunError {
     Json(#[from] std::io::Error),
     #[error("invalid argument: {0}")]
     Argument(&'static str),
+    #[error("--at-start `{0}` failed: {1}")]
+    AtStart(String, String),
 }
 
 fn main() -> ExitCode {
@@ -184,6 +194,10 @@ async fn run(args: &Args) -> Result<(), RunError> {
 
     let (stop_tx, stop) = watch::channel(false);
     let warmup = Duration::from_secs_f64(args.warmup);
+    // Without a warm-up the window opens when the command is done, before any request is sent.
+    if warmup.is_zero() {
+        at_start(args).await?;
+    }
     let ctx = Ctx {
         api,
         live: Arc::new(Live::default()),
@@ -194,6 +208,9 @@ async fn run(args: &Args) -> Result<(), RunError> {
     spawn_workers(args, &ctx, &mut workers, &mitras, &customers);
 
     tokio::time::sleep_until(ctx.measure_from).await;
+    if !warmup.is_zero() {
+        at_start(args).await?;
+    }
     let before = sources.snapshot().await;
     let window = supervise(args, &ctx, &stop_tx).await;
     let mut recorder = Recorder::default();
@@ -210,6 +227,26 @@ async fn run(args: &Args) -> Result<(), RunError> {
         std::fs::write(path, report.to_json())?;
     }
     Ok(())
+}
+
+/// Runs `--at-start`, if given, and waits for it.
+async fn at_start(args: &Args) -> Result<(), RunError> {
+    let Some(command) = &args.at_start else {
+        return Ok(());
+    };
+    eprintln!("at start: {command}");
+    let failed = |why: String| RunError::AtStart(command.clone(), why);
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .status()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(failed(status.to_string()))
+    }
 }
 
 async fn login_all(

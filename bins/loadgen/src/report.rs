@@ -12,6 +12,8 @@ pub struct Report {
     mitras: usize,
     customers: usize,
     setup_s: f64,
+    warmup_s: f64,
+    at_start: Option<String>,
     concurrency: Option<usize>,
     threads: usize,
     summary: Summary,
@@ -38,6 +40,8 @@ impl Report {
             mitras: args.mitras,
             customers: args.customers,
             setup_s: setup.as_secs_f64(),
+            warmup_s: args.warmup,
+            at_start: args.at_start.clone(),
             concurrency: args.flood.map(|_| args.concurrency),
             threads: args.threads,
             summary,
@@ -64,6 +68,16 @@ impl Report {
             println!(
                 "{kind:<14} {:>9} {:>7} {:>9.0} {:>8} {:>8} {:>8} {:>8} {:>8}",
                 k.count, k.errors, k.rps, k.p50_us, k.p90_us, k.p99_us, k.p999_us, k.max_us
+            );
+        }
+        if let (Some(first), Some(low), Some(high)) = (
+            s.per_second.first(),
+            s.per_second.iter().min(),
+            s.per_second.iter().max(),
+        ) {
+            println!(
+                "per second: {first} in the first; min {low}, max {high} over {} (the last may be partial)",
+                s.per_second.len()
             );
         }
         if !s.errors.is_empty() {

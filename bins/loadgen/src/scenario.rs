@@ -41,7 +41,8 @@ impl Ctx {
         }
     }
 
-    /// Times one call from `since` and records it (after the warm-up only).
+    /// Times one call from `since` and records it (after the warm-up only), in the second of
+    /// the window it finished in.
     async fn timed<T>(
         &self,
         rec: &mut Recorder,
@@ -53,7 +54,8 @@ impl Ctx {
         let now = Instant::now();
         if since >= self.measure_from {
             let error = result.as_ref().err().map(ApiFailure::key);
-            rec.record(&self.live, kind, now - since, error);
+            let at = now.saturating_duration_since(self.measure_from);
+            rec.record(&self.live, kind, now - since, at, error);
         }
         result
     }

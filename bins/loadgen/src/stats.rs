@@ -1,5 +1,8 @@
 //! Latency and error bookkeeping. Each worker owns a [`Recorder`] (no locks on the hot path);
-//! they are merged once at the end. Shared atomics only feed the progress line.
+//! they are merged once at the end. Shared atomics only feed the progress line. Besides the
+//! whole-window histograms, a recorder counts completions per second of the measured window
+//! (second 0 starts when the window opens), so a run that kills a store at that instant can
+//! report what the first second after it looked like.
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -9,6 +12,10 @@ use std::time::Duration;
 
 /// Latencies from 1 µs to 60 s at 3 significant digits.
 const MAX_MICROS: u64 = 60_000_000;
+
+/// Seconds the per-second series cover: the longest window (3600 s) plus requests still in
+/// flight when it closes; later completions count in the last second.
+const MAX_SECONDS: usize = 3_700;
 
 /// The request types the report separates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -53,14 +60,53 @@ fn histogram() -> Option<Histogram<u64>> {
 pub struct Recorder {
     latencies: BTreeMap<Kind, Histogram<u64>>,
     errors: BTreeMap<(Kind, String), u64>,
+    /// Completed requests per kind, by second of the measured window.
+    per_second: BTreeMap<Kind, Vec<u64>>,
+    /// Failed requests (all kinds), by second.
+    per_second_errors: Vec<u64>,
+    /// Slowest request (all kinds, µs), by second.
+    per_second_max_us: Vec<u64>,
+}
+
+/// The slot of second `i` in `series`, growing it with zeros as needed.
+fn slot(series: &mut Vec<u64>, i: usize) -> &mut u64 {
+    if series.len() <= i {
+        series.resize(i + 1, 0);
+    }
+    &mut series[i]
+}
+
+/// `into[i] = combine(into[i], from[i])` over `from`'s length, growing `into` as needed.
+fn merge_series(into: &mut Vec<u64>, from: &[u64], combine: fn(u64, u64) -> u64) {
+    for (i, v) in from.iter().enumerate() {
+        let mine = slot(into, i);
+        *mine = combine(*mine, *v);
+    }
 }
 
 impl Recorder {
-    /// Records a finished request (success or failure: a failure's latency counts too).
-    pub fn record(&mut self, live: &Live, kind: Kind, latency: Duration, error: Option<String>) {
+    /// Records a request (success or failure: a failure's latency counts too) that finished
+    /// `at` after the measured window opened.
+    pub fn record(
+        &mut self,
+        live: &Live,
+        kind: Kind,
+        latency: Duration,
+        at: Duration,
+        error: Option<String>,
+    ) {
         let micros = u64::try_from(latency.as_micros())
             .unwrap_or(MAX_MICROS)
             .clamp(1, MAX_MICROS);
+        let second = usize::try_from(at.as_secs())
+            .unwrap_or(MAX_SECONDS)
+            .min(MAX_SECONDS);
+        *slot(self.per_second.entry(kind).or_default(), second) += 1;
+        let max = slot(&mut self.per_second_max_us, second);
+        *max = (*max).max(micros);
+        if error.is_some() {
+            *slot(&mut self.per_second_errors, second) += 1;
+        }
         if let std::collections::btree_map::Entry::Vacant(slot) = self.latencies.entry(kind) {
             if let Some(h) = histogram() {
                 slot.insert(h);
@@ -90,10 +136,47 @@ impl Recorder {
         for (key, n) in other.errors {
             *self.errors.entry(key).or_default() += n;
         }
+        for (kind, series) in other.per_second {
+            merge_series(
+                self.per_second.entry(kind).or_default(),
+                &series,
+                u64::saturating_add,
+            );
+        }
+        merge_series(
+            &mut self.per_second_errors,
+            &other.per_second_errors,
+            u64::saturating_add,
+        );
+        merge_series(
+            &mut self.per_second_max_us,
+            &other.per_second_max_us,
+            u64::max,
+        );
+    }
+
+    /// How many seconds the longest per-second series spans.
+    fn seconds(&self) -> usize {
+        self.per_second
+            .values()
+            .map(Vec::len)
+            .chain([self.per_second_errors.len(), self.per_second_max_us.len()])
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn summary(&self, window: Duration) -> Summary {
         let secs = window.as_secs_f64().max(1e-9);
+        let seconds = self.seconds();
+        let padded = |series: &[u64]| {
+            let mut out = series.to_vec();
+            out.resize(seconds, 0);
+            out
+        };
+        let mut per_second = vec![0; seconds];
+        for series in self.per_second.values() {
+            merge_series(&mut per_second, series, u64::saturating_add);
+        }
         let mut kinds = BTreeMap::new();
         for (kind, h) in &self.latencies {
             let errors = self
@@ -114,6 +197,7 @@ impl Recorder {
                     p999_us: h.value_at_quantile(0.999),
                     max_us: h.max(),
                     mean_us: h.mean(),
+                    per_second: padded(self.per_second.get(kind).map_or(&[], Vec::as_slice)),
                 },
             );
         }
@@ -129,6 +213,9 @@ impl Recorder {
             rps: count as f64 / secs,
             kinds,
             errors,
+            per_second,
+            per_second_errors: padded(&self.per_second_errors),
+            per_second_max_us: padded(&self.per_second_max_us),
         }
     }
 }
@@ -144,6 +231,8 @@ pub struct KindSummary {
     pub p999_us: u64,
     pub max_us: u64,
     pub mean_us: f64,
+    /// Completed requests of this kind in each second of the measured window.
+    pub per_second: Vec<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -154,4 +243,55 @@ pub struct Summary {
     pub kinds: BTreeMap<String, KindSummary>,
     /// `"<kind> <status> <code>"` → count.
     pub errors: BTreeMap<String, u64>,
+    /// Completed requests (all kinds) in each second of the measured window; second 0 opens
+    /// with the window, the last one may be partial.
+    pub per_second: Vec<u64>,
+    /// Failed requests (all kinds) in each second.
+    pub per_second_errors: Vec<u64>,
+    /// The slowest request (all kinds, µs) that finished in each second; 0 when none did.
+    pub per_second_max_us: Vec<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn counts_completions_per_second_of_the_window() {
+        let live = Live::default();
+        let mut a = Recorder::default();
+        a.record(&live, Kind::Heartbeat, ms(2), ms(100), None);
+        a.record(&live, Kind::Heartbeat, ms(9), ms(900), Some("503 X".into()));
+        a.record(&live, Kind::Heartbeat, ms(1), ms(2_500), None);
+        let mut b = Recorder::default();
+        b.record(&live, Kind::Beacon, ms(4), ms(1_200), None);
+        a.merge(b);
+
+        let s = a.summary(ms(3_000));
+        assert_eq!(s.per_second, vec![2, 1, 1]);
+        assert_eq!(s.per_second_errors, vec![1, 0, 0]);
+        assert_eq!(s.per_second_max_us, vec![9_000, 4_000, 1_000]);
+        assert_eq!(s.kinds["heartbeat"].per_second, vec![2, 0, 1]);
+        assert_eq!(s.kinds["beacon"].per_second, vec![0, 1, 0]);
+        assert_eq!(s.count, 4);
+        assert_eq!(live.requests.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn late_completions_land_in_the_last_second() {
+        let live = Live::default();
+        let mut r = Recorder::default();
+        r.record(
+            &live,
+            Kind::Whoami,
+            ms(1),
+            Duration::from_secs(86_400),
+            None,
+        );
+        assert_eq!(r.summary(ms(1_000)).per_second.len(), MAX_SECONDS + 1);
+    }
 }

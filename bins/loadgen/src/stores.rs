@@ -166,10 +166,13 @@ fn parse_cmdstat(line: &str) -> Option<(String, (u64, u64))> {
 
 /// The counters of `/metrics` the report uses, keyed by their full series name.
 fn service_counters(text: &str) -> BTreeMap<String, f64> {
-    const WANTED: [&str; 3] = [
+    const WANTED: [&str; 6] = [
         "halo_pg_queries_total",
         "halo_valkey_round_trips_total",
         "halo_beacon_recomputes_total",
+        "halo_valkey_fallbacks_total",
+        "halo_mirror_write_failures_total",
+        "halo_mirror_seeds_total",
     ];
     text.lines()
         .filter(|line| WANTED.iter().any(|w| line.starts_with(w)))
