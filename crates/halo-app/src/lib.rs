@@ -134,11 +134,12 @@ impl Application {
                 .await
                 .map_err(StartupError::Settings)?,
         );
+        let clock = instance_clock(config);
         let availability = Arc::new(
             Availability::new(
                 truth,
                 mirror.clone(),
-                Arc::new(SystemClock),
+                clock.clone(),
                 settings,
                 metrics.clone(),
             )
@@ -168,7 +169,7 @@ impl Application {
         let chat = Arc::new(Chat::new(
             Arc::new(PgChat::new(pool.clone(), metrics.clone())),
             availability.clone(),
-            Arc::new(DevPayments),
+            Arc::new(DevPayments::default()),
         ));
         tasks.push(spawn_timer_loop(chat.clone(), shutdown.subscribe()));
         let auth = Arc::new(Auth::new(
@@ -180,7 +181,7 @@ impl Application {
                 config.auth_jwt_secret.expose().as_bytes(),
                 config.access_token_ttl,
             ),
-            Arc::new(SystemClock),
+            clock.clone(),
             AuthSettings {
                 refresh_ttl: config.refresh_token_ttl,
                 dev_code: config.otp_dev_code.clone(),
@@ -334,8 +335,9 @@ async fn termination_signal() {
     }
 }
 
-/// How often due chat timers (blast, payment, session end) are applied. Every instance runs
-/// it; the store claims due rows with SKIP LOCKED, so none is processed twice.
+/// How often due chat timers (blast, payment, session end) are applied, and unsettled payments
+/// refunded. Every instance runs it; the store claims due rows with SKIP LOCKED, so none is
+/// processed twice (a refund twice is a no-op: refunds are idempotent per charge key).
 const TIMER_TICK: Duration = Duration::from_secs(1);
 
 fn spawn_timer_loop(chat: Arc<Chat>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
@@ -352,8 +354,24 @@ fn spawn_timer_loop(chat: Arc<Chat>, mut shutdown: watch::Receiver<bool>) -> Joi
                 Ok(moved) => tracing::info!(moved, "chat timers applied"),
                 Err(error) => tracing::warn!(error = %error, "chat timer tick failed"),
             }
+            match chat.settle_payments().await {
+                Ok(0) => {}
+                Ok(settled) => tracing::info!(settled, "unsettled payments refunded"),
+                Err(error) => tracing::warn!(error = %error, "payment sweep failed"),
+            }
         }
     })
+}
+
+/// The wall clock, or (tests only, see `HALO_TEST_CLOCK_OFFSET_SECONDS`) a skewed one.
+fn instance_clock(config: &Config) -> Arc<dyn halo_ports::Clock> {
+    match config.clock_offset_seconds {
+        0 => Arc::new(SystemClock),
+        offset => {
+            tracing::warn!(offset, "this instance's clock is skewed on purpose (test)");
+            Arc::new(halo_ports::SkewedClock::by_seconds(offset))
+        }
+    }
 }
 
 fn cadences(config: &Config) -> Cadences {

@@ -51,6 +51,10 @@ pub struct Config {
     pub pg_pool_size: usize,
     /// Beyond the contract: pool wait/connect timeout and `statement_timeout` for Postgres.
     pub pg_timeout: Duration,
+    /// Test only (`HALO_TEST_CLOCK_OFFSET_SECONDS`, refused unless `APP_ENV=test`): this
+    /// instance's clock runs this many seconds ahead (negative: behind), to prove that no
+    /// deadline is judged by an instance's clock.
+    pub clock_offset_seconds: i64,
 }
 
 /// Why start-up stopped: the variable and what is wrong with it.
@@ -90,7 +94,15 @@ impl Config {
                 "is refused when APP_ENV=production".into(),
             ));
         }
+        let clock_offset_seconds = vars.number("HALO_TEST_CLOCK_OFFSET_SECONDS", 0i64)?;
+        if clock_offset_seconds != 0 && app_env != AppEnv::Test {
+            return Err(error(
+                "HALO_TEST_CLOCK_OFFSET_SECONDS",
+                "is accepted only when APP_ENV=test".into(),
+            ));
+        }
         Ok(Self {
+            clock_offset_seconds,
             database_url: Secret::new(vars.required("DATABASE_URL")?),
             valkey_url: Secret::new(vars.required("VALKEY_URL")?),
             auth_jwt_secret: Secret::new(auth_jwt_secret),

@@ -150,3 +150,22 @@ fn secrets_never_print() {
     assert!(!printed.contains(SECRET));
     assert!(!printed.contains("postgres://"));
 }
+
+#[test]
+fn a_skewed_clock_is_for_tests_only() {
+    check_fails(
+        &[
+            ("APP_ENV", "development"),
+            ("HALO_TEST_CLOCK_OFFSET_SECONDS", "3600"),
+        ],
+        "HALO_TEST_CLOCK_OFFSET_SECONDS",
+        "APP_ENV=test",
+    );
+    let c = load(&[
+        ("APP_ENV", "test"),
+        ("HALO_TEST_CLOCK_OFFSET_SECONDS", "-30"),
+    ])
+    .expect("valid in test");
+    assert_eq!(c.clock_offset_seconds, -30);
+    assert_eq!(load(&[]).expect("valid").clock_offset_seconds, 0);
+}

@@ -5,7 +5,7 @@
 use crate::error::AvailabilityError;
 use crate::mirror_health::{MirrorHealth, MirrorState};
 use crate::settings_cache::SettingsCache;
-use halo_domain::{Beacon, DriftReport, MirrorImage, MitraId, MitraState};
+use halo_domain::{Beacon, DriftReport, MitraId, MitraState};
 use halo_metrics::Metrics;
 use halo_ports::{
     AvailabilityMirror, AvailabilityTruth, BeaconClaim, BeaconLock, Clock, HeartbeatOutcome,
@@ -275,12 +275,20 @@ impl Availability {
         op: &'static str,
         write: impl FnOnce(&'a dyn AvailabilityMirror) -> MirrorFuture<'a, ()>,
     ) {
-        let result = if self.health.is_down() {
-            Err(MirrorError::Unavailable("valkey down; not sent".into()))
-        } else {
-            write(self.mirror.as_ref()).await
-        };
-        if let Err(error) = result {
+        if self.health.is_down() {
+            // Not an incident of its own (the outage was reported once): a seed that began
+            // before it must still be able to end the outage; this write is healed by the next.
+            self.metrics.mirror_write_failed(op);
+            self.health.write_failed();
+            tracing::warn!(
+                event = "mirror.write_failed",
+                op,
+                error = "valkey down; not sent",
+                "mirror.write_failed"
+            );
+            return;
+        }
+        if let Err(error) = write(self.mirror.as_ref()).await {
             self.metrics.mirror_write_failed(op);
             self.health.write_failed();
             self.observe(&error);
@@ -308,10 +316,14 @@ impl Availability {
         }
     }
 
-    /// Puts back mitras the sweep fenced but Postgres kept online.
-    pub(crate) async fn mirror_restore(&self, beats: &[(MitraId, time::OffsetDateTime)]) {
+    /// Puts back mitras the sweep found fresh in Postgres, unless written since `token`.
+    pub(crate) async fn mirror_restore(
+        &self,
+        beats: &[(MitraId, time::OffsetDateTime)],
+        token: u64,
+    ) {
         if !beats.is_empty() {
-            self.write_mirror("restore_online", |m| m.restore_online(beats))
+            self.write_mirror("restore_online", |m| m.restore_online(beats, token))
                 .await;
         }
     }
@@ -324,7 +336,11 @@ impl Availability {
         self.truth
             .set_online(id, true, OnlineReason::Manual)
             .await?;
-        let capacity = self.truth.count_open_sessions(id).await?;
+        // The toggle committed: a recount that fails now leaves the mirror behind, the caller
+        // is told it is online.
+        let Some(capacity) = self.count_or_mark_behind(id, "mark_online").await else {
+            return Ok(());
+        };
         let now = self.clock.now();
         self.write_mirror("mark_online", |m| m.mark_online(id, now, capacity))
             .await;
@@ -370,17 +386,37 @@ impl Availability {
         &self,
         id: MitraId,
     ) -> Result<u32, AvailabilityError> {
-        let capacity = match self.truth.count_open_sessions(id).await {
-            Ok(capacity) => capacity,
-            Err(error) => {
-                self.metrics.mirror_write_failed("set_capacity");
-                self.health.write_failed();
-                return Err(error.into());
-            }
-        };
+        let capacity = self
+            .truth
+            .count_open_sessions(id)
+            .await
+            .inspect_err(|_| self.mirror_missed("set_capacity"))?;
         self.write_mirror("set_capacity", |m| m.set_capacity(id, capacity))
             .await;
         Ok(capacity.open)
+    }
+
+    /// The open-session count for a mirror write; `None` (the mirror marked behind) when
+    /// Postgres cannot count.
+    async fn count_or_mark_behind(
+        &self,
+        id: MitraId,
+        op: &'static str,
+    ) -> Option<halo_ports::CapacityCount> {
+        match self.truth.count_open_sessions(id).await {
+            Ok(capacity) => Some(capacity),
+            Err(error) => {
+                tracing::warn!(event = "mirror.write_failed", op, error = %error, "recount failed; mirror behind");
+                self.mirror_missed(op);
+                None
+            }
+        }
+    }
+
+    /// A mirror write that could not even be prepared: the mirror misses a change.
+    fn mirror_missed(&self, op: &'static str) {
+        self.metrics.mirror_write_failed(op);
+        self.health.write_failed();
     }
 
     // ---- the heartbeat: Valkey only, Postgres guard when Valkey is not trusted -------------
@@ -579,7 +615,12 @@ impl Availability {
                     return Ok(beacon);
                 }
                 Ok(BeaconClaim::Compute(lock)) => return self.recompute_beacon(ttl, lock).await,
-                Ok(BeaconClaim::Busy) if Instant::now() < deadline => {
+                // Someone computes it: this instance's last answer, if still within the TTL,
+                // serves at once instead of waiting.
+                Ok(BeaconClaim::Busy) if self.beacon.younger_than(ttl).is_some() => {
+                    return self.beacon_while_busy(ttl).await;
+                }
+                Ok(BeaconClaim::Busy) if Instant::now() < deadline && self.health.is_trusted() => {
                     tokio::time::sleep(BEACON_POLL).await;
                 }
                 Ok(BeaconClaim::Busy) => return self.beacon_while_busy(ttl).await,
@@ -714,8 +755,12 @@ impl Availability {
                 .write_token()
                 .await
                 .map_err(|e| self.seed_failed(e))?;
-            let truth = self.truth.mirror_truth().await.map_err(SeedError::Truth)?;
-            let image = MirrorImage::expected_from(&truth);
+            let image = self
+                .truth
+                .mirror_truth()
+                .await
+                .map_err(SeedError::Truth)?
+                .image();
             let now = self.clock.now();
             let write = self
                 .mirror
@@ -754,9 +799,18 @@ impl Availability {
 
     /// Valkey against Postgres, key by key.
     pub async fn drift_report(&self) -> Result<DriftReport, SeedError> {
-        let truth = self.truth.mirror_truth().await.map_err(SeedError::Truth)?;
-        let actual = self.mirror.read_image().await.map_err(SeedError::Mirror)?;
-        Ok(MirrorImage::expected_from(&truth).drift_against(&actual))
+        let expected = self
+            .truth
+            .mirror_truth()
+            .await
+            .map_err(SeedError::Truth)?
+            .image();
+        let actual = self
+            .mirror
+            .read_image()
+            .await
+            .map_err(|e| self.seed_failed(e))?;
+        Ok(expected.drift_against(&actual))
     }
 }
 

@@ -79,6 +79,16 @@ impl Availability {
             .map_err(|error| self.sweep_read_failed(sweep, &error))
     }
 
+    /// The write token, read before Postgres is (see `restore_online`); `None` when Valkey
+    /// failed (reported, the tick skipped).
+    async fn sweep_token(&self, sweep: &'static str) -> Option<u64> {
+        self.mirror()
+            .write_token()
+            .await
+            .map_err(|error| self.sweep_read_failed(sweep, &error))
+            .ok()
+    }
+
     fn sweep_read_failed(&self, sweep: &'static str, error: &MirrorError) {
         tracing::warn!(event = "sweep.skipped", sweep, error = %error, "sweep.skipped");
         match error {
@@ -114,6 +124,17 @@ impl Availability {
             Ok(false) => return self.finish(SWEEP, SweepOutcome::LeaseHeld, started),
             Ok(true) => {}
         }
+        let stale_after = self.settings().get().stale_after();
+        if self.health().recovered_within(stale_after) {
+            // After an outage or a flush the pings that reached only the lost mirror are gone:
+            // every live mitra gets `stale_after` to ping the reseeded mirror first.
+            tracing::info!(
+                event = "sweep.skipped",
+                sweep = SWEEP,
+                "mirror recovered less than stale_after ago"
+            );
+            return self.finish(SWEEP, SweepOutcome::Skipped, started);
+        }
         let beats = match self.mirror().online_heartbeats().await {
             Ok(beats) => beats,
             Err(error) => {
@@ -122,7 +143,6 @@ impl Availability {
             }
         };
         let now = halo_ports::Clock::now(self.clock());
-        let stale_after = self.settings().get().stale_after();
         let stale: Vec<_> = beats
             .into_iter()
             .filter(|(_, at)| !is_fresh(*at, now, stale_after))
@@ -133,7 +153,11 @@ impl Availability {
         }
         let cutoff = stale_cutoff(now, stale_after);
         // Postgres may know a newer heartbeat (pings answered from it while the mirror was not
-        // trusted, a toggle): those are fresh, and the mirror learns their heartbeat.
+        // trusted, a toggle): those are fresh, and the mirror learns their heartbeat unless a
+        // write (a toggle offline) landed since the token read before Postgres was.
+        let Some(token) = self.sweep_token(SWEEP).await else {
+            return self.finish(SWEEP, SweepOutcome::Skipped, started);
+        };
         let pg_fresh: Vec<_> = match self.truth().mitra_states(&stale).await {
             Ok(states) => states
                 .into_iter()
@@ -145,7 +169,7 @@ impl Availability {
                 return self.finish(SWEEP, SweepOutcome::Failed, started);
             }
         };
-        self.mirror_restore(&pg_fresh).await;
+        self.mirror_restore(&pg_fresh, token).await;
         let stale: Vec<_> = stale
             .into_iter()
             .filter(|id| !pg_fresh.iter().any(|(fresh, _)| fresh == id))
@@ -153,6 +177,8 @@ impl Availability {
         let fenced = match self.mirror().fence_stale(&stale, cutoff).await {
             Ok(fenced) => fenced,
             Err(error) => {
+                // The fence may have landed: the mirror may be missing online mitras.
+                self.health().write_failed();
                 self.sweep_read_failed(SWEEP, &error);
                 return self.finish(SWEEP, SweepOutcome::Skipped, started);
             }
@@ -160,6 +186,11 @@ impl Availability {
         if fenced.is_empty() {
             return self.finish(SWEEP, SweepOutcome::Done { changed: 0 }, started);
         }
+        let Some(token) = self.sweep_token(SWEEP).await else {
+            // Fenced but not yet offline in Postgres: the mirror is behind until a seed.
+            self.health().write_failed();
+            return self.finish(SWEEP, SweepOutcome::Skipped, started);
+        };
         let swept = match self
             .truth()
             .set_offline_many(&fenced, OnlineReason::AutoOffline, cutoff)
@@ -173,7 +204,7 @@ impl Availability {
                 return self.finish(SWEEP, SweepOutcome::Failed, started);
             }
         };
-        self.mirror_restore(&swept.fresh).await;
+        self.mirror_restore(&swept.fresh, token).await;
         if !swept.fresh.is_empty() {
             tracing::info!(
                 sweep = SWEEP,

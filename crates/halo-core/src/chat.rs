@@ -5,8 +5,8 @@
 use crate::{Availability, AvailabilityError};
 use halo_domain::{MitraId, SessionStatus};
 use halo_ports::{
-    AcceptOutcome, ChatSession, ChatStore, Party, PaymentError, PaymentProvider, RerouteOutcome,
-    TargetOutcome, Timeouts, TruthError,
+    AcceptOutcome, BlastOutcome, ChargeKey, ChatSession, ChatStore, OpenLimit, Party, PaymentError,
+    PaymentProvider, RerouteOutcome, TargetOutcome, Timeouts, TruthError,
 };
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,6 +14,8 @@ use uuid::Uuid;
 
 /// Sessions the timer sweep claims per statement.
 const TIMER_BATCH: u32 = 500;
+/// A payment unsettled for this long is the sweep's (a pay in flight settles it sooner).
+const UNSETTLED_AFTER: time::Duration = time::Duration::seconds(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
@@ -27,6 +29,8 @@ pub enum ChatError {
     RequestTaken,
     #[error("you are at capacity")]
     AtCapacity,
+    #[error("you already have an open request")]
+    OpenRequestExists { session: Uuid },
     #[error("session not found")]
     NotFound,
     #[error("the session is {0}, which does not allow this")]
@@ -73,6 +77,17 @@ impl Chat {
         self.availability.settings().get().max_customers_per_mitra()
     }
 
+    fn open_limit(&self) -> OpenLimit {
+        OpenLimit {
+            max_open: self
+                .availability
+                .settings()
+                .get()
+                .max_open_requests_per_customer(),
+            timeouts: self.timeouts(),
+        }
+    }
+
     fn timeouts(&self) -> Timeouts {
         let settings = self.availability.settings().get();
         Timeouts {
@@ -94,7 +109,16 @@ impl Chat {
     /// recorded as `failed` and the error carries it.
     pub async fn blast(&self, customer: Uuid, minutes: u32) -> Result<Blast, ChatError> {
         let mitras = self.availability.find_available_mitras().await?;
-        let session = self.store.create_blast(customer, minutes, &mitras).await?;
+        let session = match self
+            .store
+            .create_blast(customer, minutes, &mitras, self.open_limit())
+            .await?
+        {
+            BlastOutcome::Created(session) => session,
+            BlastOutcome::OpenRequest(session) => {
+                return Err(ChatError::OpenRequestExists { session })
+            }
+        };
         if mitras.is_empty() {
             return Err(ChatError::NoBestieAvailable {
                 session: Box::new(session),
@@ -118,7 +142,13 @@ impl Chat {
         }
         match self
             .store
-            .create_targeted(customer, mitra, minutes, self.max_customers())
+            .create_targeted(
+                customer,
+                mitra,
+                minutes,
+                self.max_customers(),
+                self.open_limit(),
+            )
             .await?
         {
             TargetOutcome::Created(session) => {
@@ -128,39 +158,103 @@ impl Chat {
             TargetOutcome::AtCapacity | TargetOutcome::Inactive => {
                 Err(ChatError::BestieUnavailable)
             }
+            TargetOutcome::OpenRequest(session) => Err(ChatError::OpenRequestExists { session }),
         }
     }
 
+    /// Pays a targeted request. A retry of a pay that succeeded (its answer lost) answers the
+    /// active session again, and charges nothing.
     pub async fn pay(&self, id: Uuid, customer: Uuid) -> Result<ChatSession, ChatError> {
         let session = self.owned(id, Party::Customer(customer)).await?;
+        if session.status == SessionStatus::Active && session.mitra_id.is_some() {
+            return Ok(session);
+        }
         if session.status != SessionStatus::PendingPayment {
             return Err(ChatError::InvalidState(session.status));
         }
-        // The session id is the provider's idempotency key: a doubled request charges once.
+        // The outbox row first: with Postgres down nothing is charged; after a charge every
+        // way out settles it (captured with the session, or refunded), and a row left
+        // unsettled (a crash) is settled by the timer sweep. The attempt makes the provider's
+        // idempotency key: a doubled or retried request charges once.
+        let key = ChargeKey {
+            session: id,
+            attempt: self.store.start_payment(id, customer).await?,
+        };
         let reference = self
             .payments
-            .charge(id, customer, session.minutes)
+            .charge(key, customer, session.minutes)
             .await
             .map_err(ChatError::Payment)?;
-        tracing::info!(session = %id, reference, "payment captured");
-        if let Some(paid) = self.store.pay(id, customer, self.timeouts()).await? {
-            self.recount(paid.mitra_id).await;
-            return Ok(paid);
+        self.payment_event("charged");
+        match self
+            .store
+            .pay(id, customer, self.timeouts(), &reference)
+            .await
+        {
+            Ok(Some(paid)) => {
+                tracing::info!(session = %id, reference, "payment captured");
+                self.payment_event("captured");
+                self.recount(paid.mitra_id).await;
+                Ok(paid)
+            }
+            Ok(None) => {
+                // Cancelled by the payment timer (or paid by a twin request) meanwhile.
+                let now = self.owned(id, Party::Customer(customer)).await?;
+                if now.status == SessionStatus::Active {
+                    return Ok(now);
+                }
+                self.refund(key).await;
+                Err(ChatError::InvalidState(now.status))
+            }
+            Err(error) => {
+                // Charged, and the session did not start: give the money back now; if that
+                // fails too, the outbox row stays for the sweep.
+                tracing::error!(session = %id, error = %error, "the session did not start after its charge; refunding");
+                self.refund(key).await;
+                Err(error.into())
+            }
         }
-        // Cancelled by the payment timer (or paid by a twin request) meanwhile.
-        let now = self.owned(id, Party::Customer(customer)).await?;
-        if now.status != SessionStatus::Active {
-            self.payments
-                .refund(id, &reference)
-                .await
-                .map_err(ChatError::Payment)?;
-            tracing::info!(session = %id, reference, "payment refunded: the session did not start");
+    }
+
+    /// Gives back the charge of `key` and settles its outbox row; a failure of either leaves
+    /// the row unsettled for the sweep (`settle_payments`), never money without a record.
+    async fn refund(&self, key: ChargeKey) {
+        if let Err(error) = self.payments.refund(key).await {
+            tracing::error!(session = %key.session, error = %error, "refund failed; the payment sweep retries");
+            return;
         }
-        Err(ChatError::InvalidState(now.status))
+        self.payment_event("refunded");
+        tracing::info!(session = %key.session, attempt = key.attempt, "payment refunded: the session did not start");
+        if let Err(error) = self.store.record_refund(key.session, key.attempt).await {
+            tracing::error!(session = %key.session, error = %error, "refund not recorded; the payment sweep settles it");
+        }
+    }
+
+    fn payment_event(&self, event: &'static str) {
+        self.availability.metrics().payment_event(event);
+    }
+
+    /// The outbox sweep: payments started long enough ago, never settled, whose session no
+    /// longer awaits payment (the process died between the charge and the start, or a refund
+    /// failed) are refunded. Returns how many it settled.
+    pub async fn settle_payments(&self) -> Result<usize, ChatError> {
+        let unsettled = self
+            .store
+            .unsettled_payments(UNSETTLED_AFTER, TIMER_BATCH)
+            .await?;
+        for payment in &unsettled {
+            self.refund(ChargeKey {
+                session: payment.session,
+                attempt: payment.attempt,
+            })
+            .await;
+        }
+        Ok(unsettled.len())
     }
 
     /// First accept wins; never beyond `max_customers_per_mitra`; never by a deactivated mitra
-    /// (checked in Postgres under the mitra's lock, so no mirror read is needed here).
+    /// (checked in Postgres under the mitra's lock, so no mirror read is needed here). The
+    /// winner's retry (its answer lost on a flaky network) answers the session it won.
     pub async fn accept(&self, id: Uuid, mitra: MitraId) -> Result<ChatSession, ChatError> {
         let outcome = self
             .store
@@ -171,7 +265,10 @@ impl Chat {
                 self.recount(Some(mitra)).await;
                 Ok(session)
             }
-            AcceptOutcome::Taken => Err(ChatError::RequestTaken),
+            AcceptOutcome::Taken => match self.store.session(id).await? {
+                Some(won) if won.mitra_id == Some(mitra) && won.accepted_at.is_some() => Ok(won),
+                _ => Err(ChatError::RequestTaken),
+            },
             AcceptOutcome::AtCapacity => Err(ChatError::AtCapacity),
             AcceptOutcome::NotOffered => Err(ChatError::NotFound),
             AcceptOutcome::Inactive => Err(AvailabilityError::Deactivated.into()),
@@ -186,15 +283,25 @@ impl Chat {
         }
     }
 
-    /// Either party ends the session.
+    /// Either party ends the session. A retry of an end that succeeded answers the ended
+    /// session again.
     pub async fn end(&self, id: Uuid, by: Party) -> Result<ChatSession, ChatError> {
         let reason = match by {
             Party::Customer(_) => "ended_by_customer",
             Party::Mitra(_) => "ended_by_mitra",
         };
         let current = self.owned(id, by).await?;
-        let ended = self.store.end(id, by, reason).await?;
-        let ended = ended.ok_or(ChatError::InvalidState(current.status))?;
+        if current.end_reason.as_deref() == Some(reason) {
+            return Ok(current);
+        }
+        let Some(ended) = self.store.end(id, by, reason).await? else {
+            // Ended by this party's twin request meanwhile: the same answer.
+            let now = self.owned(id, by).await?;
+            if now.end_reason.as_deref() == Some(reason) {
+                return Ok(now);
+            }
+            return Err(ChatError::InvalidState(now.status));
+        };
         self.recount(ended.mitra_id).await;
         Ok(ended)
     }
@@ -270,11 +377,12 @@ impl Chat {
     }
 
     /// One timer tick: applies every due timer (claimed with SKIP LOCKED, so instances never
-    /// double-process) and re-derives the capacity of every mitra involved. Returns how many
-    /// sessions it moved.
+    /// double-process) and re-derives the capacity of every mitra involved. Due by the
+    /// database's clock, not this instance's (one that runs ahead must not end paid sessions
+    /// early). Returns how many sessions it moved.
     pub async fn expire_due(&self) -> Result<usize, ChatError> {
         let settings = self.availability.settings().get();
-        let now = halo_ports::Clock::now(self.availability.clock());
+        let now = self.store.database_now().await?;
         let mut moved = 0;
         loop {
             let batch = self
@@ -301,23 +409,43 @@ impl Chat {
     }
 }
 
-/// Development payments: always succeed.
+/// Development payments: always succeed; idempotent per key like a real provider (a second
+/// charge with the same key returns the first one's reference, a refund gives back the charge
+/// of its key once).
 #[derive(Debug, Default)]
-pub struct DevPayments;
+pub struct DevPayments {
+    charges: std::sync::Mutex<std::collections::HashMap<String, (String, bool)>>,
+}
 
 #[async_trait::async_trait]
 impl PaymentProvider for DevPayments {
     async fn charge(
         &self,
-        session: Uuid,
+        key: ChargeKey,
         _customer: Uuid,
         minutes: u32,
     ) -> Result<String, PaymentError> {
-        Ok(format!("dev-{session}-{minutes}m"))
+        let mut charges = self
+            .charges
+            .lock()
+            .map_err(|_| PaymentError("dev provider poisoned".into()))?;
+        let (reference, _) = charges
+            .entry(key.to_string())
+            .or_insert_with(|| (format!("dev-{key}-{minutes}m"), false));
+        Ok(reference.clone())
     }
 
-    async fn refund(&self, session: Uuid, reference: &str) -> Result<(), PaymentError> {
-        tracing::info!(%session, reference, "dev refund");
+    async fn refund(&self, key: ChargeKey) -> Result<(), PaymentError> {
+        let mut charges = self
+            .charges
+            .lock()
+            .map_err(|_| PaymentError("dev provider poisoned".into()))?;
+        if let Some((reference, refunded)) = charges.get_mut(&key.to_string()) {
+            if !*refunded {
+                *refunded = true;
+                tracing::info!(%key, reference = reference.as_str(), "dev refund");
+            }
+        }
         Ok(())
     }
 }

@@ -87,6 +87,11 @@ struct Facts {
     healed_through: u64,
     /// `down` and `unseeded` reports, ever: a seed clears them only if none came in while it ran.
     incidents: u64,
+    /// A seed has made the mirror trusted at least once (start-up).
+    seeded_once: bool,
+    /// When the mirror last became trusted again after being down or unseeded (not the
+    /// start-up seed): pings sent to the lost mirror before are gone.
+    recovered_at: Option<std::time::Instant>,
 }
 
 impl Facts {
@@ -123,6 +128,8 @@ impl MirrorHealth {
                 failed_writes: 0,
                 healed_through: 0,
                 incidents: 0,
+                seeded_once: false,
+                recovered_at: None,
             }),
             wake: Notify::new(),
             metrics,
@@ -184,6 +191,15 @@ impl MirrorHealth {
         });
     }
 
+    /// True when the mirror became trusted again after an outage or a flush less than `window`
+    /// ago (the auto-offline sweep gives live mitras that long to ping the reseeded mirror).
+    pub fn recovered_within(&self, window: time::Duration) -> bool {
+        let window = std::time::Duration::try_from(window).unwrap_or_default();
+        self.lock()
+            .recovered_at
+            .is_some_and(|at| at.elapsed() < window)
+    }
+
     /// Resolves when the state left `Trusted` since the last call (the watcher waits on it).
     pub async fn woken(&self) {
         self.wake.notified().await;
@@ -206,8 +222,15 @@ impl MirrorHealth {
         if before == after {
             return;
         }
+        if after == MirrorState::Trusted {
+            let recovered = matches!(before, MirrorState::Down | MirrorState::Unseeded);
+            if recovered && facts.seeded_once {
+                facts.recovered_at = Some(std::time::Instant::now());
+            }
+            facts.seeded_once = true;
+        }
         self.current.store(after.code(), Ordering::Release);
-        drop(facts);
+        // Gauge and log under the lock: racing transitions publish in the order they happened.
         self.publish_gauge(after);
         if after == MirrorState::Trusted {
             tracing::info!(event = "mirror.state", from = before.as_str(), to = after.as_str(), why = %why, "mirror.state");
@@ -215,6 +238,7 @@ impl MirrorHealth {
             tracing::warn!(event = "mirror.state", from = before.as_str(), to = after.as_str(), why = %why, "mirror.state");
             self.wake.notify_one();
         }
+        drop(facts);
     }
 
     fn publish_gauge(&self, state: MirrorState) {
@@ -282,6 +306,17 @@ mod tests {
         h.unseeded();
         assert_eq!(h.state(), MirrorState::Unseeded);
         assert!(!h.is_trusted());
+    }
+
+    #[test]
+    fn a_recovery_opens_a_grace_window_but_the_first_seed_does_not() {
+        let h = health();
+        seeded(&h);
+        assert!(!h.recovered_within(time::Duration::seconds(60)), "start-up");
+        h.down(&"refused");
+        seeded(&h);
+        assert!(h.recovered_within(time::Duration::seconds(60)));
+        assert!(!h.recovered_within(time::Duration::ZERO));
     }
 
     #[test]

@@ -26,6 +26,7 @@ fn truth(n: usize) -> Vec<MitraTruth> {
     (0..n)
         .map(|i| MitraTruth {
             last_heartbeat: None,
+            capacity_seq: 0,
             id: MitraId::new(Uuid::from_u128(i as u128 + 1)),
             active: i % 97 != 0,
             online: i % 3 != 0,

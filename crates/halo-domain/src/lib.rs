@@ -12,5 +12,7 @@ pub use accounts::{InvalidPhone, Phone, Role, UnknownRole};
 pub use availability::{Beacon, MitraState};
 pub use chat::{validate_minutes, InvalidMinutes, SessionStatus};
 pub use ids::{IdParseError, MitraId};
-pub use mirror_image::{DriftEntry, DriftKind, DriftReport, MirrorImage, MitraTruth};
+pub use mirror_image::{
+    DriftEntry, DriftKind, DriftReport, MirrorImage, MitraTruth, TruthSnapshot,
+};
 pub use settings::{AppSettings, SettingError, SettingKey};

@@ -15,6 +15,26 @@ pub struct MitraTruth {
     /// `mitra_online_status.last_heartbeat_at`: pings answered from Postgres (Valkey down or
     /// distrusted) land here, so a seed must not leave an older value in the mirror.
     pub last_heartbeat: Option<OffsetDateTime>,
+    /// The order number of the last recount (`capacity_seq`): the count read with it is at
+    /// least as new as that recount's.
+    pub capacity_seq: u64,
+}
+
+/// Every mitra as Postgres knows it, read in one statement, and when (the database's clock):
+/// seeds are ordered by it, so an older read never overwrites a newer one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TruthSnapshot {
+    pub mitras: Vec<MitraTruth>,
+    pub read_at: OffsetDateTime,
+}
+
+impl TruthSnapshot {
+    /// The mirror this truth expects, stamped with when the truth was read.
+    pub fn image(&self) -> MirrorImage {
+        let mut image = MirrorImage::expected_from(&self.mitras);
+        image.truth_read_at = Some(self.read_at);
+        image
+    }
 }
 
 /// The availability keys of the mirror, heartbeat values aside (they are liveness, not truth:
@@ -35,6 +55,13 @@ pub struct MirrorImage {
     /// `max(value in Valkey, floor)`, so pings answered from Postgres during an outage count.
     /// Not part of the drift (heartbeat values are liveness, not truth).
     pub heartbeat_floor: BTreeMap<MitraId, OffsetDateTime>,
+    /// The `capacity_seq` of every mitra: a seed writes a count (or deletes a capacity key)
+    /// only over one of a lower or equal order number (recounts and seeds land in order).
+    /// Not part of the drift.
+    pub capacity_order: BTreeMap<MitraId, u64>,
+    /// When the truth behind this image was read (`TruthSnapshot::read_at`); `None` for an
+    /// image not made from a snapshot.
+    pub truth_read_at: Option<OffsetDateTime>,
 }
 
 impl MirrorImage {
@@ -59,6 +86,7 @@ impl MirrorImage {
             if m.online || m.open_sessions > 0 {
                 image.capacity.insert(m.id, m.open_sessions);
             }
+            image.capacity_order.insert(m.id, m.capacity_seq);
         }
         image
     }
@@ -196,6 +224,7 @@ mod tests {
             online,
             open_sessions: open,
             last_heartbeat: None,
+            capacity_seq: 0,
         }
     }
 

@@ -14,16 +14,20 @@ pub enum SettingKey {
     BlastTimeoutSeconds,
     PaymentTimeoutSeconds,
     HeartbeatIntervalSeconds,
+    /// Open requests (searching or awaiting payment) one customer may hold at once, so one
+    /// account cannot squat the capacity everybody else needs.
+    MaxOpenRequestsPerCustomer,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 6] = [
+    pub const ALL: [SettingKey; 7] = [
         Self::MaxCustomersPerMitra,
         Self::StaleAfterSeconds,
         Self::BeaconCacheTtlSeconds,
         Self::BlastTimeoutSeconds,
         Self::PaymentTimeoutSeconds,
         Self::HeartbeatIntervalSeconds,
+        Self::MaxOpenRequestsPerCustomer,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -34,6 +38,7 @@ impl SettingKey {
             Self::BlastTimeoutSeconds => "blast_timeout_seconds",
             Self::PaymentTimeoutSeconds => "payment_timeout_seconds",
             Self::HeartbeatIntervalSeconds => "heartbeat_interval_seconds",
+            Self::MaxOpenRequestsPerCustomer => "max_open_requests_per_customer",
         }
     }
 
@@ -46,6 +51,7 @@ impl SettingKey {
             Self::BlastTimeoutSeconds => (5, 3_600),
             Self::PaymentTimeoutSeconds => (5, 86_400),
             Self::HeartbeatIntervalSeconds => (5, 600),
+            Self::MaxOpenRequestsPerCustomer => (1, 10),
         }
     }
 
@@ -57,6 +63,7 @@ impl SettingKey {
             Self::BlastTimeoutSeconds => 60,
             Self::PaymentTimeoutSeconds => 300,
             Self::HeartbeatIntervalSeconds => 30,
+            Self::MaxOpenRequestsPerCustomer => 1,
         }
     }
 }
@@ -125,7 +132,7 @@ fn checked(key: SettingKey, raw: i64) -> Result<u32, SettingError> {
 /// A validated set of all operator settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppSettings {
-    values: [u32; 6],
+    values: [u32; 7],
 }
 
 impl Default for AppSettings {
@@ -208,6 +215,10 @@ impl AppSettings {
 
     pub const fn beacon_ttl_seconds(&self) -> u32 {
         self.get(SettingKey::BeaconCacheTtlSeconds)
+    }
+
+    pub const fn max_open_requests_per_customer(&self) -> u32 {
+        self.get(SettingKey::MaxOpenRequestsPerCustomer)
     }
 
     pub const fn heartbeat_interval_seconds(&self) -> u32 {

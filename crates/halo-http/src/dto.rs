@@ -303,6 +303,9 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: &'static str,
     pub message: String,
+    /// With `OPEN_REQUEST_EXISTS`: the customer's open request (resume or cancel it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_session_id: Option<Uuid>,
 }
 
 /// `app_config` as the control centre reads it (and, every field optional, changes it).
@@ -314,6 +317,7 @@ pub struct Settings {
     pub blast_timeout_seconds: u32,
     pub payment_timeout_seconds: u32,
     pub heartbeat_interval_seconds: u32,
+    pub max_open_requests_per_customer: u32,
 }
 
 impl From<halo_domain::AppSettings> for Settings {
@@ -326,6 +330,7 @@ impl From<halo_domain::AppSettings> for Settings {
             blast_timeout_seconds: s.get(K::BlastTimeoutSeconds),
             payment_timeout_seconds: s.get(K::PaymentTimeoutSeconds),
             heartbeat_interval_seconds: s.get(K::HeartbeatIntervalSeconds),
+            max_open_requests_per_customer: s.get(K::MaxOpenRequestsPerCustomer),
         }
     }
 }
@@ -379,4 +384,5 @@ pub struct SettingsPatch {
     pub blast_timeout_seconds: Option<u32>,
     pub payment_timeout_seconds: Option<u32>,
     pub heartbeat_interval_seconds: Option<u32>,
+    pub max_open_requests_per_customer: Option<u32>,
 }

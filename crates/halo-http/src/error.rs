@@ -29,6 +29,7 @@ pub enum ErrorCode {
     BestieUnreachable,
     RequestTaken,
     AtCapacity,
+    OpenRequestExists,
     PaymentFailed,
     StoreUnavailable,
     OtpDeliveryFailed,
@@ -58,6 +59,7 @@ impl ErrorCode {
             Self::BestieUnreachable => ("BESTIE_UNREACHABLE", StatusCode::CONFLICT),
             Self::RequestTaken => ("REQUEST_TAKEN", StatusCode::CONFLICT),
             Self::AtCapacity => ("AT_CAPACITY", StatusCode::CONFLICT),
+            Self::OpenRequestExists => ("OPEN_REQUEST_EXISTS", StatusCode::CONFLICT),
             Self::PaymentFailed => ("PAYMENT_FAILED", StatusCode::PAYMENT_REQUIRED),
             Self::StoreUnavailable => ("STORE_UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE),
             Self::OtpDeliveryFailed => ("OTP_DELIVERY_FAILED", StatusCode::SERVICE_UNAVAILABLE),
@@ -70,6 +72,8 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// `OPEN_REQUEST_EXISTS`: the request the customer already has open.
+    pub open_session_id: Option<uuid::Uuid>,
 }
 
 impl ApiError {
@@ -77,6 +81,7 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            open_session_id: None,
         }
     }
 
@@ -111,6 +116,7 @@ impl ResponseError for ApiError {
             error: ErrorDetail {
                 code,
                 message: self.message.clone(),
+                open_session_id: self.open_session_id,
             },
         })
     }
@@ -144,6 +150,12 @@ impl From<ChatError> for ApiError {
             ChatError::BestieUnreachable => ErrorCode::BestieUnreachable,
             ChatError::RequestTaken => ErrorCode::RequestTaken,
             ChatError::AtCapacity => ErrorCode::AtCapacity,
+            ChatError::OpenRequestExists { session } => {
+                return Self {
+                    open_session_id: Some(session),
+                    ..Self::new(ErrorCode::OpenRequestExists, message)
+                }
+            }
             ChatError::NotFound => ErrorCode::NotFound,
             ChatError::InvalidState(_) => ErrorCode::InvalidState,
             ChatError::Payment(_) => ErrorCode::PaymentFailed,

@@ -220,7 +220,7 @@ async fn mitra_end(state: web::Data<AppState>, mitra: ActiveMitra, id: web::Path
     Ok(session(state.chat.end(*id, Party::Mitra(mitra.id)).await?))
 }
 
-#[utoipa::path(tag = "client", security(("bearer" = [])), request_body = dto::ChatRequestBody, responses((status = 201, body = dto::ChatRequestCreated), (status = 409, description = "NO_BESTIE_AVAILABLE or BESTIE_UNAVAILABLE", body = dto::ErrorBody)))]
+#[utoipa::path(tag = "client", security(("bearer" = [])), request_body = dto::ChatRequestBody, responses((status = 201, body = dto::ChatRequestCreated), (status = 409, description = "NO_BESTIE_AVAILABLE, BESTIE_UNAVAILABLE, or OPEN_REQUEST_EXISTS (the customer already holds max_open_requests_per_customer open requests; error.open_session_id names the oldest)", body = dto::ErrorBody)))]
 #[post("/api/client/chat/requests")]
 async fn chat_request(
     state: web::Data<AppState>,

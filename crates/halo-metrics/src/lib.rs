@@ -30,6 +30,7 @@ struct Inner {
     beacon_recomputes: Counter,
     timer_transitions: Counter,
     mirror_state: Family<Labels, Gauge>,
+    payment_events: CounterFamily,
     http_requests: CounterFamily,
     http_latency: Family<Labels, Histogram>,
     /// Totals across labels, for budget assertions (Prometheus sums the families itself).
@@ -105,6 +106,11 @@ impl Metrics {
             "Chat sessions this instance's timer sweep ended, failed or cancelled",
             timer_transitions.clone(),
         );
+        let payment_events = counter(
+            &mut registry,
+            "payment_events",
+            "Payments by event: charged (provider calls), captured, refunded",
+        );
         let mirror_state = Family::<Labels, Gauge>::default();
         registry.register(
             "mirror_state",
@@ -154,6 +160,7 @@ impl Metrics {
             beacon_recomputes,
             timer_transitions,
             mirror_state,
+            payment_events,
             http_latency,
             registry,
             pg_total: AtomicU64::new(0),
@@ -207,6 +214,13 @@ impl Metrics {
                 .get_or_create(&label("state", state))
                 .set(value);
         }
+    }
+
+    pub fn payment_event(&self, event: &str) {
+        self.0
+            .payment_events
+            .get_or_create(&label("event", event))
+            .inc();
     }
 
     pub fn beacon_recomputed(&self) {

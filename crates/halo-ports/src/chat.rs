@@ -47,6 +47,23 @@ pub enum TargetOutcome {
     Created(ChatSession),
     AtCapacity,
     Inactive,
+    /// The customer already holds its limit of open requests; this is the oldest.
+    OpenRequest(Uuid),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlastOutcome {
+    Created(ChatSession),
+    /// The customer already holds its limit of open requests; this is the oldest.
+    OpenRequest(Uuid),
+}
+
+/// How many open requests (searching or awaiting payment, within their timeouts) a customer
+/// may hold; checked and the new one inserted under a per-customer lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenLimit {
+    pub max_open: u32,
+    pub timeouts: Timeouts,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,28 +98,48 @@ pub trait ChatStore: Send + Sync + 'static {
         customer: Uuid,
         minutes: u32,
         notify: &[MitraId],
-    ) -> Result<ChatSession, TruthError>;
+        limit: OpenLimit,
+    ) -> Result<BlastOutcome, TruthError>;
 
-    /// A targeted request holding the mitra's slot (`pending_payment`). Serialized per mitra so
-    /// the count and the insert cannot race.
+    /// A targeted request holding the mitra's slot (`pending_payment`). Serialized per customer
+    /// (open-request limit) and per mitra (capacity) so no count and insert can race.
     async fn create_targeted(
         &self,
         customer: Uuid,
         mitra: MitraId,
         minutes: u32,
         max_customers: u32,
+        limit: OpenLimit,
     ) -> Result<TargetOutcome, TruthError>;
 
     async fn session(&self, id: Uuid) -> Result<Option<ChatSession>, TruthError>;
 
     /// `pending_payment` → `active` for its customer (starts the clock), unless older than the
-    /// payment timeout. `None` if not applicable.
+    /// payment timeout, and its payment captured with `reference`, in one transaction: the
+    /// session starts exactly when its payment is settled. `None` if not applicable.
     async fn pay(
         &self,
         id: Uuid,
         customer: Uuid,
         timeouts: Timeouts,
+        reference: &str,
     ) -> Result<Option<ChatSession>, TruthError>;
+
+    /// Writes the outbox row before the provider is asked to charge: returns the attempt to
+    /// charge (the same one while it is unsettled, so a retry charges once; a new one after a
+    /// refund).
+    async fn start_payment(&self, id: Uuid, customer: Uuid) -> Result<u32, TruthError>;
+
+    /// The charge of `attempt` was given back: the payment is settled as refunded.
+    async fn record_refund(&self, id: Uuid, attempt: u32) -> Result<(), TruthError>;
+
+    /// Payments started more than `older_than` ago and never settled whose session is no
+    /// longer awaiting payment: charged (maybe) for a session that did not start.
+    async fn unsettled_payments(
+        &self,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<Vec<UnsettledPayment>, TruthError>;
 
     /// First accept wins, within the blast timeout; serialized per mitra so concurrent accepts
     /// never exceed `max_customers`.
@@ -166,6 +203,31 @@ pub trait ChatStore: Send + Sync + 'static {
 
     /// Count of sessions currently `active` (dashboard).
     async fn count_active(&self) -> Result<u64, TruthError>;
+
+    /// The database's clock: every deadline is judged by it (accept, pay and extend compare
+    /// with it in their own statements; the timer sweep asks it for `now`), so an instance
+    /// whose clock runs ahead ends nothing early.
+    async fn database_now(&self) -> Result<OffsetDateTime, TruthError>;
+}
+
+/// A payment the outbox sweep must settle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnsettledPayment {
+    pub session: Uuid,
+    pub attempt: u32,
+}
+
+/// What the provider's idempotency key is made of: one key per session and attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChargeKey {
+    pub session: Uuid,
+    pub attempt: u32,
+}
+
+impl std::fmt::Display for ChargeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.session, self.attempt)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,15 +238,16 @@ pub struct PaymentError(pub String);
 /// in behind this trait).
 #[async_trait]
 pub trait PaymentProvider: Send + Sync + 'static {
-    /// Charges once per `session`: the session id is the idempotency key, so a retried or
-    /// doubled pay request charges once. Returns the provider's reference.
+    /// Charges once per `key` (the idempotency key): a retried or doubled pay request
+    /// charges once. Returns the provider's reference.
     async fn charge(
         &self,
-        session: Uuid,
+        key: ChargeKey,
         customer: Uuid,
         minutes: u32,
     ) -> Result<String, PaymentError>;
 
-    /// Gives back a charge whose session could not start (cancelled meanwhile).
-    async fn refund(&self, session: Uuid, reference: &str) -> Result<(), PaymentError>;
+    /// Gives back the charge made with `key`, if there is one (idempotent: a second refund,
+    /// or a refund of a charge that never happened, changes nothing).
+    async fn refund(&self, key: ChargeKey) -> Result<(), PaymentError>;
 }

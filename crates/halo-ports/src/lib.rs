@@ -11,8 +11,8 @@ mod truth;
 
 pub use auth::{AuthStore, OtpCheck, OtpSendError, OtpSender, Rotation, SessionRef, UserRecord};
 pub use chat::{
-    AcceptOutcome, ChatSession, ChatStore, Party, PaymentError, PaymentProvider, RerouteOutcome,
-    TargetOutcome, Timeouts,
+    AcceptOutcome, BlastOutcome, ChargeKey, ChatSession, ChatStore, OpenLimit, Party, PaymentError,
+    PaymentProvider, RerouteOutcome, TargetOutcome, Timeouts, UnsettledPayment,
 };
 pub use mirror::{
     AvailabilityMirror, BeaconClaim, BeaconLock, HeartbeatOutcome, MirrorError, SeedWrite,
@@ -38,5 +38,21 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
+    }
+}
+
+/// The wall clock shifted by a fixed offset: an instance whose clock is wrong (tests).
+#[derive(Debug, Clone, Copy)]
+pub struct SkewedClock(pub time::Duration);
+
+impl SkewedClock {
+    pub fn by_seconds(offset: i64) -> Self {
+        Self(time::Duration::seconds(offset))
+    }
+}
+
+impl Clock for SkewedClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc() + self.0
     }
 }

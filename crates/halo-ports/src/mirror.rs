@@ -108,8 +108,13 @@ pub trait AvailabilityMirror: Send + Sync + 'static {
     ) -> Result<Vec<MitraId>, MirrorError>;
 
     /// Mitras Postgres holds online with these fresh heartbeats (newer than the mirror's): in
-    /// the online set with the newest of both heartbeats, unless deactivated meanwhile.
-    async fn restore_online(&self, beats: &[(MitraId, OffsetDateTime)]) -> Result<(), MirrorError>;
+    /// the online set with the newest of both heartbeats, unless deactivated meanwhile or
+    /// written since `token` (read before Postgres was: that write is newer than this read).
+    async fn restore_online(
+        &self,
+        beats: &[(MitraId, OffsetDateTime)],
+        token: u64,
+    ) -> Result<(), MirrorError>;
 
     /// Adds to or removes from `mitras:deactivated`; adding also takes the mitra out of
     /// `mitras:online` and drops its heartbeat key.

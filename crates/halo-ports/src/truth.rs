@@ -2,7 +2,7 @@
 
 use crate::BoxError;
 use async_trait::async_trait;
-use halo_domain::{AppSettings, MitraId, MitraState, MitraTruth, SettingError, SettingKey};
+use halo_domain::{AppSettings, MitraId, MitraState, SettingError, SettingKey, TruthSnapshot};
 use time::OffsetDateTime;
 
 #[derive(Debug, thiserror::Error)]
@@ -161,8 +161,9 @@ pub trait AvailabilityTruth: Send + Sync + 'static {
     /// Number of mitras with `is_online = true`.
     async fn count_online(&self) -> Result<u64, TruthError>;
 
-    /// Every mitra with its flags and open-session count, read in one consistent snapshot.
-    async fn mirror_truth(&self) -> Result<Vec<MitraTruth>, TruthError>;
+    /// Every mitra with its flags and open-session count, read in one consistent snapshot, and
+    /// when (the database's clock).
+    async fn mirror_truth(&self) -> Result<TruthSnapshot, TruthError>;
 
     /// Copies heartbeat timestamps to `last_heartbeat_at` in ONE statement; returns rows updated.
     async fn record_heartbeats(

@@ -40,6 +40,26 @@ pub const CREATE_BLAST: NamedQuery = NamedQuery {
     ),
 };
 
+/// Serializes the request-creating transactions of one customer (transaction-scoped; a hash
+/// collision between two customers only makes them wait for each other). $1 customer.
+pub const LOCK_CUSTOMER: NamedQuery = NamedQuery {
+    name: "lock_customer",
+    sql: "SELECT pg_advisory_xact_lock(hashtext('halo.customer:' || $1::uuid::text))::text",
+};
+
+/// The customer's open requests, oldest first, after `LOCK_CUSTOMER`: searching within the blast
+/// timeout, awaiting payment within the payment timeout (older ones are the timer's to close).
+/// $1 customer, $2 blast timeout (s), $3 payment timeout (s).
+pub const OPEN_REQUESTS_OF_CUSTOMER: NamedQuery = NamedQuery {
+    name: "open_requests_of_customer",
+    sql: "SELECT id FROM chat_sessions
+           WHERE customer_id = $1
+             AND ((status = 'searching' AND created_at > now() - make_interval(secs => $2::float8))
+               OR (status = 'pending_payment'
+                   AND created_at > now() - make_interval(secs => $3::float8)))
+           ORDER BY created_at, id",
+};
+
 /// Serializes every slot-taking transition of one mitra (accept, targeted request, reroute)
 /// and reads whether it is active: deactivation updates this row, so it waits for the lock and
 /// the answer is exact whatever the mirror says. `NO KEY`: foreign-key checks of other sessions
@@ -112,17 +132,59 @@ pub const SESSION: NamedQuery = NamedQuery {
     ),
 };
 
-/// Within the payment timeout only. $1 session, $2 customer, $3 payment timeout (s).
+/// Within the payment timeout only; the payment is captured in the same statement (both or
+/// neither). $1 session, $2 customer, $3 payment timeout (s), $4 provider reference.
 pub const PAY: NamedQuery = NamedQuery {
     name: "pay_session",
     sql: concat!(
-        "UPDATE chat_sessions
-            SET status = 'active', accepted_at = now(), ends_at = now() + make_interval(mins => minutes)
-          WHERE id = $1 AND customer_id = $2 AND status = 'pending_payment'
-            AND created_at > now() - make_interval(secs => $3::float8)
-         RETURNING ",
-        session_columns!()
+        "WITH s AS (
+              UPDATE chat_sessions
+                 SET status = 'active', accepted_at = now(),
+                     ends_at = now() + make_interval(mins => minutes)
+               WHERE id = $1 AND customer_id = $2 AND status = 'pending_payment'
+                 AND created_at > now() - make_interval(secs => $3::float8)
+              RETURNING ",
+        session_columns!(),
+        "),
+          captured AS (
+              UPDATE payments SET status = 'captured', reference = $4, updated_at = now()
+               WHERE session_id = $1 AND EXISTS (SELECT 1 FROM s))
+          SELECT ",
+        session_columns!(),
+        " FROM s"
     ),
+};
+
+/// The outbox row, before the provider charges: a new one, or the unsettled one again (same
+/// attempt: the retry charges once), or the next attempt after a refund. $1 session, $2 customer.
+pub const START_PAYMENT: NamedQuery = NamedQuery {
+    name: "start_payment",
+    sql: "INSERT INTO payments (session_id, customer_id, status) VALUES ($1, $2, 'charging')
+          ON CONFLICT (session_id) DO UPDATE
+             SET attempt = CASE WHEN payments.status = 'refunded' THEN payments.attempt + 1
+                                ELSE payments.attempt END,
+                 status = CASE WHEN payments.status = 'refunded' THEN 'charging'
+                               ELSE payments.status END,
+                 updated_at = now()
+          RETURNING attempt",
+};
+
+/// $1 session, $2 attempt.
+pub const RECORD_REFUND: NamedQuery = NamedQuery {
+    name: "record_refund",
+    sql: "UPDATE payments SET status = 'refunded', updated_at = now()
+           WHERE session_id = $1 AND attempt = $2 AND status = 'charging'",
+};
+
+/// Unsettled payments whose session no longer awaits payment (the payment timer cancelled it,
+/// or the process died between the charge and the session's start). $1 age (s), $2 limit.
+pub const UNSETTLED_PAYMENTS: NamedQuery = NamedQuery {
+    name: "unsettled_payments",
+    sql:
+        "SELECT p.session_id, p.attempt FROM payments p JOIN chat_sessions c ON c.id = p.session_id
+           WHERE p.status = 'charging' AND p.updated_at < now() - make_interval(secs => $1::float8)
+             AND c.status <> 'pending_payment'
+           ORDER BY p.updated_at LIMIT $2::int8",
 };
 
 /// Records a rejection (never over an earlier answer); `reached` = the blast reached the mitra.
@@ -225,6 +287,11 @@ pub const EXPIRE_DUE: NamedQuery = NamedQuery {
           RETURNING ",
         session_columns_c!()
     ),
+};
+
+pub const DATABASE_NOW: NamedQuery = NamedQuery {
+    name: "database_now",
+    sql: "SELECT now() AS now",
 };
 
 pub const COUNT_ACTIVE: NamedQuery = NamedQuery {

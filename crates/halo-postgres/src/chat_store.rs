@@ -11,8 +11,8 @@ use deadpool_postgres::{GenericClient, Pool};
 use halo_domain::{MitraId, SessionStatus};
 use halo_metrics::Metrics;
 use halo_ports::{
-    AcceptOutcome, ChatSession, ChatStore, Party, RerouteOutcome, TargetOutcome, Timeouts,
-    TruthError,
+    AcceptOutcome, BlastOutcome, ChatSession, ChatStore, OpenLimit, Party, RerouteOutcome,
+    TargetOutcome, Timeouts, TruthError, UnsettledPayment,
 };
 use time::{Duration, OffsetDateTime};
 use tokio_postgres::error::SqlState;
@@ -100,6 +100,31 @@ async fn open_sessions(
     count(&first_row(rows, &q::MITRA_OPEN_SESSIONS)?, "open")
 }
 
+/// Under the customer's lock: the oldest open request when the customer holds its limit.
+async fn open_request_over_limit(
+    tx: &impl GenericClient,
+    metrics: &Metrics,
+    customer: Uuid,
+    limit: OpenLimit,
+) -> Result<Option<Uuid>, TruthError> {
+    run(tx, metrics, &q::LOCK_CUSTOMER, &[&customer]).await?;
+    let open = run(
+        tx,
+        metrics,
+        &q::OPEN_REQUESTS_OF_CUSTOMER,
+        &[
+            &customer,
+            &limit.timeouts.blast.as_seconds_f64(),
+            &limit.timeouts.payment.as_seconds_f64(),
+        ],
+    )
+    .await?;
+    if open.len() < limit.max_open as usize {
+        return Ok(None);
+    }
+    open.first().map(|row| column(row, "id")).transpose()
+}
+
 fn unknown_mitra(error: TruthError) -> TruthError {
     let mitra_fk = match &error {
         TruthError::Query(source) => source
@@ -127,17 +152,28 @@ impl ChatStore for PgChat {
         customer: Uuid,
         minutes: u32,
         notify: &[MitraId],
-    ) -> Result<ChatSession, TruthError> {
+        limit: OpenLimit,
+    ) -> Result<BlastOutcome, TruthError> {
         let mitras: Vec<Uuid> = notify.iter().map(|id| id.uuid()).collect();
-        let rows = self
-            .db
-            .query(
-                &q::CREATE_BLAST,
-                &[&customer, &minutes_param(minutes)?, &mitras],
-            )
-            .await
-            .map_err(unknown_mitra)?;
-        session_row(&first_row(rows, &q::CREATE_BLAST)?)
+        let minutes = minutes_param(minutes)?;
+        let mut client = self.db.client().await?;
+        // Dropping the transaction without `commit` rolls it back.
+        let tx = client.transaction().await.map_err(classify)?;
+        let metrics = self.db.metrics();
+        if let Some(open) = open_request_over_limit(&tx, metrics, customer, limit).await? {
+            return Ok(BlastOutcome::OpenRequest(open));
+        }
+        let rows = run(
+            &tx,
+            metrics,
+            &q::CREATE_BLAST,
+            &[&customer, &minutes, &mitras],
+        )
+        .await
+        .map_err(unknown_mitra)?;
+        let session = session_row(&first_row(rows, &q::CREATE_BLAST)?)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(BlastOutcome::Created(session))
     }
 
     /// `MitraNotFound` when the mitra does not exist.
@@ -147,6 +183,7 @@ impl ChatStore for PgChat {
         mitra: MitraId,
         minutes: u32,
         max_customers: u32,
+        limit: OpenLimit,
     ) -> Result<TargetOutcome, TruthError> {
         let minutes = minutes_param(minutes)?;
         let mitra = mitra.uuid();
@@ -154,6 +191,10 @@ impl ChatStore for PgChat {
         // Dropping the transaction without `commit` rolls it back.
         let tx = client.transaction().await.map_err(classify)?;
         let metrics = self.db.metrics();
+        // The customer's lock first, then the mitra's: the one order every transaction uses.
+        if let Some(open) = open_request_over_limit(&tx, metrics, customer, limit).await? {
+            return Ok(TargetOutcome::OpenRequest(open));
+        }
         match lock_mitra(&tx, metrics, mitra).await? {
             None => return Err(TruthError::MitraNotFound),
             Some(false) => return Ok(TargetOutcome::Inactive),
@@ -183,9 +224,51 @@ impl ChatStore for PgChat {
         id: Uuid,
         customer: Uuid,
         timeouts: Timeouts,
+        reference: &str,
     ) -> Result<Option<ChatSession>, TruthError> {
         let payment = timeouts.payment.as_seconds_f64();
-        self.session_opt(&q::PAY, &[&id, &customer, &payment]).await
+        self.session_opt(&q::PAY, &[&id, &customer, &payment, &reference])
+            .await
+    }
+
+    async fn start_payment(&self, id: Uuid, customer: Uuid) -> Result<u32, TruthError> {
+        let row = self
+            .db
+            .query_one(&q::START_PAYMENT, &[&id, &customer])
+            .await?;
+        let attempt: i32 = column(&row, "attempt")?;
+        Ok(u32::try_from(attempt).unwrap_or(1))
+    }
+
+    async fn record_refund(&self, id: Uuid, attempt: u32) -> Result<(), TruthError> {
+        let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
+        self.db
+            .execute(&q::RECORD_REFUND, &[&id, &attempt])
+            .await
+            .map(drop)
+    }
+
+    async fn unsettled_payments(
+        &self,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<Vec<UnsettledPayment>, TruthError> {
+        let rows = self
+            .db
+            .query(
+                &q::UNSETTLED_PAYMENTS,
+                &[&older_than.as_seconds_f64(), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let attempt: i32 = column(row, "attempt")?;
+                Ok(UnsettledPayment {
+                    session: column(row, "session_id")?,
+                    attempt: u32::try_from(attempt).unwrap_or(1),
+                })
+            })
+            .collect()
     }
 
     async fn accept(
@@ -330,5 +413,10 @@ impl ChatStore for PgChat {
     async fn count_active(&self) -> Result<u64, TruthError> {
         let rows = self.db.query(&q::COUNT_ACTIVE, &[]).await?;
         count(&first_row(rows, &q::COUNT_ACTIVE)?, "count")
+    }
+
+    async fn database_now(&self) -> Result<OffsetDateTime, TruthError> {
+        let row = self.db.query_one(&q::DATABASE_NOW, &[]).await?;
+        column(&row, "now")
     }
 }

@@ -35,7 +35,7 @@ pub const SET_OFFLINE_MANY: NamedQuery = NamedQuery {
     name: "set_offline_many",
     sql: "WITH target AS (
               SELECT mitra_id, is_online, last_heartbeat_at FROM mitra_online_status
-               WHERE mitra_id = ANY($1) FOR UPDATE),
+               WHERE mitra_id = ANY($1) ORDER BY mitra_id FOR UPDATE),
           changed AS (
               UPDATE mitra_online_status s SET is_online = false, updated_at = now()
                 FROM target t
@@ -72,10 +72,15 @@ pub const HEARTBEAT_FALLBACK: NamedQuery = NamedQuery {
           stamped AS (
               UPDATE mitra_online_status s SET last_heartbeat_at = $2
                 FROM target t
-               WHERE s.mitra_id = t.id AND t.is_active AND t.is_online
+               WHERE s.mitra_id = t.id AND t.is_active AND s.is_online
                  AND (s.last_heartbeat_at IS NULL
-                      OR s.last_heartbeat_at < $2::timestamptz - interval '1 second'))
-          SELECT is_active, is_online FROM target",
+                      OR s.last_heartbeat_at < $2::timestamptz - interval '1 second')
+              RETURNING s.mitra_id)
+          SELECT t.is_active,
+                 EXISTS (SELECT 1 FROM stamped)
+                   OR (t.is_online AND s.last_heartbeat_at >= $2::timestamptz - interval '1 second')
+                   AS is_online
+            FROM target t JOIN mitra_online_status s ON s.mitra_id = t.id",
 };
 
 pub const MITRA_FLAGS: NamedQuery = NamedQuery {
@@ -128,8 +133,8 @@ pub const COUNT_ONLINE: NamedQuery = NamedQuery {
 
 pub const MIRROR_TRUTH: NamedQuery = NamedQuery {
     name: "mirror_truth",
-    sql: "SELECT m.id, m.is_active, s.is_online, s.last_heartbeat_at,
-                 coalesce(c.open, 0) AS open_sessions
+    sql: "SELECT m.id, m.is_active, s.is_online, s.last_heartbeat_at, s.capacity_seq,
+                 statement_timestamp() AS read_at, coalesce(c.open, 0) AS open_sessions
             FROM mitras m
             JOIN mitra_online_status s ON s.mitra_id = m.id
             LEFT JOIN (SELECT mitra_id, count(*) AS open FROM chat_sessions
@@ -138,13 +143,23 @@ pub const MIRROR_TRUTH: NamedQuery = NamedQuery {
 };
 
 /// The heartbeat mirror: one statement per cycle, idempotent, never moves a timestamp back
-/// (several instances may run it with slightly different reads).
+/// (several instances may run it with slightly different reads). Rows are locked in id order,
+/// as the auto-offline sweep locks them, so the two sweeps never deadlock.
 pub const RECORD_HEARTBEATS: NamedQuery = NamedQuery {
     name: "record_heartbeats",
-    sql: "UPDATE mitra_online_status s SET last_heartbeat_at = u.at
-            FROM UNNEST($1::uuid[], $2::timestamptz[]) AS u(id, at)
-           WHERE s.mitra_id = u.id
-             AND (s.last_heartbeat_at IS NULL OR s.last_heartbeat_at < u.at)",
+    sql: "WITH locked AS (
+              SELECT s.mitra_id, u.at FROM mitra_online_status s
+                JOIN UNNEST($1::uuid[], $2::timestamptz[]) AS u(id, at) ON s.mitra_id = u.id
+               WHERE s.last_heartbeat_at IS NULL OR s.last_heartbeat_at < u.at
+               ORDER BY s.mitra_id FOR UPDATE OF s)
+          UPDATE mitra_online_status s SET last_heartbeat_at = l.at
+            FROM locked l
+           WHERE s.mitra_id = l.mitra_id AND (s.last_heartbeat_at IS NULL OR s.last_heartbeat_at < l.at)",
+};
+
+pub const DATABASE_NOW: NamedQuery = NamedQuery {
+    name: "database_now",
+    sql: "SELECT now() AS now",
 };
 
 pub const PING: NamedQuery = NamedQuery {

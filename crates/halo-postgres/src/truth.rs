@@ -6,7 +6,9 @@ use crate::error::classify;
 use crate::queries;
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use halo_domain::{AppSettings, MitraId, MitraState, MitraTruth, SettingError, SettingKey};
+use halo_domain::{
+    AppSettings, MitraId, MitraState, MitraTruth, SettingError, SettingKey, TruthSnapshot,
+};
 use halo_metrics::Metrics;
 use halo_ports::{
     AvailabilityTruth, CapacityCount, MitraFlags, MitraRow, OfflineSweep, OnlineReason,
@@ -88,6 +90,14 @@ fn json_integer(row: &Row, name: &str) -> Result<i64, TruthError> {
     value.as_i64().ok_or_else(|| {
         TruthError::Query(format!("app_config {name} is not an integer: {value}").into())
     })
+}
+
+impl PgTruth {
+    /// The database's clock (an empty truth has no row to carry it).
+    async fn database_now(&self) -> Result<OffsetDateTime, TruthError> {
+        let row = self.db.query_one(&queries::DATABASE_NOW, &[]).await?;
+        column(&row, "now")
+    }
 }
 
 fn uuids(ids: &[MitraId]) -> Vec<Uuid> {
@@ -239,20 +249,28 @@ impl AvailabilityTruth for PgTruth {
         Ok(u64::from(count(&row, "count")?))
     }
 
-    async fn mirror_truth(&self) -> Result<Vec<MitraTruth>, TruthError> {
+    async fn mirror_truth(&self) -> Result<TruthSnapshot, TruthError> {
         // One statement = one snapshot: flags and counts are mutually consistent.
         let rows = self.db.query(&queries::MIRROR_TRUTH, &[]).await?;
-        rows.iter()
+        let read_at = match rows.first() {
+            Some(row) => column(row, "read_at")?,
+            None => self.database_now().await?,
+        };
+        let mitras = rows
+            .iter()
             .map(|r| {
+                let seq: i64 = column(r, "capacity_seq")?;
                 Ok(MitraTruth {
                     id: MitraId::new(column(r, "id")?),
                     active: column(r, "is_active")?,
                     online: column(r, "is_online")?,
                     open_sessions: count(r, "open_sessions")?,
                     last_heartbeat: column(r, "last_heartbeat_at")?,
+                    capacity_seq: u64::try_from(seq).unwrap_or(0),
                 })
             })
-            .collect()
+            .collect::<Result<_, TruthError>>()?;
+        Ok(TruthSnapshot { mitras, read_at })
     }
 
     async fn record_heartbeats(

@@ -39,6 +39,7 @@ fn seeded_mirror(rt: &Runtime, server: &ValkeyServer, n: usize) -> (ValkeyMirror
     let truth: Vec<MitraTruth> = (0..n)
         .map(|i| MitraTruth {
             last_heartbeat: None,
+            capacity_seq: 0,
             id: MitraId::new(Uuid::from_u128(i as u128 + 1)),
             active: true,
             online: true,

@@ -70,9 +70,10 @@ impl Keys {
         self.key("mirror:capacity_order")
     }
 
-    /// The write token the last applied seed read: an older seed is refused.
-    pub fn seeded_token(&self) -> String {
-        self.key("mirror:seeded")
+    /// When the truth of the last applied seed was read (database clock): an older seed is
+    /// refused.
+    pub fn seeded_at(&self) -> String {
+        self.key("mirror:seeded_at")
     }
 
     /// Written last by every seed: its absence means the mirror was flushed.

@@ -442,14 +442,19 @@ impl AvailabilityMirror for ValkeyMirror {
         Ok(fenced.iter().filter_map(replies::mitra_id).collect())
     }
 
-    async fn restore_online(&self, beats: &[(MitraId, OffsetDateTime)]) -> Result<(), MirrorError> {
+    async fn restore_online(
+        &self,
+        beats: &[(MitraId, OffsetDateTime)],
+        token: u64,
+    ) -> Result<(), MirrorError> {
         if beats.is_empty() {
             return Ok(());
         }
         let mut invocation = self.writing(&scripts::RESTORE_ONLINE);
         invocation
             .key(self.keys.online())
-            .key(self.keys.deactivated());
+            .key(self.keys.deactivated())
+            .arg(token);
         for (id, at) in beats {
             invocation
                 .key(self.keys.heartbeat(*id))
@@ -699,15 +704,22 @@ impl AvailabilityMirror for ValkeyMirror {
         self.stage_set(&staged_deactivated, &image.deactivated)
             .await?;
 
-        // Per-mitra keys that exist now but must not after the swap.
-        let mut doomed = Vec::new();
+        // Per-mitra keys that exist now but must not after the swap; a capacity key goes with
+        // the order number of its mitra's count (see `swap_seed.lua`).
+        let order = |id: MitraId| {
+            image
+                .capacity_order
+                .get(&id)
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        };
+        let mut doomed: Vec<(String, String)> = Vec::new();
         let capacity_keys = self.scan_keys(crate::keys::CAPACITY).await?;
         for (key, suffix) in self.suffixes(crate::keys::CAPACITY, &capacity_keys) {
-            let wanted = suffix
-                .parse::<MitraId>()
-                .is_ok_and(|id| image.capacity.contains_key(&id));
-            if !wanted {
-                doomed.push(key.clone());
+            match suffix.parse::<MitraId>() {
+                Ok(id) if image.capacity.contains_key(&id) => {}
+                Ok(id) => doomed.push((key.clone(), order(id))),
+                Err(_) => doomed.push((key.clone(), String::new())),
             }
         }
         let heartbeat_keys = self.scan_keys(crate::keys::HEARTBEAT).await?;
@@ -716,7 +728,7 @@ impl AvailabilityMirror for ValkeyMirror {
                 .parse::<MitraId>()
                 .is_ok_and(|id| image.heartbeat.contains(&id));
             if !wanted {
-                doomed.push(key.clone());
+                doomed.push((key.clone(), String::new()));
             }
         }
 
@@ -728,7 +740,8 @@ impl AvailabilityMirror for ValkeyMirror {
             .key(&staged_deactivated)
             .key(self.keys.generation())
             .key(self.keys.snapshot())
-            .key(self.keys.seeded_token())
+            .key(self.keys.seeded_at())
+            .key(self.keys.capacity_order())
             .arg(token.to_string())
             .arg(self.keys.prefix())
             .arg(&nonce)
@@ -737,7 +750,8 @@ impl AvailabilityMirror for ValkeyMirror {
             .arg(image.deactivated.len())
             .arg(image.capacity.len());
         for (id, open) in &image.capacity {
-            invocation.arg(id.to_string()).arg(*open);
+            let seq = image.capacity_order.get(id).copied().unwrap_or(0);
+            invocation.arg(id.to_string()).arg(*open).arg(seq);
         }
         invocation.arg(image.heartbeat.len());
         for id in &image.heartbeat {
@@ -749,9 +763,10 @@ impl AvailabilityMirror for ValkeyMirror {
             invocation.arg(id.to_string()).arg(floor);
         }
         invocation.arg(doomed.len());
-        for key in &doomed {
-            invocation.arg(key);
+        for (key, seq) in &doomed {
+            invocation.arg(key).arg(seq);
         }
+        invocation.arg(format_time(image.truth_read_at.unwrap_or(now)));
         let applied: i64 = self.call("seed_swap", &invocation).await?;
         Ok(match applied {
             1 => SeedWrite::Applied,

@@ -5,7 +5,9 @@
 
 use halo_domain::{Beacon, MirrorImage, MitraId, MitraTruth};
 use halo_metrics::Metrics;
-use halo_ports::{AvailabilityMirror, BeaconClaim, CapacityCount, HeartbeatOutcome, MirrorError};
+use halo_ports::{
+    AvailabilityMirror, BeaconClaim, CapacityCount, HeartbeatOutcome, MirrorError, SeedWrite,
+};
 use halo_testkit::{eventually, ValkeyServer};
 use halo_valkey::{Keys, ValkeyMirror, ValkeySettings};
 use redis::AsyncCommands;
@@ -41,6 +43,7 @@ fn truth() -> Vec<MitraTruth> {
     (1..=6)
         .map(|n| MitraTruth {
             last_heartbeat: None,
+            capacity_seq: 0,
             id: id(n),
             active: n != 2 && n != 6,
             online: n != 5,
@@ -439,7 +442,8 @@ async fn the_fence_spares_a_mitra_that_pinged_since() {
         .unwrap();
     assert_eq!(gone, None);
     // Put back with a fresh heartbeat from Postgres: online again, the newer value kept.
-    m.restore_online(&[(id(3), now)]).await.unwrap();
+    let token = m.write_token().await.unwrap();
+    m.restore_online(&[(id(3), now)], token).await.unwrap();
     assert_eq!(
         m.mitra_state(id(3)).await.unwrap().last_heartbeat,
         Some(halo_valkey_time(now))
@@ -472,4 +476,71 @@ async fn reads_of_an_unseeded_mirror_say_so() {
     ));
     seed(&m, OffsetDateTime::now_utc()).await;
     assert!(!m.is_deactivated(id(1)).await.unwrap());
+}
+
+/// Two seeds read the same write token (no write journaled between them, as during an
+/// outage): the one whose truth was read later wins whichever swaps last.
+#[tokio::test]
+async fn seeds_are_ordered_by_when_their_truth_was_read() {
+    let server = ValkeyServer::start().await;
+    let m = mirror(&server, "");
+    let token = m.write_token().await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let image = |deactivated: bool, read_at: OffsetDateTime| {
+        let mut rows = truth();
+        rows[0].active = !deactivated;
+        let mut image = MirrorImage::expected_from(&rows);
+        image.truth_read_at = Some(read_at);
+        image
+    };
+    let newer = image(true, now);
+    let older = image(false, now - time::Duration::seconds(1));
+    assert_eq!(
+        m.replace_all(&newer, token, now).await.unwrap(),
+        SeedWrite::Applied
+    );
+    assert_eq!(
+        m.replace_all(&older, token, now).await.unwrap(),
+        SeedWrite::Superseded
+    );
+    assert!(m.is_deactivated(id(1)).await.unwrap());
+}
+
+/// A recount landing during a seed is ordered by its number and does not make the seed keep
+/// the mitra's (maybe flushed) set memberships.
+#[tokio::test]
+async fn a_recount_during_a_seed_keeps_only_its_count() {
+    let server = ValkeyServer::start().await;
+    let m = mirror(&server, "");
+    let token = m.write_token().await.unwrap();
+    m.set_capacity(id(1), count(2, 9)).await.unwrap();
+    let mut rows = truth();
+    rows[0].capacity_seq = 8;
+    rows[0].open_sessions = 1;
+    m.replace_all(
+        &MirrorImage::expected_from(&rows),
+        token,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    let state = m.mitra_state(id(1)).await.unwrap();
+    assert!(state.online, "membership from the image");
+    assert_eq!(state.open_sessions, 2, "the newer count (9 > 8) stays");
+}
+
+/// The sweep's restore does not undo an offline toggle that landed after it read the token.
+#[tokio::test]
+async fn a_restore_skips_a_mitra_written_since_the_token() {
+    let server = ValkeyServer::start().await;
+    let m = mirror(&server, "");
+    let now = OffsetDateTime::now_utc();
+    seed(&m, now).await;
+    let token = m.write_token().await.unwrap();
+    m.mark_offline(&[id(1)]).await.unwrap();
+    m.restore_online(&[(id(1), now), (id(3), now)], token)
+        .await
+        .unwrap();
+    assert!(!m.mitra_state(id(1)).await.unwrap().online);
+    assert!(m.mitra_state(id(3)).await.unwrap().online);
 }

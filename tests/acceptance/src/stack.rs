@@ -142,6 +142,17 @@ impl Stack {
         Instance::start(kind, &self.env, &self.log_dir).await
     }
 
+    /// Starts another process of `kind` with `extra` environment on top of the stack's.
+    pub async fn spawn_with(&self, kind: Kind, extra: &[(&str, &str)]) -> Instance {
+        let mut env = self.env.clone();
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        Instance::start(kind, &env, &self.log_dir).await
+    }
+
     /// Stops public instance `i` gracefully and starts a fresh process in its place.
     pub async fn restart_public(&mut self, i: usize) {
         self.publics[i].stop().await;
@@ -350,10 +361,12 @@ impl Stack {
             .expect(200)
     }
 
-    /// Waits until the drift report is empty (the mirror healed).
+    /// Waits until the drift report is empty (the mirror healed). A 503 (Valkey just cut or
+    /// restarted under the control centre's own connection) counts as not yet.
     pub async fn wait_in_sync(&self, what: &str, timeout: Duration) {
         eventually(what, timeout, || async {
-            self.drift().await["in_sync"] == true
+            let reply = self.cc(Method::GET, "/internal/mirror/drift", None).await;
+            reply.status == 200 && reply.body["in_sync"] == true
         })
         .await;
     }

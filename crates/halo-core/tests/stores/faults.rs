@@ -332,3 +332,18 @@ async fn j_the_postgres_fallback_allows_for_the_heartbeat_mirror_cycle() {
         "no allowance, no blast"
     );
 }
+
+/// A write skipped while Valkey is down does not count as a new outage: the recovery seed
+/// that began before it still ends the outage (the write leaves the mirror behind instead).
+#[tokio::test]
+async fn j_a_write_skipped_during_the_recovery_seed_does_not_keep_the_mirror_down() {
+    let mut s = stack().await;
+    let id = s.online_mitra().await;
+    s.valkey.kill().await;
+    s.av.heartbeat(id).await.unwrap();
+    assert_eq!(s.av.mirror_state(), halo_core::MirrorState::Down);
+    let ticket = s.av.health().seed_starting();
+    s.av.recompute_capacity_for_mitra(id).await.unwrap(); // skipped: down
+    s.av.health().seed_applied(ticket);
+    assert_eq!(s.av.mirror_state(), halo_core::MirrorState::Behind);
+}

@@ -70,9 +70,13 @@ impl AvailabilityMirror for FlakyMirror {
         self.gate()?;
         self.inner.fence_stale(ids, cutoff).await
     }
-    async fn restore_online(&self, beats: &[(MitraId, OffsetDateTime)]) -> Result<(), MirrorError> {
+    async fn restore_online(
+        &self,
+        beats: &[(MitraId, OffsetDateTime)],
+        token: u64,
+    ) -> Result<(), MirrorError> {
         self.gate()?;
-        self.inner.restore_online(beats).await
+        self.inner.restore_online(beats, token).await
     }
     async fn set_deactivated(&self, id: MitraId, deactivated: bool) -> Result<(), MirrorError> {
         self.gate()?;

@@ -185,11 +185,7 @@ async fn an_older_seed_never_overwrites_a_newer_one() {
         .await
         .unwrap();
     let older = mirror
-        .replace_all(
-            &halo_domain::MirrorImage::expected_from(&older_truth),
-            older_token,
-            OffsetDateTime::now_utc(),
-        )
+        .replace_all(&older_truth.image(), older_token, OffsetDateTime::now_utc())
         .await
         .unwrap();
     assert_eq!(older, SeedWrite::Superseded);

@@ -268,3 +268,23 @@ async fn g_no_sweep_of_an_untrusted_mirror() {
     assert!(s.pg_online(id).await);
     assert_eq!(s.metrics.pg_queries("set_offline_many"), 0);
 }
+
+/// Back from an outage, pings that reached only the lost mirror are gone: no auto-offline
+/// until live mitras have had `stale_after` to ping the reseeded mirror.
+#[tokio::test]
+async fn g_no_sweep_right_after_a_recovery() {
+    let mut s = stack().await;
+    let id = s.online_mitra().await;
+    s.valkey.kill().await;
+    assert!(
+        s.av.heartbeat(id).await.unwrap().online,
+        "finds Valkey down"
+    );
+    s.valkey.restart().await;
+    let mut watch = halo_core::MirrorWatch::default();
+    assert!(watch.tick(&s.av).await.is_some(), "the recovery seed");
+    s.age_pg_heartbeat(id).await;
+    s.set(&hb_key(id), "2020-01-01T00:00:00.000000Z").await;
+    assert_eq!(s.av.auto_offline_tick(None).await, SweepOutcome::Skipped);
+    assert!(s.pg_online(id).await);
+}

@@ -1,7 +1,7 @@
 //! `PgChat` one call at a time: blasts, targeted requests, payment, accept and reject, ending
 //! by either party, extension, reroute and the open-request list.
 
-use crate::fixture::{fixture, now, T};
+use crate::fixture::{created, fixture, now, NO_LIMIT, T};
 use halo_domain::{MitraId, SessionStatus};
 use halo_ports::{AcceptOutcome, ChatStore, Party, RerouteOutcome, TargetOutcome, TruthError};
 use time::Duration;
@@ -15,7 +15,12 @@ async fn a_blast_reaches_each_mitra_once() {
     let mitras = f.mitras(3).await;
     let customer = f.customer().await;
     let notify = [mitras[0], mitras[1], mitras[2], mitras[0]];
-    let session = f.chat.create_blast(customer, 15, &notify).await.unwrap();
+    let session = created(
+        f.chat
+            .create_blast(customer, 15, &notify, NO_LIMIT)
+            .await
+            .unwrap(),
+    );
     assert_eq!(session.status, SessionStatus::Searching);
     assert_eq!(session.customer_id, customer);
     assert_eq!(session.mitra_id, None);
@@ -51,7 +56,12 @@ async fn a_blast_reaches_each_mitra_once() {
 async fn a_blast_nobody_can_take_fails_at_once() {
     let f = fixture().await;
     let customer = f.customer().await;
-    let session = f.chat.create_blast(customer, 10, &[]).await.unwrap();
+    let session = created(
+        f.chat
+            .create_blast(customer, 10, &[], NO_LIMIT)
+            .await
+            .unwrap(),
+    );
     assert_eq!(session.status, SessionStatus::Failed);
     assert_eq!(session.end_reason.as_deref(), Some("no_bestie_available"));
     assert!(session.ended_at.is_some());
@@ -68,7 +78,7 @@ async fn a_blast_to_an_unknown_mitra_is_refused() {
     let customer = f.customer().await;
     let refused = f
         .chat
-        .create_blast(customer, 10, &[MitraId::new(Uuid::new_v4())])
+        .create_blast(customer, 10, &[MitraId::new(Uuid::new_v4())], NO_LIMIT)
         .await;
     assert!(
         matches!(refused, Err(TruthError::MitraNotFound)),
@@ -85,7 +95,7 @@ async fn targeted_requests_hold_slots_up_to_capacity() {
     for _ in 0..2 {
         let TargetOutcome::Created(session) = f
             .chat
-            .create_targeted(customer, mitra, 20, 2)
+            .create_targeted(customer, mitra, 20, 2, NO_LIMIT)
             .await
             .unwrap()
         else {
@@ -97,14 +107,14 @@ async fn targeted_requests_hold_slots_up_to_capacity() {
     }
     assert_eq!(
         f.chat
-            .create_targeted(customer, mitra, 20, 2)
+            .create_targeted(customer, mitra, 20, 2, NO_LIMIT)
             .await
             .unwrap(),
         TargetOutcome::AtCapacity
     );
     assert!(matches!(
         f.chat
-            .create_targeted(customer, MitraId::new(Uuid::new_v4()), 20, 2)
+            .create_targeted(customer, MitraId::new(Uuid::new_v4()), 20, 2, NO_LIMIT)
             .await,
         Err(TruthError::MitraNotFound)
     ));
@@ -116,13 +126,16 @@ async fn only_its_customer_pays_a_session() {
     let mitra = f.mitra().await;
     let session = f.targeted(mitra, 30).await;
     assert_eq!(
-        f.chat.pay(session.id, Uuid::new_v4(), T).await.unwrap(),
+        f.chat
+            .pay(session.id, Uuid::new_v4(), T, "test-charge")
+            .await
+            .unwrap(),
         None
     );
     let before = now();
     let paid = f
         .chat
-        .pay(session.id, session.customer_id, T)
+        .pay(session.id, session.customer_id, T, "test-charge")
         .await
         .unwrap()
         .unwrap();
@@ -132,7 +145,7 @@ async fn only_its_customer_pays_a_session() {
     assert_eq!(paid.ends_at, Some(accepted + Duration::minutes(30)));
     assert_eq!(
         f.chat
-            .pay(session.id, session.customer_id, T)
+            .pay(session.id, session.customer_id, T, "test-charge")
             .await
             .unwrap(),
         None,
@@ -140,7 +153,10 @@ async fn only_its_customer_pays_a_session() {
     );
     let blast = f.blast(&[mitra], 5).await;
     assert_eq!(
-        f.chat.pay(blast.id, blast.customer_id, T).await.unwrap(),
+        f.chat
+            .pay(blast.id, blast.customer_id, T, "test-charge")
+            .await
+            .unwrap(),
         None,
         "a blast is not pending payment"
     );
@@ -480,7 +496,7 @@ async fn a_deactivated_mitra_can_neither_accept_nor_be_targeted_whatever_the_mir
     let customer = f.customer().await;
     assert_eq!(
         f.chat
-            .create_targeted(customer, mitras[0], 10, MAX)
+            .create_targeted(customer, mitras[0], 10, MAX, NO_LIMIT)
             .await
             .unwrap(),
         TargetOutcome::Inactive
@@ -525,7 +541,7 @@ async fn accept_pay_and_open_requests_honour_the_timeouts_before_the_timer_runs(
     );
     assert_eq!(
         f.chat
-            .pay(pending.id, pending.customer_id, T)
+            .pay(pending.id, pending.customer_id, T, "test-charge")
             .await
             .unwrap(),
         None,
@@ -550,6 +566,9 @@ async fn count_active_counts_only_active_sessions() {
 async fn an_unknown_customer_is_a_query_error() {
     let f = fixture().await;
     let mitra = f.mitra().await;
-    let refused = f.chat.create_blast(Uuid::new_v4(), 10, &[mitra]).await;
+    let refused = f
+        .chat
+        .create_blast(Uuid::new_v4(), 10, &[mitra], NO_LIMIT)
+        .await;
     assert!(matches!(refused, Err(TruthError::Query(_))), "{refused:?}");
 }

@@ -2,7 +2,7 @@
 
 use halo_domain::{MitraId, Phone};
 use halo_metrics::Metrics;
-use halo_ports::{ChatSession, ChatStore, TargetOutcome, Timeouts};
+use halo_ports::{BlastOutcome, ChatSession, ChatStore, OpenLimit, TargetOutcome, Timeouts};
 use halo_postgres::{PgAuth, PgChat, PoolSettings};
 use halo_testkit::{test_database, TestDatabase};
 use std::time::Duration;
@@ -11,6 +11,20 @@ use tokio_postgres::Client;
 use uuid::Uuid;
 
 /// Timeouts long enough never to matter in a test that does not backdate rows.
+/// No open-request limit: the tests of other rules create as many requests as they need.
+pub const NO_LIMIT: OpenLimit = OpenLimit {
+    max_open: u32::MAX,
+    timeouts: T,
+};
+
+/// The session a blast created.
+pub fn created(outcome: BlastOutcome) -> ChatSession {
+    match outcome {
+        BlastOutcome::Created(session) => session,
+        other => panic!("the blast was refused: {other:?}"),
+    }
+}
+
 pub const T: Timeouts = Timeouts {
     blast: time::Duration::minutes(10),
     payment: time::Duration::minutes(10),
@@ -107,7 +121,7 @@ impl Fixture {
         let customer = self.customer().await;
         match self
             .chat
-            .create_targeted(customer, mitra, minutes, u32::MAX)
+            .create_targeted(customer, mitra, minutes, u32::MAX, NO_LIMIT)
             .await
             .expect("create_targeted")
         {
@@ -120,7 +134,7 @@ impl Fixture {
     pub async fn active(&self, mitra: MitraId, minutes: u32) -> ChatSession {
         let session = self.targeted(mitra, minutes).await;
         self.chat
-            .pay(session.id, session.customer_id, T)
+            .pay(session.id, session.customer_id, T, "test-charge")
             .await
             .expect("pay")
             .expect("payable")
@@ -129,10 +143,12 @@ impl Fixture {
     /// A `searching` blast of a new customer reaching `mitras`.
     pub async fn blast(&self, mitras: &[MitraId], minutes: u32) -> ChatSession {
         let customer = self.customer().await;
-        self.chat
-            .create_blast(customer, minutes, mitras)
-            .await
-            .expect("create_blast")
+        created(
+            self.chat
+                .create_blast(customer, minutes, mitras, NO_LIMIT)
+                .await
+                .expect("create_blast"),
+        )
     }
 
     pub async fn set_created_at(&self, ids: &[Uuid], at: OffsetDateTime) {

@@ -1,7 +1,7 @@
 //! Concurrent callers on the slot-taking transitions: one blast accepted by many mitras at
 //! once, and one mitra accepting many blasts (and targeted requests) at once.
 
-use crate::fixture::{fixture_with_pool, Fixture, T};
+use crate::fixture::{fixture_with_pool, Fixture, NO_LIMIT, T};
 use halo_domain::MitraId;
 use halo_ports::{AcceptOutcome, ChatStore, RerouteOutcome, TargetOutcome};
 use std::future::Future;
@@ -145,7 +145,7 @@ async fn claim(f: &Fixture, mitra: MitraId, max: u32, how: Claim) -> bool {
         },
         Claim::Target(customer) => matches!(
             f.chat
-                .create_targeted(customer, mitra, 10, max)
+                .create_targeted(customer, mitra, 10, max, NO_LIMIT)
                 .await
                 .expect("targeted"),
             TargetOutcome::Created(_)

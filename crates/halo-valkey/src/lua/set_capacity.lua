@@ -1,5 +1,6 @@
 -- A recount's result, in order: written only if no count with a higher order number landed
--- (two session ends racing: the count taken later wins, whichever write arrives first).
+-- (two session ends racing: the count taken later wins, whichever write arrives first). The
+-- order, not the journal, protects capacity from an older seed too (the seed writes in order).
 -- KEYS: write token, journal, capacity key, capacity order hash.
 -- ARGV: mitra id, open sessions, order number. Returns 1 written, 0 older than the mirror's.
 local id = ARGV[1]
@@ -8,5 +9,4 @@ if tonumber(ARGV[3]) <= tonumber(redis.call('HGET', KEYS[4], id) or '-1') then
 end
 redis.call('SET', KEYS[3], ARGV[2])
 redis.call('HSET', KEYS[4], id, ARGV[3])
-touch({id})
 return 1

@@ -1,23 +1,27 @@
 -- Atomic seed swap: readers see the old mirror or the new one, never a half-built one.
 -- KEYS: write token, journal, online, deactivated, staged online, staged deactivated,
---       generation, snapshot, last applied seed's token.
+--       generation, snapshot, when the last applied seed's truth was read, capacity order hash.
 -- ARGV: token read before the truth, key prefix, generation value, now,
 --       staged online count, staged deactivated count,
---       n, then n pairs (id, capacity),
+--       n, then n triples (id, capacity, capacity order number),
 --       m, then m pairs (online active id, heartbeat floor or ''),
---       k, then k keys to delete (per-mitra keys that must not exist).
--- Returns 1 = applied, 2 = superseded (a seed that read a later token was applied: this one is
--- older and changes nothing), 0 = raced: a staging set is not what was staged (it expired
+--       k, then k pairs (per-mitra key that must not exist, its capacity order number or '')
+--       to delete, then when this seed's truth was read.
+-- Returns 1 = applied, 2 = superseded (a seed whose truth was read later was applied: this one
+-- is older and changes nothing), 0 = raced: a staging set is not what was staged (it expired
 -- during a stalled seed, or the server lost its data: the token went back), nothing changed.
 --
--- Mitras the journal shows touched by a write after the token was read keep every live key
--- (membership, capacity, heartbeat): that write came after its Postgres commit, so it is at
--- least as new as this seed's image. Everything else becomes the image.
+-- Mitras the journal shows touched by a write after the token was read keep their live set
+-- memberships and heartbeat: that write came after its Postgres commit, so it is at least as
+-- new as this seed's image. Capacity is ordered instead: a count is written (or its key
+-- deleted) only over one of a lower or equal order number. Everything else becomes the image.
 local token = tonumber(ARGV[1])
+local read_at = ARGV[#ARGV]
 local function drop_staging()
   redis.call('DEL', KEYS[5], KEYS[6])
 end
-if tonumber(redis.call('GET', KEYS[9]) or '-1') > token then
+local last = redis.call('GET', KEYS[9])
+if last and last > read_at then
   drop_staging()
   return 2
 end
@@ -56,12 +60,17 @@ end
 
 local prefix, now = ARGV[2], ARGV[4]
 local i = 7
+local function in_order(id, seq)
+  return tonumber(seq) >= tonumber(redis.call('HGET', KEYS[10], id) or '-1')
+end
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
-  if not kept[ARGV[i]] then
-    redis.call('SET', prefix .. 'mitra:capacity:' .. ARGV[i], ARGV[i + 1])
+  local id, open, seq = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if in_order(id, seq) then
+    redis.call('SET', prefix .. 'mitra:capacity:' .. id, open)
+    redis.call('HSET', KEYS[10], id, seq)
   end
-  i = i + 2
+  i = i + 3
 end
 -- Heartbeats: the newest of Valkey's value and Postgres's (pings answered from Postgres while
 -- Valkey was down or distrusted count); `now` where Valkey has none (contract: seeded as now).
@@ -81,14 +90,17 @@ for _ = 1, m do
 end
 local k = tonumber(ARGV[i]); i = i + 1
 for _ = 1, k do
-  local key = ARGV[i]
-  if not kept[string.match(key, '[^:]*$')] then
+  local key, seq = ARGV[i], ARGV[i + 1]
+  local id = string.match(key, '[^:]*$')
+  local wanted
+  if seq == '' then wanted = not kept[id] else wanted = in_order(id, seq) end
+  if wanted then
     redis.call('DEL', key)
   end
-  i = i + 1
+  i = i + 2
 end
 redis.call('DEL', KEYS[8])
 redis.call('SET', KEYS[7], ARGV[3])
-redis.call('SET', KEYS[9], ARGV[1])
+redis.call('SET', KEYS[9], read_at)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 return 1

@@ -123,3 +123,222 @@ async fn concurrent_config_changes_are_both_kept_and_audited() {
         .await;
     assert_eq!((bad.status, bad.code()), (422, "VALIDATION_FAILED"));
 }
+
+/// Flaky mobile networks: a call that succeeded but whose answer was lost is sent again. The
+/// retry answers as the first did (200, same session), never a conflict.
+#[tokio::test]
+async fn retries_of_calls_that_succeeded_answer_as_the_first() {
+    let stack = Stack::start().await;
+    let mitra = stack.online_mitra().await;
+    let post = |path: String, token: String| {
+        let stack = &stack;
+        async move { stack.app(Method::POST, &path, &token, None).await }
+    };
+    for _ in 0..2 {
+        post("/api/mitra/status/online".into(), mitra.token.clone())
+            .await
+            .expect(200);
+    }
+
+    // The winner's accept, twice.
+    let session = stack.start_chat(&mitra).await;
+    let again = stack.accept(&mitra, &session.to_string()).await.expect(200);
+    assert_eq!(again["id"].as_str(), Some(session.to_string().as_str()));
+    assert_eq!(again["status"], "active");
+
+    // End, twice.
+    let end = format!("/api/mitra/chat/sessions/{session}/end");
+    let first = post(end.clone(), mitra.token.clone()).await.expect(200);
+    let second = post(end, mitra.token.clone()).await.expect(200);
+    assert_eq!(first, second);
+
+    // Pay, twice: one charge, the same active session.
+    let customer = stack.customer().await;
+    let request = stack
+        .app(
+            Method::POST,
+            "/api/client/chat/requests",
+            &customer.token,
+            Some(json!({ "minutes": 15, "mitra_id": mitra.id })),
+        )
+        .await
+        .expect(201);
+    let pay = format!(
+        "/api/client/chat/sessions/{}/pay",
+        request["session_id"].as_str().unwrap()
+    );
+    let first = post(pay.clone(), customer.token.clone()).await.expect(200);
+    let second = post(pay, customer.token.clone()).await.expect(200);
+    assert_eq!(first, second);
+
+    // Reject, twice.
+    let other = stack.online_mitra().await;
+    let blast = stack.blast(&stack.customer().await).await.expect(201);
+    let reject = format!(
+        "/api/mitra/chat/requests/{}/reject",
+        blast["session_id"].as_str().unwrap()
+    );
+    for _ in 0..2 {
+        post(reject.clone(), other.token.clone()).await.expect(200);
+    }
+}
+
+/// One public instance's clock runs an hour ahead: its timer sweep judges deadlines by the
+/// database's clock, so it ends no paid session early.
+#[tokio::test]
+async fn an_instance_whose_clock_runs_ahead_ends_nothing_early() {
+    let stack = Stack::start().await;
+    let mitra = stack.online_mitra().await;
+    let session = stack.start_chat(&mitra).await;
+    let ahead = stack
+        .spawn_with(
+            halo_acceptance::Kind::Public,
+            &[("HALO_TEST_CLOCK_OFFSET_SECONDS", "3600")],
+        )
+        .await;
+    halo_acceptance::eventually(
+        "three timer ticks of the skewed instance",
+        crate::common::DEADLINE,
+        || async { ahead.metrics().await.pg("database_now") >= 3 },
+    )
+    .await;
+    let status: String = stack
+        .pg
+        .query_one(
+            "SELECT status FROM chat_sessions WHERE id = $1",
+            &[&session],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "active");
+}
+
+/// One customer cannot squat capacity: while one request is open (searching or awaiting
+/// payment) a second is refused with its own code and the id of the open one; once the open
+/// one is settled, the next is accepted.
+#[tokio::test]
+async fn one_open_request_per_customer() {
+    let stack = Stack::start().await;
+    let (mitra, other) = (stack.online_mitra().await, stack.online_mitra().await);
+    let customer = stack.customer().await;
+    let request = |body: serde_json::Value| {
+        let stack = &stack;
+        let token = customer.token.clone();
+        async move {
+            stack
+                .app(
+                    Method::POST,
+                    "/api/client/chat/requests",
+                    &token,
+                    Some(body),
+                )
+                .await
+        }
+    };
+    let held = request(json!({ "minutes": 15, "mitra_id": mitra.id }))
+        .await
+        .expect(201);
+    for second in [
+        json!({ "minutes": 15, "mitra_id": other.id }),
+        json!({ "minutes": 15 }),
+    ] {
+        let refused = request(second).await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (409, "OPEN_REQUEST_EXISTS")
+        );
+        assert_eq!(refused.body["error"]["open_session_id"], held["session_id"]);
+    }
+    assert_eq!(stack.open_sessions(other.id).await, 0, "no slot squatted");
+    let session = held["session_id"].as_str().unwrap();
+    stack
+        .app(
+            Method::POST,
+            &format!("/api/client/chat/sessions/{session}/pay"),
+            &customer.token,
+            None,
+        )
+        .await
+        .expect(200);
+    request(json!({ "minutes": 15 })).await.expect(201);
+}
+
+/// Postgres fails at the worst moment: after the charge, when the session should start (a
+/// trigger raises). The customer is refunded at once and the payment recorded as refunded; the
+/// retry once it is fixed charges again (a new attempt), and a retry after that charges nothing.
+#[tokio::test]
+async fn a_charge_whose_session_cannot_start_is_refunded() {
+    let stack = Stack::start().await;
+    let mitra = stack.online_mitra().await;
+    let customer = stack.customer().await;
+    let request = stack
+        .app(
+            Method::POST,
+            "/api/client/chat/requests",
+            &customer.token,
+            Some(json!({ "minutes": 15, "mitra_id": mitra.id })),
+        )
+        .await
+        .expect(201);
+    let session: uuid::Uuid = request["session_id"].as_str().unwrap().parse().unwrap();
+    stack
+        .pg
+        .batch_execute(
+            "CREATE FUNCTION refuse_start() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'injected: the session cannot start'; END $$;
+             CREATE TRIGGER refuse_start BEFORE UPDATE ON chat_sessions FOR EACH ROW
+               WHEN (OLD.status = 'pending_payment' AND NEW.status = 'active')
+               EXECUTE FUNCTION refuse_start();",
+        )
+        .await
+        .unwrap();
+    let pay = format!("/api/client/chat/sessions/{session}/pay");
+    let failed = stack.app(Method::POST, &pay, &customer.token, None).await;
+    assert_eq!(failed.status, 500, "{failed:?}");
+    assert_eq!(payment(&stack, session).await, ("refunded".to_owned(), 1));
+    let events = stack.public().metrics().await;
+    let event = |m: &halo_acceptance::MetricsText, e: &str| {
+        m.sum("halo_payment_events_total", &[("event", e)]) as u64
+    };
+    assert_eq!(
+        (event(&events, "charged"), event(&events, "refunded")),
+        (1, 1)
+    );
+
+    stack
+        .pg
+        .batch_execute("DROP TRIGGER refuse_start ON chat_sessions")
+        .await
+        .unwrap();
+    let paid = stack
+        .app(Method::POST, &pay, &customer.token, None)
+        .await
+        .expect(200);
+    assert_eq!(paid["status"], "active");
+    assert_eq!(payment(&stack, session).await, ("captured".to_owned(), 2));
+    stack
+        .app(Method::POST, &pay, &customer.token, None)
+        .await
+        .expect(200);
+    let events = stack.public().metrics().await;
+    assert_eq!(
+        event(&events, "charged"),
+        2,
+        "the retry of a success charges nothing"
+    );
+    assert_eq!(event(&events, "captured"), 1);
+}
+
+/// The payment row of `session`: status and attempt.
+async fn payment(stack: &Stack, session: uuid::Uuid) -> (String, i32) {
+    let row = stack
+        .pg
+        .query_one(
+            "SELECT status, attempt FROM payments WHERE session_id = $1",
+            &[&session],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
