@@ -10,7 +10,9 @@ const UNAVAILABLE_CLASSES: [&str; 3] = ["08", "53", "57"];
 
 pub fn classify(error: tokio_postgres::Error) -> TruthError {
     let unavailable = match error.as_db_error() {
-        None => true, // I/O, closed connection, timeouts: no answer at all
+        // I/O and a closed connection: no answer at all. Anything else without a server
+        // answer is this side's mistake (a parameter of the wrong type): a bug, not an outage.
+        None => error.is_closed() || caused_by_io(&error),
         Some(db) => UNAVAILABLE_CLASSES.contains(&&db.code().code()[..2]),
     };
     if unavailable {
@@ -18,6 +20,17 @@ pub fn classify(error: tokio_postgres::Error) -> TruthError {
     } else {
         TruthError::Query(Box::new(error))
     }
+}
+
+fn caused_by_io(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        if inner.is::<std::io::Error>() {
+            return true;
+        }
+        cause = inner.source();
+    }
+    false
 }
 
 pub fn pool_unavailable(error: deadpool_postgres::PoolError) -> TruthError {
