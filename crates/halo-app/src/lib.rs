@@ -188,12 +188,19 @@ impl Application {
             },
         ));
 
+        let limiter = Arc::new(halo_core::Limiter::new(
+            mirror.clone(),
+            availability.clone(),
+            config.rate_limits.clone(),
+        ));
         let state = AppState {
             availability: availability.clone(),
             chat,
             auth,
             metrics,
             service: service.name(),
+            limiter,
+            client_address_header: config.client_address_header.clone(),
         };
         let port = match service {
             Service::Public => config.public_port,

@@ -55,6 +55,13 @@ pub struct Config {
     /// instance's clock runs this many seconds ahead (negative: behind), to prove that no
     /// deadline is judged by an instance's clock.
     pub clock_offset_seconds: i64,
+    /// Abuse limits: the defaults of `halo_domain::LimitedAction`, each overridable with
+    /// `RATE_LIMIT_<ACTION>=<count>/<seconds>` (e.g. `RATE_LIMIT_OTP_REQUEST_PER_PHONE=5/900`).
+    pub rate_limits: halo_domain::RateLimits,
+    /// `CLIENT_ADDRESS_HEADER` (e.g. `x-forwarded-for`): the header the trusted load balancer
+    /// writes the caller's address into (its last entry is used). Unset: the TCP peer's address,
+    /// and any such header is ignored (a caller could write anything into it).
+    pub client_address_header: Option<String>,
 }
 
 /// Why start-up stopped: the variable and what is wrong with it.
@@ -101,7 +108,21 @@ impl Config {
                 "is accepted only when APP_ENV=test".into(),
             ));
         }
+        let mut rate_limits = halo_domain::RateLimits::default();
+        for action in halo_domain::LimitedAction::ALL {
+            let name = RATE_LIMIT_VARIABLES[action as usize];
+            if let Some(raw) = vars.optional(name) {
+                let limit =
+                    halo_domain::RateLimit::parse(&raw).map_err(|e| error(name, e.to_string()))?;
+                rate_limits = rate_limits.with(action, limit);
+            }
+        }
+        let client_address_header = vars
+            .optional("CLIENT_ADDRESS_HEADER")
+            .map(|h| h.trim().to_ascii_lowercase());
         Ok(Self {
+            rate_limits,
+            client_address_header,
             clock_offset_seconds,
             database_url: Secret::new(vars.required("DATABASE_URL")?),
             valkey_url: Secret::new(vars.required("VALKEY_URL")?),
@@ -135,6 +156,17 @@ impl Config {
         })
     }
 }
+
+/// `RATE_LIMIT_<ACTION>`, in the order of `LimitedAction::ALL` (a test checks the order).
+pub const RATE_LIMIT_VARIABLES: [&str; 7] = [
+    "RATE_LIMIT_OTP_REQUEST_PER_PHONE",
+    "RATE_LIMIT_OTP_REQUEST_PER_ADDRESS",
+    "RATE_LIMIT_OTP_VERIFY_PER_PHONE",
+    "RATE_LIMIT_OTP_VERIFY_PER_ADDRESS",
+    "RATE_LIMIT_OPERATOR_LOGIN_PER_EMAIL",
+    "RATE_LIMIT_OPERATOR_LOGIN_PER_ADDRESS",
+    "RATE_LIMIT_CHAT_REQUEST_PER_CUSTOMER",
+];
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)

@@ -169,3 +169,27 @@ fn a_skewed_clock_is_for_tests_only() {
     assert_eq!(c.clock_offset_seconds, -30);
     assert_eq!(load(&[]).expect("valid").clock_offset_seconds, 0);
 }
+
+#[test]
+fn rate_limits_come_from_their_variables() {
+    for (action, name) in halo_domain::LimitedAction::ALL
+        .into_iter()
+        .zip(crate::RATE_LIMIT_VARIABLES)
+    {
+        assert_eq!(
+            name,
+            format!("RATE_LIMIT_{}", action.as_str().to_uppercase())
+        );
+    }
+    let c = load(&[("RATE_LIMIT_OTP_REQUEST_PER_PHONE", "3/2")]).expect("valid");
+    let limit = c
+        .rate_limits
+        .get(halo_domain::LimitedAction::OtpRequestPerPhone);
+    assert_eq!((limit.max(), limit.window()), (3, Duration::from_secs(2)));
+    check_fails(
+        &[("RATE_LIMIT_CHAT_REQUEST_PER_CUSTOMER", "0/10")],
+        "RATE_LIMIT_CHAT_REQUEST_PER_CUSTOMER",
+        "count",
+    );
+    assert_eq!(load(&[]).expect("valid").client_address_header, None);
+}

@@ -9,6 +9,7 @@ mod availability;
 mod background;
 mod chat;
 mod error;
+mod limits;
 mod mirror_health;
 mod settings_cache;
 
@@ -16,5 +17,6 @@ pub use availability::{Availability, HeartbeatAck, SeedError, SeedReason, SeedRe
 pub use background::{spawn_background, Cadences, MirrorWatch, SweepOutcome};
 pub use chat::{Blast, Chat, ChatError, DevPayments};
 pub use error::AvailabilityError;
+pub use limits::{Limited, Limiter};
 pub use mirror_health::{MirrorHealth, MirrorState};
 pub use settings_cache::SettingsCache;

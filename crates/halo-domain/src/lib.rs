@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod availability;
 pub mod chat;
 pub mod ids;
+pub mod limits;
 pub mod mirror_image;
 pub mod settings;
 
@@ -12,6 +13,7 @@ pub use accounts::{InvalidPhone, Phone, Role, UnknownRole};
 pub use availability::{Beacon, MitraState};
 pub use chat::{validate_minutes, InvalidMinutes, SessionStatus};
 pub use ids::{IdParseError, MitraId};
+pub use limits::{InvalidRateLimit, LimitedAction, RateLimit, RateLimits};
 pub use mirror_image::{
     DriftEntry, DriftKind, DriftReport, MirrorImage, MitraTruth, TruthSnapshot,
 };

@@ -19,6 +19,7 @@ pub enum ErrorCode {
     InvalidOtp,
     OtpExpired,
     OtpAttemptsExceeded,
+    RateLimited,
     Forbidden,
     AccountInactive,
     NotFound,
@@ -49,6 +50,7 @@ impl ErrorCode {
             Self::InvalidOtp => ("INVALID_OTP", StatusCode::UNAUTHORIZED),
             Self::OtpExpired => ("OTP_EXPIRED", StatusCode::UNAUTHORIZED),
             Self::OtpAttemptsExceeded => ("OTP_ATTEMPTS_EXCEEDED", StatusCode::TOO_MANY_REQUESTS),
+            Self::RateLimited => ("RATE_LIMITED", StatusCode::TOO_MANY_REQUESTS),
             Self::Forbidden => ("FORBIDDEN", StatusCode::FORBIDDEN),
             Self::AccountInactive => ("ACCOUNT_INACTIVE", StatusCode::FORBIDDEN),
             Self::NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
@@ -74,6 +76,8 @@ pub struct ApiError {
     pub message: String,
     /// `OPEN_REQUEST_EXISTS`: the request the customer already has open.
     pub open_session_id: Option<uuid::Uuid>,
+    /// `RATE_LIMITED`: seconds until a retry can succeed (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -82,6 +86,7 @@ impl ApiError {
             code,
             message: message.into(),
             open_session_id: None,
+            retry_after: None,
         }
     }
 
@@ -112,7 +117,11 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let (code, status) = self.code.spec();
-        HttpResponse::build(status).json(ErrorBody {
+        let mut response = HttpResponse::build(status);
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds.to_string()));
+        }
+        response.json(ErrorBody {
             error: ErrorDetail {
                 code,
                 message: self.message.clone(),
@@ -161,6 +170,20 @@ impl From<ChatError> for ApiError {
             ChatError::Payment(_) => ErrorCode::PaymentFailed,
         };
         Self::new(code, message)
+    }
+}
+
+impl From<halo_core::Limited> for ApiError {
+    fn from(limited: halo_core::Limited) -> Self {
+        // Whole seconds, rounded up: a retry after the header's time must be allowed.
+        let millis = limited.retry_after.as_millis();
+        let seconds = u64::try_from(millis.div_ceil(1000))
+            .unwrap_or(u64::MAX)
+            .max(1);
+        Self {
+            retry_after: Some(seconds),
+            ..Self::new(ErrorCode::RateLimited, limited.to_string())
+        }
     }
 }
 

@@ -32,9 +32,26 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(reseed);
 }
 
-#[utoipa::path(tag = "operator", request_body = dto::LoginBody, responses((status = 200, body = dto::Tokens), (status = 401, description = "INVALID_CREDENTIALS", body = dto::ErrorBody)))]
+#[utoipa::path(tag = "operator", request_body = dto::LoginBody, responses((status = 200, body = dto::Tokens), (status = 401, description = "INVALID_CREDENTIALS", body = dto::ErrorBody), (status = 429, description = "RATE_LIMITED (per email and per address; Retry-After says when)", body = dto::ErrorBody)))]
 #[post("/internal/auth/login")]
-async fn login(state: web::Data<AppState>, body: web::Json<dto::LoginBody>) -> Reply {
+async fn login(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    body: web::Json<dto::LoginBody>,
+) -> Reply {
+    let limiter = &state.limiter;
+    limiter
+        .check(
+            halo_domain::LimitedAction::OperatorLoginPerAddress,
+            &state.client_address(&req),
+        )
+        .await?;
+    limiter
+        .check(
+            halo_domain::LimitedAction::OperatorLoginPerEmail,
+            &body.email.trim().to_lowercase(),
+        )
+        .await?;
     let pair = state
         .auth
         .operator_login(&body.email, &body.password)

@@ -16,7 +16,7 @@ pub use openapi::serve_openapi;
 
 use actix_web::web;
 use halo_auth::Auth;
-use halo_core::{Availability, Chat};
+use halo_core::{Availability, Chat, Limiter};
 use halo_metrics::Metrics;
 use std::sync::Arc;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -33,6 +33,25 @@ pub struct AppState {
     pub metrics: Metrics,
     /// "public-api" or "internal-api", reported by the probes.
     pub service: &'static str,
+    pub limiter: Arc<Limiter>,
+    /// The header the trusted balancer writes the caller's address into (lower case), if any.
+    pub client_address_header: Option<String>,
+}
+
+impl AppState {
+    /// The caller's address for the per-address limits: the last entry of the configured
+    /// header (the one the trusted balancer appended; entries before it are the caller's own
+    /// words), else the TCP peer. Never a header nobody configured.
+    pub fn client_address(&self, req: &actix_web::HttpRequest) -> String {
+        let from_header = self.client_address_header.as_deref().and_then(|name| {
+            let value = req.headers().get(name)?.to_str().ok()?;
+            let last = value.rsplit(',').next()?.trim();
+            last.parse::<std::net::IpAddr>().ok()
+        });
+        from_header
+            .or_else(|| req.peer_addr().map(|peer| peer.ip()))
+            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+    }
 }
 
 /// Routes every service serves: probes, metrics, JSON errors for bad bodies and unknown paths.

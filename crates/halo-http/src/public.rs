@@ -6,7 +6,7 @@ use crate::extract::{ActiveMitra, Caller, Customer, Mitra};
 use crate::AppState;
 use actix_web::{get, post, web, HttpResponse};
 use halo_core::ChatError;
-use halo_domain::{validate_minutes, MitraId, Phone};
+use halo_domain::{validate_minutes, LimitedAction, MitraId, Phone};
 use halo_ports::{OnlineReason, Party};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
@@ -71,30 +71,51 @@ async fn whoami(caller: Caller) -> HttpResponse {
     })
 }
 
-#[utoipa::path(tag = "auth", params(("app" = AppKind, Path)), request_body = dto::PhoneBody, responses((status = 200, body = dto::Ok)))]
+#[utoipa::path(tag = "auth", params(("app" = AppKind, Path)), request_body = dto::PhoneBody, responses((status = 200, body = dto::Ok), (status = 429, description = "RATE_LIMITED (per phone and per address; Retry-After says when)", body = dto::ErrorBody)))]
 #[post("/api/{app}/auth/otp/request")]
 async fn otp_request(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     app: web::Path<AppKind>,
     body: web::Json<dto::PhoneBody>,
 ) -> Reply {
-    state
-        .auth
-        .request_otp(app.role(), &phone(&body.phone)?)
+    let phone = phone(&body.phone)?;
+    let limiter = &state.limiter;
+    limiter
+        .check(
+            LimitedAction::OtpRequestPerAddress,
+            &state.client_address(&req),
+        )
         .await?;
+    limiter
+        .check(LimitedAction::OtpRequestPerPhone, phone.as_str())
+        .await?;
+    state.auth.request_otp(app.role(), &phone).await?;
     Ok(HttpResponse::Ok().json(dto::OK))
 }
 
-#[utoipa::path(tag = "auth", params(("app" = AppKind, Path)), request_body = dto::VerifyBody, responses((status = 200, body = dto::LoginResponse), (status = 401, description = "INVALID_OTP or OTP_EXPIRED", body = dto::ErrorBody), (status = 403, description = "ACCOUNT_INACTIVE", body = dto::ErrorBody), (status = 429, description = "OTP_ATTEMPTS_EXCEEDED", body = dto::ErrorBody)))]
+#[utoipa::path(tag = "auth", params(("app" = AppKind, Path)), request_body = dto::VerifyBody, responses((status = 200, body = dto::LoginResponse), (status = 401, description = "INVALID_OTP or OTP_EXPIRED", body = dto::ErrorBody), (status = 403, description = "ACCOUNT_INACTIVE", body = dto::ErrorBody), (status = 429, description = "OTP_ATTEMPTS_EXCEEDED, or RATE_LIMITED (per phone and per address; Retry-After says when)", body = dto::ErrorBody)))]
 #[post("/api/{app}/auth/otp/verify")]
 async fn otp_verify(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     app: web::Path<AppKind>,
     body: web::Json<dto::VerifyBody>,
 ) -> Reply {
+    let phone = phone(&body.phone)?;
+    let limiter = &state.limiter;
+    limiter
+        .check(
+            LimitedAction::OtpVerifyPerAddress,
+            &state.client_address(&req),
+        )
+        .await?;
+    limiter
+        .check(LimitedAction::OtpVerifyPerPhone, phone.as_str())
+        .await?;
     let login = state
         .auth
-        .verify_otp(app.role(), &phone(&body.phone)?, body.code.trim())
+        .verify_otp(app.role(), &phone, body.code.trim())
         .await?;
     Ok(HttpResponse::Ok().json(dto::LoginResponse {
         tokens: login.tokens.into(),
@@ -220,7 +241,7 @@ async fn mitra_end(state: web::Data<AppState>, mitra: ActiveMitra, id: web::Path
     Ok(session(state.chat.end(*id, Party::Mitra(mitra.id)).await?))
 }
 
-#[utoipa::path(tag = "client", security(("bearer" = [])), request_body = dto::ChatRequestBody, responses((status = 201, body = dto::ChatRequestCreated), (status = 409, description = "NO_BESTIE_AVAILABLE, BESTIE_UNAVAILABLE, or OPEN_REQUEST_EXISTS (the customer already holds max_open_requests_per_customer open requests; error.open_session_id names the oldest)", body = dto::ErrorBody)))]
+#[utoipa::path(tag = "client", security(("bearer" = [])), request_body = dto::ChatRequestBody, responses((status = 201, body = dto::ChatRequestCreated), (status = 409, description = "NO_BESTIE_AVAILABLE, BESTIE_UNAVAILABLE, or OPEN_REQUEST_EXISTS (the customer already holds max_open_requests_per_customer open requests; error.open_session_id names the oldest)", body = dto::ErrorBody), (status = 429, description = "RATE_LIMITED (per customer; Retry-After says when)", body = dto::ErrorBody)))]
 #[post("/api/client/chat/requests")]
 async fn chat_request(
     state: web::Data<AppState>,
@@ -228,6 +249,13 @@ async fn chat_request(
     body: web::Json<dto::ChatRequestBody>,
 ) -> Reply {
     let minutes = minutes(body.minutes)?;
+    state
+        .limiter
+        .check(
+            LimitedAction::ChatRequestPerCustomer,
+            &customer.id.to_string(),
+        )
+        .await?;
     let (session, notified) = match body.mitra_id {
         Some(mitra) => {
             let session = state

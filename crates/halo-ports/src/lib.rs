@@ -6,6 +6,7 @@
 
 mod auth;
 mod chat;
+mod limits;
 mod mirror;
 mod truth;
 
@@ -14,6 +15,7 @@ pub use chat::{
     AcceptOutcome, BlastOutcome, ChargeKey, ChatSession, ChatStore, OpenLimit, Party, PaymentError,
     PaymentProvider, RerouteOutcome, TargetOutcome, Timeouts, UnsettledPayment,
 };
+pub use limits::RateCounter;
 pub use mirror::{
     AvailabilityMirror, BeaconClaim, BeaconLock, HeartbeatOutcome, MirrorError, SeedWrite,
 };

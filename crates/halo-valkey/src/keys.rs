@@ -85,6 +85,11 @@ impl Keys {
         self.key(&format!("mirror:staging:{nonce}:{set}"))
     }
 
+    /// One abuse-limit window (`bucket` = action and who it counts).
+    pub fn rate_window(&self, bucket: &str) -> String {
+        self.key(&format!("ratelimit:{bucket}"))
+    }
+
     pub fn lease(&self, name: &str) -> String {
         self.key(&format!("lease:{name}"))
     }

@@ -12,6 +12,8 @@ pub struct Http(reqwest::Client);
 pub struct Reply {
     pub status: u16,
     pub body: Value,
+    /// The `Retry-After` header, in seconds.
+    pub retry_after: Option<u64>,
 }
 
 impl Reply {
@@ -59,7 +61,22 @@ impl Http {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
+        self.call_with(method, url, token, body, &[]).await
+    }
+
+    /// `call` with extra request headers.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        url: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut request = self.0.request(method.clone(), url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -71,9 +88,18 @@ impl Http {
             .await
             .unwrap_or_else(|err| panic!("{method} {url}: {err}"));
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, body }
+        Reply {
+            status,
+            body,
+            retry_after,
+        }
     }
 
     /// The raw text of a GET (for `/metrics`).

@@ -93,7 +93,9 @@ impl Instance {
             if self.exited() {
                 return false;
             }
-            if self.http.answers(&url).await {
+            // Another process may hold the port we picked (and answer): ours has bound it
+            // only once it logged that it listens.
+            if self.http.answers(&url).await && self.log_text().contains("\"listening\"") {
                 return true;
             }
             assert!(

@@ -505,6 +505,10 @@ fn base_env(database_url: &str, valkey_url: &str) -> Vec<(String, String)> {
         // Many stacks share one cluster; a Postgres outage should fail requests fast.
         ("PG_POOL_SIZE", "4"),
         ("PG_TIMEOUT_MS", "2000"),
+        // Every app of a test logs in from 127.0.0.1: per-address limits are tested on their own.
+        ("RATE_LIMIT_OTP_REQUEST_PER_ADDRESS", "1000000/1"),
+        ("RATE_LIMIT_OTP_VERIFY_PER_ADDRESS", "1000000/1"),
+        ("RATE_LIMIT_OPERATOR_LOGIN_PER_ADDRESS", "1000000/1"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -50,6 +50,13 @@ pub fn config(database_url: &str, valkey_url: &str) -> Config {
         ("OTP_DEV_CODE", DEV_CODE.to_owned()),
         ("CC_ORIGIN", "http://cc.example.test".to_owned()),
         ("MIRROR_WATCH_INTERVAL_MS", "100".to_owned()),
+        // Every test logs in from 127.0.0.1: per-address limits would count them all together.
+        ("RATE_LIMIT_OTP_REQUEST_PER_ADDRESS", "1000000/1".to_owned()),
+        ("RATE_LIMIT_OTP_VERIFY_PER_ADDRESS", "1000000/1".to_owned()),
+        (
+            "RATE_LIMIT_OPERATOR_LOGIN_PER_ADDRESS",
+            "1000000/1".to_owned(),
+        ),
     ]
     .into_iter()
     .collect();

@@ -342,3 +342,134 @@ async fn payment(stack: &Stack, session: uuid::Uuid) -> (String, i32) {
         .unwrap();
     (row.get(0), row.get(1))
 }
+
+/// `POST /api/client/auth/otp/request` for `phone` on public instance `i`, with extra headers.
+async fn request_code(
+    stack: &Stack,
+    i: usize,
+    phone: &str,
+    headers: &[(&str, &str)],
+) -> halo_acceptance::Reply {
+    let url = stack.publics[i].url("/api/client/auth/otp/request");
+    stack
+        .http
+        .call_with(
+            Method::POST,
+            &url,
+            None,
+            Some(&json!({ "phone": phone })),
+            headers,
+        )
+        .await
+}
+
+/// A limit is hit (429 `RATE_LIMITED` with `Retry-After`) and resets after its window.
+#[tokio::test]
+async fn a_limit_is_hit_and_resets() {
+    let stack = Stack::with(
+        halo_acceptance::StackOptions::default().env("RATE_LIMIT_OTP_REQUEST_PER_PHONE", "3/2"),
+    )
+    .await;
+    for _ in 0..3 {
+        request_code(&stack, 0, "+628555000010", &[])
+            .await
+            .expect(200);
+    }
+    let limited = request_code(&stack, 0, "+628555000010", &[]).await;
+    assert_eq!((limited.status, limited.code()), (429, "RATE_LIMITED"));
+    assert!(matches!(limited.retry_after, Some(1..=2)), "{limited:?}");
+    request_code(&stack, 0, "+628555000011", &[])
+        .await
+        .expect(200);
+    halo_acceptance::eventually("the window to end", crate::common::DEADLINE, || async {
+        request_code(&stack, 0, "+628555000010", &[]).await.status == 200
+    })
+    .await;
+}
+
+/// Two instances count one limit (the counters live in Valkey); with Valkey down each
+/// instance still limits on its own (at most N times looser, never unlimited).
+#[tokio::test]
+async fn a_limit_is_shared_by_instances_and_kept_while_valkey_is_down() {
+    let mut stack = Stack::with(
+        halo_acceptance::StackOptions::default()
+            .publics(2)
+            .env("RATE_LIMIT_OTP_REQUEST_PER_PHONE", "2/60"),
+    )
+    .await;
+    request_code(&stack, 0, "+628555000020", &[])
+        .await
+        .expect(200);
+    request_code(&stack, 1, "+628555000020", &[])
+        .await
+        .expect(200);
+    let limited = request_code(&stack, 0, "+628555000020", &[]).await;
+    assert_eq!((limited.status, limited.code()), (429, "RATE_LIMITED"));
+
+    stack.valkey.kill().await;
+    for _ in 0..2 {
+        request_code(&stack, 0, "+628555000021", &[])
+            .await
+            .expect(200);
+    }
+    let limited = request_code(&stack, 0, "+628555000021", &[]).await;
+    assert_eq!(
+        (limited.status, limited.code()),
+        (429, "RATE_LIMITED"),
+        "local limit"
+    );
+    assert!(limited.retry_after.is_some());
+}
+
+/// The per-address limit counts the TCP peer unless a trusted proxy header is configured:
+/// a caller cannot dodge it by writing X-Forwarded-For itself.
+#[tokio::test]
+async fn only_a_configured_proxy_header_names_the_address() {
+    let limit = ("RATE_LIMIT_OTP_REQUEST_PER_ADDRESS", "2/60");
+    let spoofing = |n: usize| format!("203.0.113.{n}");
+    let plain = Stack::with(halo_acceptance::StackOptions::default().env(limit.0, limit.1)).await;
+    let mut answers = Vec::new();
+    for n in 0..3 {
+        let header = spoofing(n);
+        let phone = format!("+62855500003{n}");
+        answers.push(
+            request_code(&plain, 0, &phone, &[("x-forwarded-for", &header)])
+                .await
+                .status,
+        );
+    }
+    assert_eq!(answers, [200, 200, 429], "the header is ignored");
+
+    let proxied = Stack::with(
+        halo_acceptance::StackOptions::default()
+            .env(limit.0, limit.1)
+            .env("CLIENT_ADDRESS_HEADER", "X-Forwarded-For"),
+    )
+    .await;
+    for n in 0..3 {
+        // The balancer appends the caller's address last; what the caller wrote comes first.
+        let header = format!("10.9.9.9, {}", spoofing(n));
+        let phone = format!("+62855500004{n}");
+        request_code(&proxied, 0, &phone, &[("x-forwarded-for", &header)])
+            .await
+            .expect(200);
+    }
+    let repeated = format!("10.9.9.9, {}", spoofing(0));
+    for _ in 0..2 {
+        request_code(
+            &proxied,
+            0,
+            "+628555000050",
+            &[("x-forwarded-for", &repeated)],
+        )
+        .await;
+    }
+    let limited = request_code(
+        &proxied,
+        0,
+        "+628555000051",
+        &[("x-forwarded-for", &repeated)],
+    )
+    .await;
+    assert_eq!(limited.status, 429, "counted per the balancer's address");
+}
