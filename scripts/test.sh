@@ -65,8 +65,30 @@ domain_is_pure() {
     fi
 }
 
+# Supply chain: crates with an open RustSec advisory stay out of the tree. The advisory
+# database cannot be fetched from every machine: `cargo deny` runs where it is installed and
+# can, and says so plainly where not; the known-bad crates are checked by name regardless.
+known_bad_crates_absent() {
+    local bad found=0
+    # rsa: RUSTSEC-2023-0071 (Marvin timing attack); came with jsonwebtoken's rust_crypto.
+    local known_bad=(rsa)
+    for bad in "${known_bad[@]}"; do
+        if cargo tree --workspace -e normal,build -i "$bad" >/dev/null 2>&1; then
+            printf 'advisory crate in the tree: %s\n' "$bad" >&2
+            found=1
+        fi
+    done
+    if command -v cargo-deny >/dev/null 2>&1; then
+        cargo deny check advisories || log "cargo deny could not check advisories here (offline advisory database?)"
+    else
+        log "cargo-deny is not installed: only the known-bad crates were checked"
+    fi
+    return "$found"
+}
+
 step fmt cargo fmt --all -- --check
 step purity domain_is_pure
+step supply known_bad_crates_absent
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step test cargo test --workspace "$@"
 
