@@ -159,6 +159,17 @@ impl Instance {
             .collect()
     }
 
+    /// Whether the log shows `op` falling back to Postgres: a `mirror.fallback` event of the
+    /// call that failed, or (when the watcher noticed the outage first and the breaker was
+    /// already open, so no call failed) the one `mirror.state` event that opened it.
+    pub fn logged_fallback(&self, op: &str) -> bool {
+        self.events("mirror.fallback").iter().any(|e| e["op"] == op)
+            || self
+                .events("mirror.state")
+                .iter()
+                .any(|e| e["to"] == "down" || e["to"] == "unseeded")
+    }
+
     /// True when some log line contains `needle`.
     pub fn logged(&self, needle: &str) -> bool {
         self.log_text().contains(needle)

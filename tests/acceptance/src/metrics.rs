@@ -27,6 +27,19 @@ impl MetricsText {
         self.count("halo_pg_queries_total", &[("query", query)])
     }
 
+    /// Postgres statements since `before` that no request caused: the background work (the
+    /// settings safety-net reload, the timer tick's statements) left out.
+    pub fn pg_from_requests_since(&self, before: &MetricsText) -> u64 {
+        const BACKGROUND: [&str; 4] = [
+            "load_settings",
+            "database_now",
+            "expire_due",
+            "unsettled_payments",
+        ];
+        let background: u64 = BACKGROUND.iter().map(|q| self.pg(q) - before.pg(q)).sum();
+        self.pg_total() - before.pg_total() - background
+    }
+
     /// Postgres statements of every name.
     pub fn pg_total(&self) -> u64 {
         self.count("halo_pg_queries_total", &[])

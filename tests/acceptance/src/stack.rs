@@ -294,6 +294,18 @@ impl Stack {
         .await
     }
 
+    /// A customer's targeted request ("chat again") to `mitra` for 15 minutes.
+    pub async fn request_mitra(&self, customer: &Customer, mitra: &Mitra) -> Reply {
+        let body = json!({ "minutes": 15, "mitra_id": mitra.id });
+        self.app(
+            Method::POST,
+            "/api/client/chat/requests",
+            &customer.token,
+            Some(body),
+        )
+        .await
+    }
+
     /// The beacon the customer app polls.
     pub async fn beacon(&self, i: usize) -> Value {
         self.app_on(i, Method::GET, "/public/bestie-availability", "", None)

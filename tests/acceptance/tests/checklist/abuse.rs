@@ -154,15 +154,7 @@ async fn retries_of_calls_that_succeeded_answer_as_the_first() {
 
     // Pay, twice: one charge, the same active session.
     let customer = stack.customer().await;
-    let request = stack
-        .app(
-            Method::POST,
-            "/api/client/chat/requests",
-            &customer.token,
-            Some(json!({ "minutes": 15, "mitra_id": mitra.id })),
-        )
-        .await
-        .expect(201);
+    let request = stack.request_mitra(&customer, &mitra).await.expect(201);
     let pay = format!(
         "/api/client/chat/sessions/{}/pay",
         request["session_id"].as_str().unwrap()
@@ -272,15 +264,7 @@ async fn a_charge_whose_session_cannot_start_is_refunded() {
     let stack = Stack::start().await;
     let mitra = stack.online_mitra().await;
     let customer = stack.customer().await;
-    let request = stack
-        .app(
-            Method::POST,
-            "/api/client/chat/requests",
-            &customer.token,
-            Some(json!({ "minutes": 15, "mitra_id": mitra.id })),
-        )
-        .await
-        .expect(201);
+    let request = stack.request_mitra(&customer, &mitra).await.expect(201);
     let session: uuid::Uuid = request["session_id"].as_str().unwrap().parse().unwrap();
     stack
         .pg

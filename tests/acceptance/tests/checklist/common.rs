@@ -2,8 +2,6 @@
 //! timestamps.
 
 use halo_acceptance::Stack;
-use reqwest::Method;
-use serde_json::json;
 use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -18,15 +16,7 @@ pub async fn world(stack: &Stack) {
     let busy = stack.online_mitra().await;
     stack.start_chat(&busy).await;
     let customer = stack.customer().await;
-    let held = stack
-        .app(
-            Method::POST,
-            "/api/client/chat/requests",
-            &customer.token,
-            Some(json!({ "minutes": 15, "mitra_id": busy.id })),
-        )
-        .await
-        .expect(201);
+    let held = stack.request_mitra(&customer, &busy).await.expect(201);
     assert_eq!(held["status"], "pending_payment");
     stack.online_mitra().await; // idle
     let deactivated = stack.online_mitra().await;

@@ -79,8 +79,7 @@ async fn f_reachable_falls_back_to_postgres() {
     assert_eq!((reply.status, reply.code()), (409, "BESTIE_UNREACHABLE"));
     let metrics = stack.public().metrics().await;
     assert_eq!(metrics.fallbacks("is_mitra_reachable"), 2);
-    let events = stack.public().events("mirror.fallback");
-    assert!(events.iter().any(|e| e["op"] == "is_mitra_reachable"));
+    assert!(stack.public().logged_fallback("is_mitra_reachable"));
 }
 
 #[tokio::test]

@@ -40,15 +40,7 @@ async fn smoke_customer_sees_availability() {
 async fn paid_chat(stack: &Stack) -> (halo_acceptance::Mitra, String) {
     let mitra = stack.online_mitra().await;
     let customer = stack.customer().await;
-    let request = stack
-        .app(
-            Method::POST,
-            "/api/client/chat/requests",
-            &customer.token,
-            Some(json!({ "minutes": 15, "mitra_id": mitra.id })),
-        )
-        .await
-        .expect(201);
+    let request = stack.request_mitra(&customer, &mitra).await.expect(201);
     let session = request["session_id"].as_str().unwrap().to_owned();
     let paid = stack
         .app(
