@@ -66,7 +66,7 @@ pub const REVOKE_AUTH_SESSIONS: NamedQuery = NamedQuery {
 pub const HEARTBEAT_FALLBACK: NamedQuery = NamedQuery {
     name: "heartbeat_fallback",
     sql: "WITH target AS (
-              SELECT m.id, m.is_active, s.is_online
+              SELECT m.id, m.is_active, s.is_online, s.last_heartbeat_at
                 FROM mitras m JOIN mitra_online_status s ON s.mitra_id = m.id
                WHERE m.id = $1),
           stamped AS (
@@ -76,11 +76,11 @@ pub const HEARTBEAT_FALLBACK: NamedQuery = NamedQuery {
                  AND (s.last_heartbeat_at IS NULL
                       OR s.last_heartbeat_at < $2::timestamptz - interval '1 second')
               RETURNING s.mitra_id)
-          SELECT t.is_active,
+          SELECT is_active,
                  EXISTS (SELECT 1 FROM stamped)
-                   OR (t.is_online AND s.last_heartbeat_at >= $2::timestamptz - interval '1 second')
+                   OR (is_online AND last_heartbeat_at >= $2::timestamptz - interval '1 second')
                    AS is_online
-            FROM target t JOIN mitra_online_status s ON s.mitra_id = t.id",
+            FROM target",
 };
 
 pub const MITRA_FLAGS: NamedQuery = NamedQuery {
