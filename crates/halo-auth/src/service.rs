@@ -139,7 +139,7 @@ impl Auth {
             }
         }
         let code = self.settings.dev_code.clone().unwrap_or_else(new_otp_code);
-        let expires_at = self.clock.now() + seconds(OTP_TTL);
+        let expires_at = self.store.database_now().await? + seconds(OTP_TTL);
         self.store
             .save_otp(phone, role, &otp_hash(phone, role, &code), expires_at)
             .await?;
@@ -159,7 +159,7 @@ impl Auth {
     ) -> Result<Login, AuthError> {
         // The code first: nothing about the account is told to someone without a valid code
         // (an unknown mitra phone never got one, so it answers as a wrong code).
-        let now = self.clock.now();
+        let now = self.store.database_now().await?;
         match self
             .store
             .check_otp(
@@ -220,7 +220,7 @@ impl Auth {
     /// security BCP): whoever holds the current token must log in again too.
     pub async fn refresh(&self, role: Role, refresh_token: &str) -> Result<TokenPair, AuthError> {
         let new_token = new_refresh_token();
-        let expires_at = self.clock.now() + seconds(self.settings.refresh_ttl);
+        let expires_at = self.store.database_now().await? + seconds(self.settings.refresh_ttl);
         let rotation = self
             .store
             .rotate_session(
@@ -256,7 +256,7 @@ impl Auth {
 
     async fn open_session(&self, user_id: uuid::Uuid, role: Role) -> Result<TokenPair, AuthError> {
         let refresh_token = new_refresh_token();
-        let expires_at = self.clock.now() + seconds(self.settings.refresh_ttl);
+        let expires_at = self.store.database_now().await? + seconds(self.settings.refresh_ttl);
         let sid = self
             .store
             .create_session(user_id, role, &sha256_hex(&[&refresh_token]), expires_at)

@@ -95,6 +95,10 @@ pub trait AuthStore: Send + Sync + 'static {
         expires_at: OffsetDateTime,
     ) -> Result<Rotation, TruthError>;
 
+    /// The database's clock: code and session deadlines are set and judged by it, so an
+    /// instance whose clock is off neither extends nor shortens them.
+    async fn database_now(&self) -> Result<OffsetDateTime, TruthError>;
+
     /// Revokes one session of its owner; false when it was not live.
     async fn revoke_session(&self, sid: Uuid, user_id: Uuid) -> Result<bool, TruthError>;
 }

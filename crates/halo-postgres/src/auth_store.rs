@@ -160,6 +160,14 @@ impl AuthStore for PgAuth {
         })
     }
 
+    async fn database_now(&self) -> Result<OffsetDateTime, TruthError> {
+        let row = self
+            .db
+            .query_one(&crate::queries::DATABASE_NOW, &[])
+            .await?;
+        column(&row, "now")
+    }
+
     async fn revoke_session(&self, sid: Uuid, user_id: Uuid) -> Result<bool, TruthError> {
         let rows = self.db.query(&q::REVOKE_SESSION, &[&sid, &user_id]).await?;
         Ok(!rows.is_empty())

@@ -20,4 +20,4 @@ pub use http::{Http, Reply};
 pub use instance::{Instance, Kind};
 pub use metrics::MetricsText;
 pub use proxy::PgProxy;
-pub use stack::{Customer, Mitra, Stack, StackOptions};
+pub use stack::{Customer, Mitra, Stack, StackOptions, DEV_CODE};

@@ -457,3 +457,32 @@ async fn only_a_configured_proxy_header_names_the_address() {
     .await;
     assert_eq!(limited.status, 429, "counted per the balancer's address");
 }
+
+/// Codes and sessions are timed by the database's clock too: a code issued by one instance is
+/// valid on an instance whose clock runs ten minutes ahead (its own clock would call it
+/// expired), and a session it opens refreshes normally.
+#[tokio::test]
+async fn an_instance_whose_clock_runs_ahead_honours_codes_and_sessions() {
+    let stack = Stack::start().await;
+    let ahead = stack
+        .spawn_with(
+            halo_acceptance::Kind::Public,
+            &[("HALO_TEST_CLOCK_OFFSET_SECONDS", "600")],
+        )
+        .await;
+    let phone = "+628555000060";
+    request_code(&stack, 0, phone, &[]).await.expect(200);
+    let verify = json!({ "phone": phone, "code": halo_acceptance::DEV_CODE });
+    let login = stack
+        .http
+        .call(
+            Method::POST,
+            &ahead.url("/api/client/auth/otp/verify"),
+            None,
+            Some(&verify),
+        )
+        .await
+        .expect(200);
+    let refresh_token = login["refresh_token"].as_str().unwrap();
+    refresh(&stack, refresh_token).await.expect(200);
+}
