@@ -306,6 +306,12 @@ impl Stack {
         .await
     }
 
+    /// The customer pays session `session` (`POST …/pay`).
+    pub async fn pay(&self, customer: &Customer, session: &str) -> Reply {
+        let path = format!("/api/client/chat/sessions/{session}/pay");
+        self.app(Method::POST, &path, &customer.token, None).await
+    }
+
     /// The beacon the customer app polls.
     pub async fn beacon(&self, i: usize) -> Value {
         self.app_on(i, Method::GET, "/public/bestie-availability", "", None)
@@ -434,6 +440,18 @@ impl Stack {
     }
 
     // ---- Postgres, read directly -------------------------------------------------------------
+
+    /// `chat_sessions.status` of a session.
+    pub async fn session_status(&self, session: Uuid) -> String {
+        self.pg
+            .query_one(
+                "SELECT status FROM chat_sessions WHERE id = $1",
+                &[&session],
+            )
+            .await
+            .expect("session status")
+            .get(0)
+    }
 
     /// Ids (as text) returned by `sql`, a query of one uuid column.
     pub async fn pg_ids(&self, sql: &str) -> BTreeSet<String> {

@@ -155,12 +155,9 @@ async fn retries_of_calls_that_succeeded_answer_as_the_first() {
     // Pay, twice: one charge, the same active session.
     let customer = stack.customer().await;
     let request = stack.request_mitra(&customer, &mitra).await.expect(201);
-    let pay = format!(
-        "/api/client/chat/sessions/{}/pay",
-        request["session_id"].as_str().unwrap()
-    );
-    let first = post(pay.clone(), customer.token.clone()).await.expect(200);
-    let second = post(pay, customer.token.clone()).await.expect(200);
+    let session_id = request["session_id"].as_str().unwrap();
+    let first = stack.pay(&customer, session_id).await.expect(200);
+    let second = stack.pay(&customer, session_id).await.expect(200);
     assert_eq!(first, second);
 
     // Reject, twice.
@@ -194,16 +191,7 @@ async fn an_instance_whose_clock_runs_ahead_ends_nothing_early() {
         || async { ahead.metrics().await.pg("database_now") >= 3 },
     )
     .await;
-    let status: String = stack
-        .pg
-        .query_one(
-            "SELECT status FROM chat_sessions WHERE id = $1",
-            &[&session],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(status, "active");
+    assert_eq!(stack.session_status(session).await, "active");
 }
 
 /// One customer cannot squat capacity: while one request is open (searching or awaiting
@@ -244,15 +232,7 @@ async fn one_open_request_per_customer() {
     }
     assert_eq!(stack.open_sessions(other.id).await, 0, "no slot squatted");
     let session = held["session_id"].as_str().unwrap();
-    stack
-        .app(
-            Method::POST,
-            &format!("/api/client/chat/sessions/{session}/pay"),
-            &customer.token,
-            None,
-        )
-        .await
-        .expect(200);
+    stack.pay(&customer, session).await.expect(200);
     request(json!({ "minutes": 15 })).await.expect(201);
 }
 
@@ -277,8 +257,8 @@ async fn a_charge_whose_session_cannot_start_is_refunded() {
         )
         .await
         .unwrap();
-    let pay = format!("/api/client/chat/sessions/{session}/pay");
-    let failed = stack.app(Method::POST, &pay, &customer.token, None).await;
+    let session_id = session.to_string();
+    let failed = stack.pay(&customer, &session_id).await;
     assert_eq!(failed.status, 500, "{failed:?}");
     assert_eq!(payment(&stack, session).await, ("refunded".to_owned(), 1));
     let events = stack.public().metrics().await;
@@ -295,16 +275,10 @@ async fn a_charge_whose_session_cannot_start_is_refunded() {
         .batch_execute("DROP TRIGGER refuse_start ON chat_sessions")
         .await
         .unwrap();
-    let paid = stack
-        .app(Method::POST, &pay, &customer.token, None)
-        .await
-        .expect(200);
+    let paid = stack.pay(&customer, &session_id).await.expect(200);
     assert_eq!(paid["status"], "active");
     assert_eq!(payment(&stack, session).await, ("captured".to_owned(), 2));
-    stack
-        .app(Method::POST, &pay, &customer.token, None)
-        .await
-        .expect(200);
+    stack.pay(&customer, &session_id).await.expect(200);
     let events = stack.public().metrics().await;
     assert_eq!(
         event(&events, "charged"),

@@ -38,21 +38,9 @@ async fn expire(stack: &Stack, session: Uuid) {
         .await
         .unwrap();
     eventually("the timer to end the session", DEADLINE, || async {
-        session_status(stack, session).await == "ended"
+        stack.session_status(session).await == "ended"
     })
     .await;
-}
-
-async fn session_status(stack: &Stack, session: Uuid) -> String {
-    stack
-        .pg
-        .query_one(
-            "SELECT status FROM chat_sessions WHERE id = $1",
-            &[&session],
-        )
-        .await
-        .unwrap()
-        .get(0)
 }
 
 #[tokio::test]
@@ -67,7 +55,7 @@ async fn d_accepted_blast_starts_chat() {
     let stack = Stack::start().await;
     let mitra = stack.online_mitra().await;
     let session = stack.start_chat(&mitra).await;
-    assert_eq!(session_status(&stack, session).await, "active");
+    assert_eq!(stack.session_status(session).await, "active");
 }
 
 #[tokio::test]

@@ -1,7 +1,6 @@
 //! The smoke list: the five-minute happy path after a deploy.
 
 use halo_acceptance::Stack;
-use reqwest::Method;
 use serde_json::json;
 
 #[tokio::test]
@@ -42,15 +41,7 @@ async fn paid_chat(stack: &Stack) -> (halo_acceptance::Mitra, String) {
     let customer = stack.customer().await;
     let request = stack.request_mitra(&customer, &mitra).await.expect(201);
     let session = request["session_id"].as_str().unwrap().to_owned();
-    let paid = stack
-        .app(
-            Method::POST,
-            &format!("/api/client/chat/sessions/{session}/pay"),
-            &customer.token,
-            None,
-        )
-        .await
-        .expect(200);
+    let paid = stack.pay(&customer, &session).await.expect(200);
     assert_eq!(paid["status"], "active");
     (mitra, session)
 }
