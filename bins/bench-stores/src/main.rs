@@ -62,6 +62,8 @@ enum BenchError {
     Migrate(#[from] halo_postgres::MigrateError),
     #[error("valkey: {0}")]
     Valkey(#[from] halo_ports::MirrorError),
+    #[error("valkey: {0}")]
+    ValkeyConnect(#[from] halo_valkey::ConnectError),
     #[error("postgres truth: {0}")]
     Truth(#[from] halo_ports::TruthError),
     #[error("seed: {0}")]
@@ -163,6 +165,7 @@ async fn availability(
         key_prefix: format!("bench{n}:"),
         // Seeding 100k mitras moves megabytes in one script call: give it room.
         timeout: Duration::from_secs(30),
+        ..Default::default()
     };
     let (_client, connection) = halo_valkey::connect(&settings)?;
     let mirror = ValkeyMirror::new(

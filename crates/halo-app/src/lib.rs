@@ -53,7 +53,7 @@ pub enum StartupError {
     #[error("cannot load app_config")]
     Settings(#[source] halo_ports::TruthError),
     #[error(transparent)]
-    Valkey(#[from] halo_ports::MirrorError),
+    Valkey(#[from] halo_valkey::ConnectError),
     #[error("cannot bind the HTTP port")]
     Bind(#[source] std::io::Error),
 }
@@ -118,8 +118,10 @@ impl Application {
             url: config.valkey_url.expose().to_owned(),
             key_prefix: config.valkey_key_prefix.clone(),
             timeout: config.valkey_timeout,
+            cluster: config.valkey_cluster,
+            ca_cert: config.valkey_ca_cert.clone(),
         };
-        let (client, connection) = halo_valkey::connect(&valkey)?;
+        let (subscriber, connection) = halo_valkey::connect(&valkey)?;
         let keys = Keys::new(valkey.key_prefix.clone());
         let channel = keys.config_channel();
         let mirror = Arc::new(ValkeyMirror::new(
@@ -155,7 +157,7 @@ impl Application {
         let mut tasks = spawn_background(availability.clone(), &cadences(config), &shutdown_rx);
         let listener_target = availability.clone();
         tasks.push(halo_valkey::spawn_invalidation_listener(
-            client,
+            subscriber,
             channel,
             config.valkey_timeout,
             shutdown_rx,

@@ -8,6 +8,7 @@ pub use loopback::is_loopback_url;
 pub use secret::Secret;
 use std::fmt;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -39,6 +40,12 @@ pub struct Config {
     pub cc_origin: Option<String>,
     pub otp_dev_code: Option<String>,
     pub valkey_key_prefix: String,
+    /// `VALKEY_CLUSTER=true`: the cluster protocol (`VALKEY_URL` may then list several seed
+    /// nodes, comma-separated). Needs a hash tag in `VALKEY_KEY_PREFIX` (`{halo}:`), which
+    /// puts every mirror key in one slot so the multi-key scripts stay legal.
+    pub valkey_cluster: bool,
+    /// `VALKEY_CA_CERT`: a PEM file with the CA of a `rediss://` server's certificate.
+    pub valkey_ca_cert: Option<PathBuf>,
     pub auto_offline_sweep: Duration,
     pub heartbeat_mirror_interval: Duration,
     /// `None` when `VALKEY_ONLINE_MIRROR_SWEEP_SECONDS=0` (reconciliation disabled).
@@ -117,6 +124,18 @@ impl Config {
                 rate_limits = rate_limits.with(action, limit);
             }
         }
+        let valkey_key_prefix = vars.optional("VALKEY_KEY_PREFIX").unwrap_or_default();
+        let valkey_cluster = vars.parsed("VALKEY_CLUSTER", false, parse_bool)?;
+        if valkey_cluster && hash_tag(&valkey_key_prefix).is_none() {
+            return Err(error(
+                "VALKEY_KEY_PREFIX",
+                format!(
+                    "{valkey_key_prefix:?} has no hash tag, which VALKEY_CLUSTER=true needs: \
+                     the mirror's scripts and pipelines touch several keys at once, and a \
+                     cluster allows that only within one slot; use e.g. \"{{halo}}:\""
+                ),
+            ));
+        }
         let client_address_header = vars
             .optional("CLIENT_ADDRESS_HEADER")
             .map(|h| h.trim().to_ascii_lowercase());
@@ -135,7 +154,9 @@ impl Config {
             refresh_token_ttl: secs(vars.positive("REFRESH_TOKEN_TTL_DAYS", 30)? * 86_400),
             cc_origin: vars.optional("CC_ORIGIN"),
             otp_dev_code,
-            valkey_key_prefix: vars.optional("VALKEY_KEY_PREFIX").unwrap_or_default(),
+            valkey_key_prefix,
+            valkey_cluster,
+            valkey_ca_cert: vars.optional("VALKEY_CA_CERT").map(PathBuf::from),
             auto_offline_sweep: secs(vars.positive("MITRA_AUTO_OFFLINE_SWEEP_SECONDS", 30)?),
             heartbeat_mirror_interval: secs(
                 vars.positive("HEARTBEAT_MIRROR_INTERVAL_SECONDS", 60)?,
@@ -183,6 +204,23 @@ fn parse_app_env(s: &str) -> Option<AppEnv> {
         "production" => Some(AppEnv::Production),
         _ => None,
     }
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// The hash tag of keys that start with `prefix`, as a cluster computes slots: the text between
+/// the first `{` and the first `}` after it, if not empty (otherwise the whole key is hashed).
+pub fn hash_tag(prefix: &str) -> Option<&str> {
+    let open = prefix.find('{')?;
+    let rest = &prefix[open + 1..];
+    let close = rest.find('}')?;
+    (close > 0).then(|| &rest[..close])
 }
 
 fn parse_log_format(s: &str) -> Option<LogFormat> {

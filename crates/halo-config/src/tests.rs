@@ -193,3 +193,48 @@ fn rate_limits_come_from_their_variables() {
     );
     assert_eq!(load(&[]).expect("valid").client_address_header, None);
 }
+
+#[test]
+fn cluster_mode_needs_a_hash_tag_in_the_prefix() {
+    let c = load(&[]).expect("valid");
+    assert!(!c.valkey_cluster);
+    assert_eq!(c.valkey_ca_cert, None);
+    for prefix in ["", "halo:", "{}halo:", "{halo", "halo}:"] {
+        check_fails(
+            &[("VALKEY_CLUSTER", "true"), ("VALKEY_KEY_PREFIX", prefix)],
+            "VALKEY_KEY_PREFIX",
+            "hash tag",
+        );
+    }
+    let c = load(&[
+        ("VALKEY_CLUSTER", "true"),
+        ("VALKEY_KEY_PREFIX", "{halo}:"),
+        ("VALKEY_CA_CERT", "/etc/halo/valkey-ca.pem"),
+    ])
+    .expect("valid");
+    assert!(c.valkey_cluster);
+    assert_eq!(
+        c.valkey_ca_cert.as_deref(),
+        Some(std::path::Path::new("/etc/halo/valkey-ca.pem"))
+    );
+    check_fails(
+        &[("VALKEY_CLUSTER", "maybe")],
+        "VALKEY_CLUSTER",
+        "unknown value",
+    );
+}
+
+#[test]
+fn hash_tag_follows_the_cluster_rule() {
+    fn check(prefix: &str, expected: Option<&str>) {
+        assert_eq!(hash_tag(prefix), expected, "{prefix:?}");
+    }
+    check("{halo}:", Some("halo"));
+    check("app:{halo}:", Some("halo"));
+    check("{a}{b}", Some("a"));
+    check("{}{b}", None);
+    check("{halo", None);
+    check("halo}", None);
+    check("}{x}", Some("x"));
+    check("", None);
+}

@@ -28,6 +28,7 @@ fn seeded_mirror(rt: &Runtime, server: &ValkeyServer, n: usize) -> (ValkeyMirror
         url: server.url(),
         key_prefix: format!("bench{n}:"),
         timeout: Duration::from_secs(30),
+        ..Default::default()
     };
     let (_client, conn) = halo_valkey::connect(&settings).expect("valkey url");
     let mirror = ValkeyMirror::new(

@@ -1,22 +1,114 @@
-//! Building the connection: TCP_NODELAY on (off by default in redis 1.x), a TCP user timeout
-//! so a black-holed peer is dropped, short connect/response timeouts, and lazy connect so an
-//! instance starts (degraded) while Valkey is down.
+//! Building the connections: TCP_NODELAY on (off by default in redis 1.x), a TCP user timeout
+//! so a black-holed peer is dropped, short connect timeouts, TLS (`rediss://`, with a private CA
+//! from `VALKEY_CA_CERT`), standalone or cluster, and lazy connect so an instance starts
+//! (degraded) while Valkey is down.
 
-use halo_ports::MirrorError;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::TcpSettings;
-use redis::IntoConnectionInfo;
+use redis::{
+    Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, TlsCertificates, Value,
+};
 use std::cell::RefCell;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ValkeySettings {
+    /// `redis://` or `rediss://` (TLS); in cluster mode a comma-separated list of seed nodes
+    /// (one configuration endpoint is enough: the client learns the others from it).
     pub url: String,
     pub key_prefix: String,
     /// Deadline of every call.
     pub timeout: Duration,
+    /// The cluster protocol (`VALKEY_CLUSTER=true`): slots, redirects, sharded pub/sub.
+    pub cluster: bool,
+    /// A PEM file of the CA that signed the server's certificate (private CAs, as Memorystore
+    /// uses); without it, `rediss://` trusts the system's roots.
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// Why no connection could even be set up (bad settings; an unreachable server is not this).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid VALKEY_URL: {0}")]
+    InvalidUrl(#[source] redis::RedisError),
+    #[error("cannot read VALKEY_CA_CERT {path}")]
+    CaCert {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("VALKEY_CA_CERT is set but VALKEY_URL is not rediss:// (no TLS to verify)")]
+    CaWithoutTls,
+    #[error("cannot set up the valkey connection: {0}")]
+    Setup(#[source] redis::RedisError),
+}
+
+/// One command connection, to a standalone server or a cluster.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Standalone(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Standalone(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Standalone(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+/// What new connections are made from.
+#[derive(Clone)]
+enum Backend {
+    Standalone {
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+    },
+    Cluster {
+        client: ClusterClient,
+        config: ClusterConfig,
+    },
+}
+
+impl Backend {
+    /// A connection that connects on first use and reconnects by itself; needs a runtime.
+    fn lazy_connection(&self) -> Result<Conn, redis::RedisError> {
+        match self {
+            Backend::Standalone { client, config } => {
+                ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                    .map(Conn::Standalone)
+            }
+            Backend::Cluster { client, config } => Ok(Conn::Cluster(
+                client.get_pending_async_connection_with_config(config.clone()),
+            )),
+        }
+    }
 }
 
 /// The command connections of one mirror: a shared self-reconnecting multiplexed connection,
@@ -33,9 +125,8 @@ pub struct ValkeySettings {
 /// command instead of failing that command on the dead socket.
 #[derive(Clone)]
 pub struct Connections {
-    shared: ConnectionManager,
-    client: redis::Client,
-    config: ConnectionManagerConfig,
+    shared: Conn,
+    backend: Backend,
     /// Tells this mirror's bound connections from another mirror's on the same thread.
     id: u64,
     /// Connections found dropped by the server, ever (see `note_drop`).
@@ -46,7 +137,7 @@ pub struct Connections {
 struct Bound {
     mirror: u64,
     after_drops: u64,
-    conn: ConnectionManager,
+    conn: Conn,
 }
 
 thread_local! {
@@ -59,7 +150,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 impl Connections {
     /// The connection for a command sent from this thread: its own (renewed if the server
     /// dropped a connection since it was made), or the shared one.
-    pub(crate) fn current(&self) -> ConnectionManager {
+    pub(crate) fn current(&self) -> Conn {
         let drops = self.drops();
         let own = BOUND.try_with(|bound| {
             let mut bound = bound.borrow_mut();
@@ -98,8 +189,9 @@ impl Connections {
         });
     }
 
-    /// Counts a connection the server dropped: the bound connections of every thread renew
-    /// themselves, and the mirror watcher reseeds (the server may have come back with old data).
+    /// Counts a connection the server dropped (or a primary that changed): the bound
+    /// connections of every thread renew themselves, and the mirror watcher reseeds (the
+    /// server may have come back with old data).
     pub(crate) fn note_drop(&self) {
         self.drops.fetch_add(1, Ordering::Relaxed);
     }
@@ -108,9 +200,14 @@ impl Connections {
         self.drops.load(Ordering::Relaxed)
     }
 
-    fn new_connection(&self) -> Option<ConnectionManager> {
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.backend, Backend::Cluster { .. })
+    }
+
+    fn new_connection(&self) -> Option<Conn> {
         tokio::runtime::Handle::try_current().ok()?;
-        ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+        self.backend
+            .lazy_connection()
             .inspect_err(|error| {
                 tracing::warn!(%error, "no own valkey connection for this thread; using the shared one");
             })
@@ -118,34 +215,148 @@ impl Connections {
     }
 }
 
-/// The client (for pub/sub connections) and the command connections.
-pub fn connect(settings: &ValkeySettings) -> Result<(redis::Client, Connections), MirrorError> {
-    let info = settings
-        .url
-        .as_str()
-        .into_connection_info()
-        .map_err(|e| MirrorError::Corrupt(format!("invalid VALKEY_URL: {e}")))?;
+/// Where the `config:invalidate` listener subscribes: its own connection, made fresh for each
+/// subscription's life (see `pubsub`).
+#[derive(Clone)]
+pub struct Subscriber {
+    pub(crate) target: SubscriberTarget,
+}
+
+#[derive(Clone)]
+pub(crate) enum SubscriberTarget {
+    Standalone(redis::Client),
+    /// Built per subscription: the push sender that carries the messages is part of the
+    /// client.
+    Cluster(ClusterSpec),
+}
+
+/// Everything a cluster client is built from.
+#[derive(Clone)]
+pub(crate) struct ClusterSpec {
+    nodes: Vec<ConnectionInfo>,
+    certificates: Option<TlsCertificates>,
+    tcp: TcpSettings,
+    connect_timeout: Duration,
+}
+
+impl ClusterSpec {
+    pub(crate) fn builder(&self) -> ClusterClientBuilder {
+        let mut builder = ClusterClientBuilder::new(self.nodes.clone())
+            .tcp_settings(self.tcp.clone())
+            .connection_timeout(self.connect_timeout)
+            // Redirects (MOVED/ASK after a failover or a slot move) are followed by retries;
+            // each call still runs under the mirror's own deadline.
+            .retries(3)
+            .min_retry_wait(20)
+            .max_retry_wait(200);
+        if let Some(certificates) = &self.certificates {
+            builder = builder.certs(certificates.clone());
+        }
+        builder
+    }
+}
+
+/// The subscriber and the command connections.
+pub fn connect(settings: &ValkeySettings) -> Result<(Subscriber, Connections), ConnectError> {
     let tcp = TcpSettings::default()
         .set_nodelay(true)
         .set_user_timeout(Duration::from_secs(5));
-    let client = redis::Client::open(info.set_tcp_settings(tcp))
-        .map_err(|e| MirrorError::Corrupt(format!("invalid VALKEY_URL: {e}")))?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(settings.timeout.max(Duration::from_millis(500))))
-        // Every call already runs under the mirror's own deadline (`ValkeyMirror::call`): a
-        // second timer per command in the driver would only cost time on the hot paths.
-        .set_response_timeout(None)
-        .set_number_of_retries(2)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_millis(500));
-    let shared = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
-        .map_err(|e| MirrorError::Unavailable(Box::new(e)))?;
+    let certificates = ca_certificates(settings)?;
+    let connect_timeout = settings.timeout.max(Duration::from_millis(500));
+    let nodes = node_infos(settings, &tcp)?;
+    if certificates.is_some() && !nodes.iter().all(is_tls) {
+        return Err(ConnectError::CaWithoutTls);
+    }
+    let (backend, target) = if settings.cluster {
+        let spec = ClusterSpec {
+            nodes,
+            certificates,
+            tcp,
+            connect_timeout,
+        };
+        let client = spec.builder().build().map_err(ConnectError::InvalidUrl)?;
+        // No response timeout in the driver: every call runs under the mirror's deadline.
+        let config = ClusterConfig::new().set_connection_timeout(connect_timeout);
+        (
+            Backend::Cluster { client, config },
+            SubscriberTarget::Cluster(spec),
+        )
+    } else {
+        let info = nodes.into_iter().next().ok_or_else(|| {
+            ConnectError::InvalidUrl(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "no URL",
+            )))
+        })?;
+        let client = match certificates {
+            Some(certificates) => redis::Client::build_with_tls(info, certificates),
+            None => redis::Client::open(info),
+        }
+        .map_err(ConnectError::InvalidUrl)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            // Every call already runs under the mirror's own deadline (`ValkeyMirror::call`):
+            // a second timer per command in the driver would only cost time on the hot paths.
+            .set_response_timeout(None)
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        (
+            Backend::Standalone {
+                client: client.clone(),
+                config,
+            },
+            SubscriberTarget::Standalone(client),
+        )
+    };
+    let shared = backend.lazy_connection().map_err(ConnectError::Setup)?;
     let connections = Connections {
         shared,
-        client: client.clone(),
-        config,
+        backend,
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         drops: Arc::new(AtomicU64::new(0)),
     };
-    Ok((client, connections))
+    Ok((Subscriber { target }, connections))
+}
+
+/// The URL (standalone) or seed nodes (cluster: comma-separated), with our TCP settings.
+fn node_infos(
+    settings: &ValkeySettings,
+    tcp: &TcpSettings,
+) -> Result<Vec<ConnectionInfo>, ConnectError> {
+    let urls: Vec<&str> = if settings.cluster {
+        settings
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .collect()
+    } else {
+        vec![settings.url.as_str()]
+    };
+    urls.into_iter()
+        .map(|url| {
+            url.into_connection_info()
+                .map(|info| info.set_tcp_settings(tcp.clone()))
+                .map_err(ConnectError::InvalidUrl)
+        })
+        .collect()
+}
+
+fn is_tls(info: &ConnectionInfo) -> bool {
+    matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. })
+}
+
+fn ca_certificates(settings: &ValkeySettings) -> Result<Option<TlsCertificates>, ConnectError> {
+    let Some(path) = &settings.ca_cert else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(path).map_err(|source| ConnectError::CaCert {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Some(TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    }))
 }

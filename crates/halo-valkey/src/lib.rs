@@ -10,7 +10,7 @@ mod pubsub;
 mod replies;
 mod scripts;
 
-pub use connection::{connect, Connections, ValkeySettings};
+pub use connection::{connect, ConnectError, Connections, Subscriber, ValkeySettings};
 pub use keys::Keys;
 pub use mirror::ValkeyMirror;
 pub use pubsub::{spawn_invalidation_listener, InvalidationEvent};

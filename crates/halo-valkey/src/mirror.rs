@@ -1,6 +1,6 @@
 //! `AvailabilityMirror` over self-reconnecting multiplexed connections (see `Connections`).
 
-use crate::connection::Connections;
+use crate::connection::{Conn, Connections};
 use crate::keys::Keys;
 use crate::replies;
 use crate::scripts;
@@ -11,13 +11,12 @@ use halo_ports::{
     AvailabilityMirror, BeaconClaim, BeaconLock, CapacityCount, HeartbeatOutcome, MirrorError,
     SeedWrite,
 };
-use redis::aio::ConnectionManager;
 use redis::{Cmd, FromRedisValue, RedisError, ScriptInvocation, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -34,6 +33,10 @@ pub struct ValkeyMirror {
     /// Set once the server refuses `SORT … GET` (an ACL limited to the key prefix, or a
     /// `-@dangerous` login, refuses it): the bulk reads then use the Lua scripts for good.
     sort_refused: Arc<AtomicBool>,
+    /// The `run_id` of the primary that answered the last health probe (see `is_seeded`), and
+    /// whether the server refuses `INFO` (then the probe does without it).
+    primary: Arc<Mutex<Option<String>>>,
+    info_refused: Arc<AtomicBool>,
 }
 
 /// The JSON of `availability:snapshot` (contract shape).
@@ -71,14 +74,14 @@ fn dropped_connection(error: &RedisError) -> bool {
 trait Request: Sync {
     fn send<'a, T: FromRedisValue + Send + 'static>(
         &'a self,
-        conn: &'a mut ConnectionManager,
+        conn: &'a mut Conn,
     ) -> impl Future<Output = Result<T, RedisError>> + Send + 'a;
 }
 
 impl Request for Cmd {
     fn send<'a, T: FromRedisValue + Send + 'static>(
         &'a self,
-        conn: &'a mut ConnectionManager,
+        conn: &'a mut Conn,
     ) -> impl Future<Output = Result<T, RedisError>> + Send + 'a {
         self.query_async(conn)
     }
@@ -87,7 +90,7 @@ impl Request for Cmd {
 impl Request for redis::Pipeline {
     fn send<'a, T: FromRedisValue + Send + 'static>(
         &'a self,
-        conn: &'a mut ConnectionManager,
+        conn: &'a mut Conn,
     ) -> impl Future<Output = Result<T, RedisError>> + Send + 'a {
         self.query_async(conn)
     }
@@ -96,7 +99,7 @@ impl Request for redis::Pipeline {
 impl Request for ScriptInvocation<'_> {
     fn send<'a, T: FromRedisValue + Send + 'static>(
         &'a self,
-        conn: &'a mut ConnectionManager,
+        conn: &'a mut Conn,
     ) -> impl Future<Output = Result<T, RedisError>> + Send + 'a {
         self.invoke_async(conn)
     }
@@ -155,6 +158,8 @@ impl ValkeyMirror {
             timeout,
             metrics,
             sort_refused: Arc::new(AtomicBool::new(false)),
+            primary: Arc::new(Mutex::new(None)),
+            info_refused: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -289,14 +294,18 @@ impl ValkeyMirror {
         let mut cursor: u64 = 0;
         let mut found = Vec::new();
         loop {
-            let cmd = redis::cmd("SCAN")
+            // The keyed `EXISTS` routes the pipeline to the node that holds the mirror's slot
+            // on a cluster (a lone SCAN would go to any node).
+            let mut pipe = redis::pipe();
+            pipe.exists(self.keys.generation())
+                .ignore()
+                .cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
                 .arg(&pattern)
                 .arg("COUNT")
-                .arg(SCAN_COUNT)
-                .to_owned();
-            let (next, keys): (u64, Vec<String>) = self.call("scan", &cmd).await?;
+                .arg(SCAN_COUNT);
+            let ((next, keys),): ((u64, Vec<String>),) = self.call("scan", &pipe).await?;
             found.extend(keys);
             if next == 0 {
                 return Ok(found);
@@ -340,6 +349,27 @@ impl ValkeyMirror {
             other => Err(MirrorError::Corrupt(format!(
                 "heartbeat script returned {other}"
             ))),
+        }
+    }
+
+    /// Remembers the primary's `run_id`; a different one than before counts as a drop.
+    fn note_primary(&self, run_id: Option<&str>) {
+        let Some(run_id) = run_id else { return };
+        let Ok(mut primary) = self.primary.lock() else {
+            return;
+        };
+        match primary.as_deref() {
+            Some(known) if known == run_id => {}
+            Some(known) => {
+                tracing::warn!(
+                    before = known,
+                    now = run_id,
+                    "the valkey primary changed; reseeding"
+                );
+                self.conn.note_drop();
+                *primary = Some(run_id.to_owned());
+            }
+            None => *primary = Some(run_id.to_owned()),
         }
     }
 
@@ -834,9 +864,32 @@ impl AvailabilityMirror for ValkeyMirror {
         Ok(image)
     }
 
+    /// Also notes a change of primary as a dropped connection: a promoted replica (or a
+    /// cluster failover the client followed by itself) answers with data that may be a little
+    /// older, so the watcher reseeds, as after a reconnect.
     async fn is_seeded(&self) -> Result<bool, MirrorError> {
-        self.call("is_seeded", &Cmd::exists(self.keys.generation()))
-            .await
+        if self.info_refused.load(Ordering::Relaxed) {
+            return self
+                .call("is_seeded", &Cmd::exists(self.keys.generation()))
+                .await;
+        }
+        let mut pipe = redis::pipe();
+        pipe.exists(self.keys.generation())
+            .cmd("INFO")
+            .arg("server");
+        match self.call_raw::<(bool, String)>("is_seeded", &pipe).await? {
+            Ok((seeded, info)) => {
+                self.note_primary(replies::info_field(&info, "run_id"));
+                Ok(seeded)
+            }
+            Err(error) if refused_by_server(&error) => {
+                tracing::warn!(%error, "valkey refuses INFO; a failover is then noticed only by its dropped connections");
+                self.info_refused.store(true, Ordering::Relaxed);
+                self.call("is_seeded", &Cmd::exists(self.keys.generation()))
+                    .await
+            }
+            Err(error) => Err(classify(error)),
+        }
     }
 
     async fn try_lease(&self, name: &str, ttl: Duration) -> Result<bool, MirrorError> {
@@ -852,8 +905,17 @@ impl AvailabilityMirror for ValkeyMirror {
     }
 
     async fn publish_config_invalidate(&self) -> Result<(), MirrorError> {
-        let request = Cmd::publish(self.keys.config_channel(), "1");
-        self.call("publish_config_invalidate", &request).await
+        // A cluster's subscribers listen on the sharded channel (see `pubsub`).
+        let command = if self.conn.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
+        let request = redis::cmd(command)
+            .arg(self.keys.config_channel())
+            .arg("1")
+            .to_owned();
+        self.call::<()>("publish_config_invalidate", &request).await
     }
 
     fn connection_drops(&self) -> u64 {

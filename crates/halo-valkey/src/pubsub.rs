@@ -2,8 +2,14 @@
 //! away, so this loop reconnects and resubscribes by itself, pings to notice a dead peer, and
 //! reports every (re)subscription: messages published while it was away are lost (pub/sub is
 //! at-most-once), so the listener must treat a resubscription as an invalidation too.
+//!
+//! On a cluster the channel is a sharded one (`SSUBSCRIBE`, served by the primary of the
+//! channel's slot, which the key prefix's hash tag makes the mirror's slot): the cluster client
+//! follows a failover and resubscribes by itself, and says so with an `ssubscribe` push.
 
+use crate::connection::{ClusterSpec, Subscriber, SubscriberTarget};
 use futures_util::StreamExt;
+use redis::{ProtocolVersion, PushKind};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -21,7 +27,7 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Runs until `shutdown` turns true, calling `on_event` for each event.
 pub fn spawn_invalidation_listener<F>(
-    client: redis::Client,
+    subscriber: Subscriber,
     channel: String,
     timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -33,7 +39,15 @@ where
     tokio::spawn(async move {
         let mut retry = RETRY_MIN;
         while !*shutdown.borrow() {
-            match listen(&client, &channel, timeout, &mut shutdown, &on_event).await {
+            let life = match &subscriber.target {
+                SubscriberTarget::Standalone(client) => {
+                    listen(client, &channel, timeout, &mut shutdown, &on_event).await
+                }
+                SubscriberTarget::Cluster(spec) => {
+                    listen_sharded(spec, &channel, timeout, &mut shutdown, &on_event).await
+                }
+            };
+            match life {
                 Ok(()) => return,
                 Err(error) => {
                     tracing::debug!(%error, "config:invalidate subscription lost; retrying");
@@ -81,6 +95,57 @@ where
             },
             _ = ping.tick() => {
                 let pong = tokio::time::timeout(timeout * 4, sink.ping::<redis::Value>()).await;
+                if !matches!(pong, Ok(Ok(_))) {
+                    return Err("ping failed".into());
+                }
+            }
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
+}
+
+/// `listen` on a cluster: one sharded subscription whose pushes arrive on a channel.
+async fn listen_sharded<F>(
+    spec: &ClusterSpec,
+    channel: &str,
+    timeout: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+    on_event: &F,
+) -> Result<(), String>
+where
+    F: Fn(InvalidationEvent),
+{
+    let (pushes, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let client = spec
+        .builder()
+        .use_protocol(ProtocolVersion::RESP3)
+        .push_sender(pushes)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut conn = tokio::time::timeout(timeout * 4, client.get_async_connection())
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    tokio::time::timeout(timeout * 4, conn.ssubscribe(channel))
+        .await
+        .map_err(|_| "subscribe timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    tracing::info!(channel, "subscribed to config invalidations (sharded)");
+    on_event(InvalidationEvent::Subscribed);
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            push = received.recv() => match push.map(|push| push.kind) {
+                Some(PushKind::SMessage) => on_event(InvalidationEvent::Invalidated),
+                // The client resubscribed after a reconnect or a failover: anything published
+                // in between is lost.
+                Some(PushKind::SSubscribe) => on_event(InvalidationEvent::Subscribed),
+                Some(_) => {}
+                None => return Err("push channel closed".into()),
+            },
+            _ = ping.tick() => {
+                let pong = tokio::time::timeout(timeout * 4, redis::cmd("PING").query_async::<redis::Value>(&mut conn)).await;
                 if !matches!(pong, Ok(Ok(_))) {
                     return Err("ping failed".into());
                 }

@@ -123,9 +123,26 @@ pub(crate) fn array(value: Value) -> Result<Vec<Value>, String> {
     }
 }
 
+/// The value of `name` in an `INFO` reply (`name:value` lines).
+pub(crate) fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .filter_map(|line| line.trim_end().split_once(':'))
+        .find(|(field, _)| *field == name)
+        .map(|(_, value)| value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn info_field_reads_one_line() {
+        let info = "# Server\r\nredis_version:7.2.4\r\nrun_id:abc123\r\ntcp_port:6379\r\n";
+        assert_eq!(info_field(info, "run_id"), Some("abc123"));
+        assert_eq!(info_field(info, "tcp_port"), Some("6379"));
+        assert_eq!(info_field(info, "run"), None);
+        assert_eq!(info_field("", "run_id"), None);
+    }
 
     fn full(s: &str) -> Option<OffsetDateTime> {
         OffsetDateTime::parse(s, &Rfc3339).ok()

@@ -24,6 +24,7 @@ fn mirror_counted(server: &ValkeyServer, prefix: &str, metrics: Metrics) -> Valk
         url: server.url(),
         key_prefix: prefix.to_owned(),
         timeout: Duration::from_secs(5),
+        ..Default::default()
     };
     let (_client, conn) = halo_valkey::connect(&settings).unwrap();
     ValkeyMirror::new(conn, Keys::new(prefix), settings.timeout, metrics)
@@ -342,6 +343,7 @@ async fn a_login_limited_to_the_prefix_falls_back_to_lua_for_bulk_reads() {
         url: format!("redis://halo:secret@127.0.0.1:{}/", server.port()),
         key_prefix: "halo:".to_owned(),
         timeout: Duration::from_secs(5),
+        ..Default::default()
     };
     let (_client, conn) = halo_valkey::connect(&settings).unwrap();
     let m = ValkeyMirror::new(conn, Keys::new("halo:"), settings.timeout, Metrics::new());

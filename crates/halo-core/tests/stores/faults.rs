@@ -230,6 +230,7 @@ async fn k_config_invalidation_reaches_another_instance_and_survives_a_valkey_re
         url: s.valkey.url(),
         key_prefix: String::new(),
         timeout: crate::fixture::VALKEY_TIMEOUT,
+        ..Default::default()
     };
     let (client, _) = halo_valkey::connect(&settings).unwrap();
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();

@@ -47,6 +47,7 @@ pub fn mirror(valkey_url: &str, metrics: &Metrics) -> Arc<ValkeyMirror> {
         url: valkey_url.to_owned(),
         key_prefix: String::new(),
         timeout: VALKEY_TIMEOUT,
+        ..Default::default()
     };
     let (_client, connection) = halo_valkey::connect(&settings).expect("valkey url");
     Arc::new(ValkeyMirror::new(
