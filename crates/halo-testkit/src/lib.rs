@@ -16,9 +16,11 @@
 
 mod postgres;
 mod valkey;
+mod valkey_cluster;
 
 pub use postgres::{admin_url, test_database, TestDatabase, DEFAULT_ADMIN_URL};
 pub use valkey::ValkeyServer;
+pub use valkey_cluster::ValkeyCluster;
 
 use std::future::Future;
 use std::time::Duration;

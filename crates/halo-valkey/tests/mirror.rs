@@ -11,6 +11,8 @@ use halo_ports::{
 use halo_testkit::{eventually, ValkeyServer};
 use halo_valkey::{Keys, ValkeyMirror, ValkeySettings};
 use redis::AsyncCommands;
+
+mod cluster;
 use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
