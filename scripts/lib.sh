@@ -125,6 +125,14 @@ ensure_tools() {
         useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/bash postgres
     fi
 
+    # TLS tests: certificates made with openssl, stunnel terminating TLS in front of valkey.
+    local tls_packages=()
+    command -v openssl >/dev/null 2>&1 || tls_packages+=(openssl)
+    command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 || tls_packages+=(stunnel4)
+    if [ "${#tls_packages[@]}" -gt 0 ]; then
+        _apt_install "${tls_packages[@]}"
+    fi
+
     local valkey
     valkey="$(_find_valkey_server)"
     if [ -z "$valkey" ]; then

@@ -15,10 +15,12 @@
 //! Everything here runs only in tests, so setup failures panic with a message saying what to do.
 
 mod postgres;
+mod tls;
 mod valkey;
 mod valkey_cluster;
 
 pub use postgres::{admin_url, test_database, TestDatabase, DEFAULT_ADMIN_URL};
+pub use tls::{TestCertificates, TlsTunnel};
 pub use valkey::ValkeyServer;
 pub use valkey_cluster::ValkeyCluster;
 

@@ -174,3 +174,52 @@ async fn the_sharded_config_channel_delivers_and_survives_a_failover() {
     )
     .await;
 }
+
+/// `rediss://` through stunnel: the private CA verifies, a wrong CA is refused (an outage to the
+/// core: `Unavailable`, never a plain-text fallback).
+#[tokio::test]
+async fn tls_with_a_private_ca_verifies_the_server() {
+    use halo_testkit::{TestCertificates, TlsTunnel, ValkeyServer};
+    let server = ValkeyServer::start().await;
+    let certs = TestCertificates::generate();
+    let tunnel = TlsTunnel::start(server.port(), &certs).await;
+    let tls_mirror = |ca: Option<std::path::PathBuf>| {
+        let settings = ValkeySettings {
+            url: tunnel.rediss_url(),
+            key_prefix: "tls:".into(),
+            timeout: Duration::from_secs(5),
+            ca_cert: ca,
+            ..Default::default()
+        };
+        let (_, conn) = halo_valkey::connect(&settings).unwrap();
+        ValkeyMirror::new(conn, Keys::new("tls:"), settings.timeout, Metrics::new())
+    };
+    let m = tls_mirror(Some(certs.ca()));
+    seed(&m, OffsetDateTime::now_utc()).await;
+    assert!(m.is_seeded().await.unwrap());
+    assert_eq!(m.online_count().await.unwrap(), 5);
+
+    let other = TestCertificates::generate();
+    let wrong = tls_mirror(Some(other.ca()));
+    let refused = wrong.is_seeded().await;
+    assert!(
+        matches!(refused, Err(halo_ports::MirrorError::Unavailable(_))),
+        "a certificate from another CA must be refused, got {refused:?}"
+    );
+    // Without a CA the system roots are used, which do not know ours either.
+    let no_ca = tls_mirror(None);
+    assert!(no_ca.is_seeded().await.is_err());
+
+    let settings = ValkeySettings {
+        url: server.url(),
+        ca_cert: Some(certs.ca()),
+        ..Default::default()
+    };
+    assert!(
+        matches!(
+            halo_valkey::connect(&settings),
+            Err(halo_valkey::ConnectError::CaWithoutTls)
+        ),
+        "a CA with a redis:// URL is a configuration mistake"
+    );
+}
