@@ -17,7 +17,7 @@ pub struct PgProxy {
 }
 
 struct Shared {
-    upstream: String,
+    upstream: Mutex<String>,
     up: AtomicBool,
     links: Mutex<Vec<AbortHandle>>,
 }
@@ -28,7 +28,7 @@ impl PgProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("proxy addr").port();
         let shared = Arc::new(Shared {
-            upstream: upstream.to_owned(),
+            upstream: Mutex::new(upstream.to_owned()),
             up: AtomicBool::new(true),
             links: Mutex::new(Vec::new()),
         });
@@ -64,6 +64,19 @@ impl PgProxy {
     pub fn restore(&self) {
         self.shared.up.store(true, Ordering::SeqCst);
     }
+
+    /// The endpoint flips to another server (a managed store's failover: same address, new
+    /// primary behind it): open connections drop, new ones reach `upstream` (`host:port`).
+    pub fn switch_to(&self, upstream: &str) {
+        *self.shared.upstream.lock().expect("upstream") = upstream.to_owned();
+        self.cut();
+        self.restore();
+    }
+
+    /// `redis://127.0.0.1:<port>/` of this proxy (when it fronts Valkey).
+    pub fn redis_url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
 }
 
 impl Drop for PgProxy {
@@ -91,7 +104,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             drop(client);
             continue;
         }
-        let link = tokio::spawn(forward(client, shared.upstream.clone()));
+        let upstream = shared.upstream.lock().expect("upstream").clone();
+        let link = tokio::spawn(forward(client, upstream));
         let mut links = shared.links.lock().expect("links");
         links.retain(|link| !link.is_finished());
         links.push(link.abort_handle());

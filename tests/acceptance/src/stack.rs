@@ -88,12 +88,24 @@ impl Stack {
     }
 
     pub async fn with(options: StackOptions) -> Stack {
+        let valkey = ValkeyServer::start().await;
+        let url = valkey.url();
+        Self::with_valkey(options, valkey, &url).await
+    }
+
+    /// A stack whose services reach Valkey at `services_url` (TLS through a tunnel, a proxy, a
+    /// cluster's seed list) rather than at `valkey` directly; `valkey` stays the server the
+    /// `vk_*` helpers read.
+    pub async fn with_valkey(
+        options: StackOptions,
+        valkey: ValkeyServer,
+        services_url: &str,
+    ) -> Stack {
         // Build (or find) the binaries off the async threads; a no-op after the first test.
         tokio::task::spawn_blocking(binaries)
             .await
             .expect("binaries");
         let db = test_database().await;
-        let valkey = ValkeyServer::start().await;
         let proxy = if options.proxy {
             Some(PgProxy::start(&authority(db.url())).await)
         } else {
@@ -102,7 +114,7 @@ impl Stack {
         let database_url = proxy
             .as_ref()
             .map_or_else(|| db.url().to_owned(), |p| p.url_for(db.url()));
-        let mut env = base_env(&database_url, &valkey.url());
+        let mut env = base_env(&database_url, services_url);
         env.extend(options.env);
         let log_dir = std::env::temp_dir()
             .join("halo-acceptance")
@@ -130,6 +142,11 @@ impl Stack {
         };
         stack.cc_token = stack.operator_login().await;
         stack
+    }
+
+    /// The environment every service process of this stack gets.
+    pub fn env_vars(&self) -> &[(String, String)] {
+        &self.env
     }
 
     /// The first public-api instance.

@@ -21,5 +21,6 @@ mod i_reconciliation;
 mod j_failures;
 mod k_multi_instance;
 mod postgres_outage;
+mod production_stores;
 mod setup;
 mod smoke;
