@@ -113,6 +113,16 @@ impl Application {
             },
         )?;
         migrate_when_reachable(&pool).await?;
+        let observed = pool.clone();
+        metrics.before_render(move |metrics| {
+            let status = observed.status();
+            metrics.pg_pool(
+                status.size,
+                status.available,
+                status.waiting,
+                status.max_size,
+            );
+        });
         let truth = Arc::new(PgTruth::new(pool.clone(), metrics.clone()));
         let valkey = ValkeySettings {
             url: config.valkey_url.expose().to_owned(),
@@ -203,6 +213,7 @@ impl Application {
             service: service.name(),
             limiter,
             client_address_header: config.client_address_header.clone(),
+            slow_request: config.log_slow_request,
         };
         let port = match service {
             Service::Public => config.public_port,

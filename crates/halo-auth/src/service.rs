@@ -75,7 +75,7 @@ impl OtpSender for LogOtpSender {
     async fn send(&self, phone: &Phone, role: Role, code: &str) -> Result<(), OtpSendError> {
         let shown = if self.reveal_code { code } else { "<redacted>" };
         tracing::info!(
-            phone = phone.as_str(),
+            phone = %phone.masked(),
             role = role.as_str(),
             code = shown,
             "otp code issued (log sender)"
@@ -132,7 +132,7 @@ impl Auth {
             let mitra = self.store.mitra_by_phone(phone).await?;
             if !mitra.is_some_and(|m| m.active) {
                 tracing::info!(
-                    phone = phone.as_str(),
+                    phone = %phone.masked(),
                     "otp requested for an unknown or inactive mitra"
                 );
                 return Ok(());

@@ -51,6 +51,9 @@ pub struct Config {
     /// `None` when `VALKEY_ONLINE_MIRROR_SWEEP_SECONDS=0` (reconciliation disabled).
     pub reconciliation_sweep: Option<Duration>,
     pub log_format: LogFormat,
+    /// `LOG_SLOW_REQUEST_MS` (500): a request slower than this is logged at WARN, hot path or
+    /// not.
+    pub log_slow_request: Duration,
     /// Beyond the contract: per-call Valkey timeout, so a hung Valkey fails fast.
     pub valkey_timeout: Duration,
     /// Beyond the contract: how often each instance checks that the mirror was not flushed.
@@ -167,7 +170,18 @@ impl Config {
                 0 => None,
                 n => Some(secs(n)),
             },
-            log_format: vars.parsed("LOG_FORMAT", LogFormat::Pretty, parse_log_format)?,
+            // Production logs are for a log pipeline (Cloud Logging reads `severity`); local
+            // runs are for people.
+            log_format: vars.parsed(
+                "LOG_FORMAT",
+                if app_env == AppEnv::Production {
+                    LogFormat::Json
+                } else {
+                    LogFormat::Pretty
+                },
+                parse_log_format,
+            )?,
+            log_slow_request: Duration::from_millis(vars.positive("LOG_SLOW_REQUEST_MS", 500)?),
             valkey_timeout: Duration::from_millis(vars.positive("VALKEY_TIMEOUT_MS", 250)?),
             mirror_watch_interval: Duration::from_millis(
                 vars.positive("MIRROR_WATCH_INTERVAL_MS", 1000)?,

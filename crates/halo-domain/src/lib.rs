@@ -9,7 +9,7 @@ pub mod limits;
 pub mod mirror_image;
 pub mod settings;
 
-pub use accounts::{InvalidPhone, Phone, Role, UnknownRole};
+pub use accounts::{mask_phone_numbers, InvalidPhone, Phone, Role, UnknownRole};
 pub use availability::{Beacon, MitraState};
 pub use chat::{validate_minutes, InvalidMinutes, SessionStatus};
 pub use ids::{IdParseError, MitraId};

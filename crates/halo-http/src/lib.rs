@@ -36,6 +36,8 @@ pub struct AppState {
     pub limiter: Arc<Limiter>,
     /// The header the trusted balancer writes the caller's address into (lower case), if any.
     pub client_address_header: Option<String>,
+    /// Requests slower than this are logged at WARN (`LOG_SLOW_REQUEST_MS`).
+    pub slow_request: std::time::Duration,
 }
 
 impl AppState {

@@ -14,6 +14,13 @@ use std::time::Duration;
 
 type Labels = Vec<(&'static str, String)>;
 type CounterFamily = Family<Labels, Counter>;
+type HistogramFamily = Family<Labels, Histogram>;
+type RenderHook = Box<dyn Fn(&Metrics) + Send + Sync>;
+
+/// Store calls: 50 µs to ~0.8 s.
+fn store_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 15))
+}
 
 /// Cheap to clone; all clones share the same counters.
 #[derive(Clone)]
@@ -33,19 +40,29 @@ struct Inner {
     payment_events: CounterFamily,
     http_requests: CounterFamily,
     http_latency: Family<Labels, Histogram>,
+    valkey_latency: HistogramFamily,
+    pg_latency: HistogramFamily,
+    valkey_in_flight: Gauge,
+    pg_pool: Family<Labels, Gauge>,
+    /// Run before every render: fills the gauges read from outside (the pool's status).
+    before_render: RwLock<Vec<RenderHook>>,
     /// Totals across labels, for budget assertions (Prometheus sums the families itself).
     pg_total: AtomicU64,
     valkey_total: AtomicU64,
     /// Handles of the per-request series, resolved once: a family lookup builds owned label
     /// strings and hashes them, on every heartbeat and beacon poll. The handles share their
     /// values with the families (same series, same names and labels at `/metrics`).
-    http_handles: RwLock<HashMap<Box<str>, RouteHandles>>,
+    http_handles: RwLock<HashMap<Box<str>, Vec<RouteHandles>>>,
     round_trip_handles: RwLock<HashMap<Box<str>, Counter>>,
     /// Same for fallbacks: while the mirror is not trusted every hot request counts one.
     fallback_handles: RwLock<HashMap<Box<str>, Counter>>,
+    valkey_latency_handles: RwLock<HashMap<Box<str>, Histogram>>,
+    pg_latency_handles: RwLock<HashMap<Box<str>, Histogram>>,
 }
 
+/// One method of a route: its latency series and its counters by status.
 struct RouteHandles {
+    method: Box<str>,
     latency: Histogram,
     by_status: Vec<(u16, Counter)>,
 }
@@ -77,6 +94,28 @@ fn count_op(family: &CounterFamily, handles: &RwLock<HashMap<Box<str>, Counter>>
     let counter = family.get_or_create_owned(&label("op", op));
     counter.inc();
     write(handles).insert(op.into(), counter);
+}
+
+/// `count_op` for a latency histogram.
+fn observe_op(
+    family: &HistogramFamily,
+    handles: &RwLock<HashMap<Box<str>, Histogram>>,
+    key: (&'static str, &str),
+    seconds: f64,
+) {
+    if let Some(histogram) = read(handles).get(key.1) {
+        histogram.observe(seconds);
+        return;
+    }
+    let histogram = family.get_or_create_owned(&label(key.0, key.1));
+    histogram.observe(seconds);
+    write(handles).insert(key.1.into(), histogram);
+}
+
+fn histograms(registry: &mut Registry, name: &str, help: &str) -> HistogramFamily {
+    let family = HistogramFamily::new_with_constructor(store_buckets);
+    registry.register(name, help, family.clone());
+    family
 }
 
 fn counter(registry: &mut Registry, name: &str, help: &str) -> CounterFamily {
@@ -122,10 +161,37 @@ impl Metrics {
         });
         registry.register(
             "http_request_duration_seconds",
-            "HTTP request latency by route",
+            "HTTP request latency by method and route",
             http_latency.clone(),
         );
+        let valkey_in_flight = Gauge::default();
+        registry.register(
+            "valkey_requests_in_flight",
+            "Valkey calls sent and not yet answered",
+            valkey_in_flight.clone(),
+        );
+        let pg_pool = Family::<Labels, Gauge>::default();
+        registry.register(
+            "pg_pool_connections",
+            "Postgres pool: size (open connections), available (idle), waiting (callers queued), max",
+            pg_pool.clone(),
+        );
         let inner = Inner {
+            valkey_latency: histograms(
+                &mut registry,
+                "valkey_call_duration_seconds",
+                "Valkey call latency by operation (deadline included)",
+            ),
+            pg_latency: histograms(
+                &mut registry,
+                "pg_query_duration_seconds",
+                "Postgres statement latency by named query",
+            ),
+            valkey_in_flight,
+            pg_pool,
+            before_render: RwLock::default(),
+            valkey_latency_handles: RwLock::default(),
+            pg_latency_handles: RwLock::default(),
             pg_queries: counter(
                 &mut registry,
                 "pg_queries",
@@ -155,7 +221,7 @@ impl Metrics {
             http_requests: counter(
                 &mut registry,
                 "http_requests",
-                "HTTP requests by route and status",
+                "HTTP requests by method, route and status",
             ),
             beacon_recomputes,
             timer_transitions,
@@ -233,42 +299,110 @@ impl Metrics {
             .inc_by(u64::try_from(sessions).unwrap_or(u64::MAX));
     }
 
-    pub fn http_request(&self, route: &str, status: u16, latency: Duration) {
+    pub fn http_request(&self, method: &str, route: &str, status: u16, latency: Duration) {
         let seconds = latency.as_secs_f64();
         // Recorded under the read guard (no handle clones): see `valkey_round_trip`.
         if let Some(handles) = read(&self.0.http_handles).get(route) {
-            if let Some((_, counter)) = handles.by_status.iter().find(|(s, _)| *s == status) {
-                counter.inc();
-                handles.latency.observe(seconds);
-                return;
+            if let Some(series) = handles.iter().find(|s| &*s.method == method) {
+                if let Some((_, counter)) = series.by_status.iter().find(|(s, _)| *s == status) {
+                    counter.inc();
+                    series.latency.observe(seconds);
+                    return;
+                }
             }
         }
-        let (latency_series, counter) = self.resolve_http(route, status);
+        let (latency_series, counter) = self.resolve_http(method, route, status);
         counter.inc();
         latency_series.observe(seconds);
     }
 
-    /// First request of a route and status: resolve the series and remember the handles.
-    fn resolve_http(&self, route: &str, status: u16) -> (Histogram, Counter) {
-        let labels = vec![("route", route.to_owned()), ("status", status.to_string())];
+    /// First request of a method, route and status: resolve the series and remember the
+    /// handles.
+    fn resolve_http(&self, method: &str, route: &str, status: u16) -> (Histogram, Counter) {
+        let labels = vec![
+            ("method", method.to_owned()),
+            ("route", route.to_owned()),
+            ("status", status.to_string()),
+        ];
         let counter = self.0.http_requests.get_or_create_owned(&labels);
-        let latency = self
-            .0
-            .http_latency
-            .get_or_create_owned(&label("route", route));
+        let latency = self.0.http_latency.get_or_create_owned(&vec![
+            ("method", method.to_owned()),
+            ("route", route.to_owned()),
+        ]);
         let mut handles = write(&self.0.http_handles);
-        let entry = handles.entry(route.into()).or_insert_with(|| RouteHandles {
-            latency: latency.clone(),
-            by_status: Vec::new(),
-        });
-        if !entry.by_status.iter().any(|(s, _)| *s == status) {
-            entry.by_status.push((status, counter.clone()));
+        let by_method = handles.entry(route.into()).or_default();
+        let position = match by_method.iter().position(|s| &*s.method == method) {
+            Some(i) => i,
+            None => {
+                by_method.push(RouteHandles {
+                    method: method.into(),
+                    latency: latency.clone(),
+                    by_status: Vec::new(),
+                });
+                by_method.len() - 1
+            }
+        };
+        let series = &mut by_method[position];
+        if !series.by_status.iter().any(|(s, _)| *s == status) {
+            series.by_status.push((status, counter.clone()));
         }
         (latency, counter)
     }
 
+    /// How long a Valkey call took (`op` as in `valkey_round_trip`).
+    pub fn valkey_call_took(&self, op: &str, took: Duration) {
+        observe_op(
+            &self.0.valkey_latency,
+            &self.0.valkey_latency_handles,
+            ("op", op),
+            took.as_secs_f64(),
+        );
+    }
+
+    /// A Valkey call was sent (`true`) or answered (`false`).
+    pub fn valkey_in_flight(&self, sent: bool) {
+        if sent {
+            self.0.valkey_in_flight.inc();
+        } else {
+            self.0.valkey_in_flight.dec();
+        }
+    }
+
+    /// How long a Postgres statement took.
+    pub fn pg_query_took(&self, query: &str, took: Duration) {
+        observe_op(
+            &self.0.pg_latency,
+            &self.0.pg_latency_handles,
+            ("query", query),
+            took.as_secs_f64(),
+        );
+    }
+
+    /// The Postgres pool's status, as `deadpool` reports it.
+    pub fn pg_pool(&self, size: usize, available: usize, waiting: usize, max: usize) {
+        for (state, value) in [
+            ("size", size),
+            ("available", available),
+            ("waiting", waiting),
+            ("max", max),
+        ] {
+            self.0
+                .pg_pool
+                .get_or_create(&label("state", state))
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Runs `refresh` before every render (gauges read from elsewhere, e.g. a pool's status).
+    pub fn before_render(&self, refresh: impl Fn(&Metrics) + Send + Sync + 'static) {
+        write(&self.0.before_render).push(Box::new(refresh));
+    }
+
     /// Prometheus text exposition of every metric of this instance.
     pub fn render(&self) -> String {
+        for refresh in read(&self.0.before_render).iter() {
+            refresh(self);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.0.registry);
@@ -344,7 +478,7 @@ mod tests {
         m.pg_query("set_online");
         m.valkey_round_trip("heartbeat");
         m.sweep_run("auto_offline", "skipped");
-        m.http_request("/healthz", 200, Duration::from_millis(3));
+        m.http_request("GET", "/healthz", 200, Duration::from_millis(3));
         assert_eq!(m.pg_queries("set_online"), 2);
         assert_eq!(m.pg_queries("other"), 0);
         assert_eq!(m.valkey_round_trips("heartbeat"), 1);
@@ -366,23 +500,79 @@ mod tests {
     fn cached_handles_feed_the_same_series() {
         let m = Metrics::new();
         for _ in 0..3 {
-            m.http_request("/api/mitra/status/heartbeat", 200, Duration::from_millis(1));
+            m.http_request(
+                "POST",
+                "/api/mitra/status/heartbeat",
+                200,
+                Duration::from_millis(1),
+            );
             m.valkey_round_trip("heartbeat");
+            m.valkey_call_took("heartbeat", Duration::from_micros(100));
         }
-        m.http_request("/api/mitra/status/heartbeat", 403, Duration::from_millis(1));
-        m.http_request("/public/bestie-availability", 200, Duration::from_millis(1));
+        m.http_request(
+            "POST",
+            "/api/mitra/status/heartbeat",
+            403,
+            Duration::from_millis(1),
+        );
+        m.http_request(
+            "GET",
+            "/api/mitra/status/heartbeat",
+            405,
+            Duration::from_millis(1),
+        );
+        m.http_request(
+            "GET",
+            "/public/bestie-availability",
+            200,
+            Duration::from_millis(1),
+        );
+        m.pg_query_took("set_online", Duration::from_millis(2));
         assert_eq!(m.valkey_round_trips("heartbeat"), 3);
         assert_eq!(m.valkey_round_trips_total(), 3);
         let text = m.render();
         for line in [
-            "halo_http_requests_total{route=\"/api/mitra/status/heartbeat\",status=\"200\"} 3",
-            "halo_http_requests_total{route=\"/api/mitra/status/heartbeat\",status=\"403\"} 1",
-            "halo_http_requests_total{route=\"/public/bestie-availability\",status=\"200\"} 1",
-            "halo_http_request_duration_seconds_count{route=\"/api/mitra/status/heartbeat\"} 4",
+            "halo_http_requests_total{method=\"POST\",route=\"/api/mitra/status/heartbeat\",status=\"200\"} 3",
+            "halo_http_requests_total{method=\"POST\",route=\"/api/mitra/status/heartbeat\",status=\"403\"} 1",
+            "halo_http_requests_total{method=\"GET\",route=\"/api/mitra/status/heartbeat\",status=\"405\"} 1",
+            "halo_http_requests_total{method=\"GET\",route=\"/public/bestie-availability\",status=\"200\"} 1",
+            "halo_http_request_duration_seconds_count{method=\"POST\",route=\"/api/mitra/status/heartbeat\"} 4",
+            "halo_http_request_duration_seconds_count{method=\"GET\",route=\"/api/mitra/status/heartbeat\"} 1",
             "halo_valkey_round_trips_total{op=\"heartbeat\"} 3",
+            "halo_valkey_call_duration_seconds_count{op=\"heartbeat\"} 3",
+            "halo_pg_query_duration_seconds_count{query=\"set_online\"} 1",
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }
+    }
+
+    #[test]
+    fn gauges_read_from_elsewhere_are_refreshed_at_render() {
+        let m = Metrics::new();
+        let calls = Arc::new(AtomicU64::new(0));
+        let seen = calls.clone();
+        m.before_render(move |m| {
+            let n = usize::try_from(seen.fetch_add(1, Ordering::Relaxed)).unwrap_or(0);
+            m.pg_pool(n + 3, 1, 0, 16);
+        });
+        m.valkey_in_flight(true);
+        m.valkey_in_flight(true);
+        m.valkey_in_flight(false);
+        let text = m.render();
+        assert!(
+            text.contains("halo_pg_pool_connections{state=\"size\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("halo_pg_pool_connections{state=\"max\"} 16"),
+            "{text}"
+        );
+        assert!(text.contains("halo_valkey_requests_in_flight 1"), "{text}");
+        let text = m.render();
+        assert!(
+            text.contains("halo_pg_pool_connections{state=\"size\"} 4"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use halo_metrics::Metrics;
 use halo_ports::TruthError;
 use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::Row;
+use tracing::Instrument;
 
 #[derive(Clone)]
 pub(crate) struct Db {
@@ -54,7 +55,13 @@ impl Db {
         let client = self.client().await?;
         let statement = client.prepare_cached(query.sql).await.map_err(classify)?;
         self.metrics.pg_query(query.name);
-        client.execute(&statement, params).await.map_err(classify)
+        let started = std::time::Instant::now();
+        let outcome = client
+            .execute(&statement, params)
+            .instrument(statement_span(query))
+            .await;
+        self.metrics.pg_query_took(query.name, started.elapsed());
+        outcome.map_err(classify)
     }
 }
 
@@ -67,7 +74,19 @@ pub(crate) async fn run<C: GenericClient>(
 ) -> Result<Vec<Row>, TruthError> {
     let statement = client.prepare_cached(query.sql).await.map_err(classify)?;
     metrics.pg_query(query.name);
-    client.query(&statement, params).await.map_err(classify)
+    let started = std::time::Instant::now();
+    let outcome = client
+        .query(&statement, params)
+        .instrument(statement_span(query))
+        .await;
+    metrics.pg_query_took(query.name, started.elapsed());
+    outcome.map_err(classify)
+}
+
+/// A debug-level span per statement: followed under the request's span when debug logs or a
+/// trace exporter ask for it, free otherwise.
+fn statement_span(query: &NamedQuery) -> tracing::Span {
+    tracing::debug_span!("pg", query = query.name)
 }
 
 /// The first row of a statement that always returns one.

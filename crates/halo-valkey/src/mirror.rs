@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 /// Members staged per SADD, so one huge command never blocks the server for long.
 const STAGING_CHUNK: usize = 5_000;
@@ -260,16 +261,20 @@ impl ValkeyMirror {
         op: &'static str,
         request: &impl Request,
     ) -> Result<Result<T, RedisError>, MirrorError> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        let started = tokio::time::Instant::now();
         let mut conn = self.conn.current();
         self.metrics.valkey_round_trip(op);
-        let reply = tokio::time::timeout_at(deadline, request.send(&mut conn))
-            .await
-            .map_err(|_| {
-                MirrorError::Unavailable(
-                    format!("valkey {op} timed out after {:?}", self.timeout).into(),
-                )
-            })?;
+        self.metrics.valkey_in_flight(true);
+        let reply = tokio::time::timeout_at(started + self.timeout, request.send(&mut conn))
+            .instrument(tracing::debug_span!("valkey", op))
+            .await;
+        self.metrics.valkey_in_flight(false);
+        self.metrics.valkey_call_took(op, started.elapsed());
+        let reply = reply.map_err(|_| {
+            MirrorError::Unavailable(
+                format!("valkey {op} timed out after {:?}", self.timeout).into(),
+            )
+        })?;
         match reply {
             Err(error) if dropped_connection(&error) => {
                 self.conn.note_drop();

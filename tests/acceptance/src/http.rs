@@ -14,6 +14,8 @@ pub struct Reply {
     pub body: Value,
     /// The `Retry-After` header, in seconds.
     pub retry_after: Option<u64>,
+    /// The `X-Request-Id` header.
+    pub request_id: Option<String>,
 }
 
 impl Reply {
@@ -93,12 +95,18 @@ impl Http {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Reply {
             status,
             body,
             retry_after,
+            request_id,
         }
     }
 

@@ -170,6 +170,14 @@ impl Instance {
                 .any(|e| e["to"] == "down" || e["to"] == "unseeded")
     }
 
+    /// Every JSON log line of this process.
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.log_text()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .collect()
+    }
+
     /// True when some log line contains `needle`.
     pub fn logged(&self, needle: &str) -> bool {
         self.log_text().contains(needle)
