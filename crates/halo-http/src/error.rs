@@ -80,6 +80,9 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
+/// Stores come back within seconds (reconnect, failover): clients retry after this.
+const STORE_RETRY_AFTER_SECONDS: u64 = 1;
+
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
@@ -90,12 +93,16 @@ impl ApiError {
         }
     }
 
+    /// A store outage (a failover, a restart): worth a retry in a second (`Retry-After`).
     fn unavailable(cause: &dyn fmt::Display) -> Self {
         tracing::warn!(error = %cause, "store unavailable");
-        Self::new(
-            ErrorCode::StoreUnavailable,
-            "the service is temporarily unavailable, retry shortly",
-        )
+        Self {
+            retry_after: Some(STORE_RETRY_AFTER_SECONDS),
+            ..Self::new(
+                ErrorCode::StoreUnavailable,
+                "the service is temporarily unavailable, retry shortly",
+            )
+        }
     }
 
     fn internal(cause: &dyn fmt::Debug) -> Self {
@@ -293,5 +300,17 @@ mod tests {
         );
         let bug = AuthError::from(TruthError::Query("syntax error".into()));
         assert_eq!(answer(bug), ("INTERNAL", 500));
+    }
+
+    #[test]
+    fn an_outage_says_when_to_retry() {
+        let response = ApiError::from(ChatError::from(outage())).error_response();
+        assert_eq!(
+            response
+                .headers()
+                .get(actix_web::http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
     }
 }
