@@ -185,12 +185,11 @@ export HALO_CUSTOMER_TOKEN="$CUSTOMER_TOKEN" HALO_MITRA_TOKEN="$MITRA_TOKEN" HAL
 # The wrong-role runs load the hook that checks every secured operation refused the token.
 export PYTHONPATH="$CONFIG_DIR${PYTHONPATH:+:$PYTHONPATH}"
 
-# schemathesis <config> <base-url> [extra args]: one run over a whole document.
+# schemathesis_run <name> <config> <base-url> [extra args]: one run over a whole document.
 schemathesis_run() {
-    local config="$1" base="$2" name
-    name="$(basename "$config" .toml)"
-    shift 2
-    log "schemathesis: $name ($base)"
+    local name="$1" config="$2" base="$3"
+    shift 3
+    log "schemathesis: $name ($base/openapi.json, $config)"
     # From the check's directory: whatever the tools leave behind stays under .data.
     (cd "$CHECK_DIR" && "$VENV/bin/schemathesis" --no-color --config-file "$CONFIG_DIR/$config" \
         run "$base/openapi.json" --max-examples "$EXAMPLES" --seed 1 \
@@ -198,12 +197,24 @@ schemathesis_run() {
 }
 
 # Each role on its own routes: all phases, all checks.
-schemathesis_run public.toml "$PUB"
-schemathesis_run internal.toml "$INT"
-# Wrong roles: every secured operation must refuse the token (hook `wrong_role_refused`).
-SCHEMATHESIS_HOOKS=wrong_role HALO_WRONG_TOKEN="$OPERATOR_TOKEN" schemathesis_run wrong-role.toml "$PUB"
-SCHEMATHESIS_HOOKS=wrong_role HALO_WRONG_TOKEN="$CUSTOMER_TOKEN" schemathesis_run wrong-role.toml "$INT"
-SCHEMATHESIS_HOOKS=wrong_role HALO_WRONG_TOKEN="$MITRA_TOKEN" schemathesis_run wrong-role.toml "$INT"
+schemathesis_run public public.toml "$PUB"
+schemathesis_run internal internal.toml "$INT"
+# Wrong roles: every role-bound operation must refuse the token (hook `wrong_role_refused`).
+wrong_role() {
+    SCHEMATHESIS_HOOKS=wrong_role HALO_WRONG_TOKEN="$2" schemathesis_run "$1" wrong-role.toml "$3"
+}
+wrong_role public-as-operator "$OPERATOR_TOKEN" "$PUB"
+wrong_role public-as-mitra "$MITRA_TOKEN" "$PUB"
+wrong_role internal-as-customer "$CUSTOMER_TOKEN" "$INT"
+wrong_role internal-as-mitra "$MITRA_TOKEN" "$INT"
+# The hook must be able to fail: an operator's token claimed to be a customer's is not refused
+# on the operator's routes.
+if HALO_CLAIMED_ROLE=customer wrong_role control "$OPERATOR_TOKEN" "$INT" >"$CHECK_DIR/control.log" 2>&1; then
+    die "control run passed: the wrong_role_refused hook is not in effect"
+fi
+grep -q "expected 401 or 403" "$CHECK_DIR/control.log" ||
+    die "control run failed for another reason than the hook (see $CHECK_DIR/control.log)"
+log "control run: the wrong_role_refused hook fails when a token is not refused"
 
 # Whatever the runs did, the services must still be up: a crash is a failure too.
 for pid in "${SERVICE_PIDS[@]}"; do

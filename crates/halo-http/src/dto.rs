@@ -11,14 +11,20 @@ use uuid::Uuid;
 #[derive(Deserialize, ToSchema)]
 pub struct PhoneBody {
     /// E.164: `+` and 8 to 15 digits (spaces and hyphens are ignored).
-    #[schema(pattern = r"^[ -]*\+(?:[ -]*[0-9]){8,15}[ -]*$", example = "+6281234567890")]
+    #[schema(
+        pattern = r"^[ -]*\+(?:[ -]*[0-9]){8,15}[ -]*$",
+        example = "+6281234567890"
+    )]
     pub phone: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct VerifyBody {
     /// E.164: `+` and 8 to 15 digits (spaces and hyphens are ignored).
-    #[schema(pattern = r"^[ -]*\+(?:[ -]*[0-9]){8,15}[ -]*$", example = "+6281234567890")]
+    #[schema(
+        pattern = r"^[ -]*\+(?:[ -]*[0-9]){8,15}[ -]*$",
+        example = "+6281234567890"
+    )]
     pub phone: String,
     /// The code sent by SMS; surrounding whitespace is ignored. Any other string answers 401
     /// `INVALID_OTP`.
@@ -37,7 +43,11 @@ pub const MAX_EMAIL_CHARS: usize = 254;
 #[derive(Deserialize, ToSchema)]
 pub struct LoginBody {
     /// Compared without case and surrounding whitespace. No NUL character.
-    #[schema(max_length = 254, pattern = r"^[^\x00]*$", example = "operator@halo.local")]
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^\x00]*$",
+        example = "operator@halo.local"
+    )]
     pub email: String,
     pub password: String,
 }
@@ -234,7 +244,10 @@ pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
 #[derive(Deserialize, ToSchema)]
 pub struct NewMitra {
     /// E.164: `+` and 8 to 15 digits (spaces and hyphens are ignored).
-    #[schema(pattern = r"^[ -]*\+(?:[ -]*[0-9]){8,15}[ -]*$", example = "+6281234567890")]
+    #[schema(
+        pattern = r"^[ -]*\+(?:[ -]*[0-9]){8,15}[ -]*$",
+        example = "+6281234567890"
+    )]
     pub phone: String,
     /// 1 to 100 characters, not only whitespace, no control character (U+0000–U+001F,
     /// U+007F–U+009F); stored without its surrounding whitespace. The pattern spells out the
@@ -436,28 +449,28 @@ pub struct SettingsHistory {
     pub changes: Vec<SettingChange>,
 }
 
-/// The documented shape of `PATCH /internal/config`: any subset of the settings. The handler
-/// reads the body as a map so that an unknown key is a 422 naming it.
-/// The ranges are `SettingKey::range` (a unit test holds them equal); `stale_after_seconds`
-/// must also stay at least twice `heartbeat_interval_seconds` after the change (422
+// The handler reads the body as a map, so that an unknown key is a 422 naming it; this is its
+// documented shape. The ranges are `SettingKey::range` (a unit test holds them equal);
+// `minProperties` is set in `openapi.rs` (utoipa 5.5 writes `min_properties` as `maxProperties`).
+/// Any non-empty subset of the settings, each an integer in its range. After the change
+/// `stale_after_seconds` must still be at least twice `heartbeat_interval_seconds` (422
 /// `VALIDATION_FAILED` otherwise).
 #[derive(ToSchema)]
-#[schema(min_properties = 1)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code, reason = "documentation schema only")]
 pub struct SettingsPatch {
-    #[schema(minimum = 1, maximum = 50)]
+    #[schema(minimum = 1, maximum = 50, nullable = false)]
     pub max_customers_per_mitra: Option<u32>,
-    #[schema(minimum = 5, maximum = 3600)]
+    #[schema(minimum = 5, maximum = 3600, nullable = false)]
     pub stale_after_seconds: Option<u32>,
-    #[schema(minimum = 1, maximum = 300)]
+    #[schema(minimum = 1, maximum = 300, nullable = false)]
     pub beacon_cache_ttl_seconds: Option<u32>,
-    #[schema(minimum = 5, maximum = 3600)]
+    #[schema(minimum = 5, maximum = 3600, nullable = false)]
     pub blast_timeout_seconds: Option<u32>,
-    #[schema(minimum = 5, maximum = 86400)]
+    #[schema(minimum = 5, maximum = 86400, nullable = false)]
     pub payment_timeout_seconds: Option<u32>,
-    #[schema(minimum = 5, maximum = 600)]
+    #[schema(minimum = 5, maximum = 600, nullable = false)]
     pub heartbeat_interval_seconds: Option<u32>,
-    #[schema(minimum = 1, maximum = 10)]
+    #[schema(minimum = 1, maximum = 10, nullable = false)]
     pub max_open_requests_per_customer: Option<u32>,
 }

@@ -43,10 +43,7 @@ async fn login(
     if body.email.contains('\0') || body.email.chars().count() > dto::MAX_EMAIL_CHARS {
         return Err(ApiError::new(
             ErrorCode::ValidationFailed,
-            format!(
-                "email: at most {} characters, no NUL",
-                dto::MAX_EMAIL_CHARS
-            ),
+            format!("email: at most {} characters, no NUL", dto::MAX_EMAIL_CHARS),
         ));
     }
     let limiter = &state.limiter;
@@ -266,12 +263,15 @@ async fn patch_config(
                 format!("{name}: unknown setting"),
             )
         })?;
-        let number = value.as_number().and_then(dto::whole_number).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::ValidationFailed,
-                format!("{name}: must be an integer"),
-            )
-        })?;
+        let number = value
+            .as_number()
+            .and_then(dto::whole_number)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::ValidationFailed,
+                    format!("{name}: must be an integer"),
+                )
+            })?;
         changes.push((key, number));
     }
     let settings = state.availability.update_settings(changes, op.id).await?;

@@ -46,7 +46,12 @@ const LINKS: &[(&str, &str, &str, &[&str])] = &[
             "mitra_end",
         ],
     ),
-    ("create_mitra", "201", "/id", &["patch_mitra", "force_offline"]),
+    (
+        "create_mitra",
+        "201",
+        "/id",
+        &["patch_mitra", "force_offline"],
+    ),
 ];
 
 /// The served document, rendered once per worker, or why it could not be.
@@ -89,7 +94,9 @@ impl Routes {
 /// handler declared an unknown code) is a bug: logged, and answered 500 `INTERNAL`.
 pub fn serve_openapi(cfg: &mut web::ServiceConfig, api: OpenApi, service: &'static str) {
     let document = document(api, service);
-    let routes = document.as_ref().map_or_else(|_| Routes(Vec::new()), Routes::of);
+    let routes = document
+        .as_ref()
+        .map_or_else(|_| Routes(Vec::new()), Routes::of);
     let document = document.map(|doc| doc.to_string());
     if let Err(problem) = &document {
         tracing::error!(%problem, "the API document is broken");
@@ -132,6 +139,13 @@ pub fn document(api: OpenApi, service: &str) -> Result<Value, String> {
         components["schemas"] = json!({});
     }
     components["schemas"][ERROR_BODY] = error_body_schema();
+    // utoipa 5.5 writes `min_properties = 1` as `maxProperties: 1`; the body takes 1 to 7 keys.
+    if let Some(patch) = components["schemas"].get_mut("SettingsPatch") {
+        patch["minProperties"] = json!(1);
+        if let Some(patch) = patch.as_object_mut() {
+            patch.remove("maxProperties");
+        }
+    }
 
     let paths = doc["paths"]
         .as_object_mut()
@@ -176,7 +190,10 @@ fn add_links(paths: &mut Map<String, Value>) {
         .filter_map(Value::as_object_mut)
         .flat_map(|item| item.values_mut())
     {
-        let id = operation["operationId"].as_str().unwrap_or_default().to_owned();
+        let id = operation["operationId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         for (source, status, pointer, targets) in LINKS {
             if *source != id {
                 continue;
@@ -523,6 +540,22 @@ mod tests {
             schema["properties"].as_object().unwrap().len(),
             SettingKey::ALL.len()
         );
+        let api = utoipa::openapi::OpenApiBuilder::new()
+            .components(Some(
+                utoipa::openapi::ComponentsBuilder::new()
+                    .schema_from::<crate::dto::SettingsPatch>()
+                    .build(),
+            ))
+            .build();
+        let doc = document(api, "internal-api").unwrap();
+        let patch = &doc["components"]["schemas"]["SettingsPatch"];
+        assert_eq!(patch["minProperties"], json!(1));
+        assert_eq!(patch.get("maxProperties"), None);
+        assert_eq!(patch["additionalProperties"], json!(false));
+        assert_eq!(
+            patch["properties"]["stale_after_seconds"]["type"],
+            json!("integer")
+        );
     }
 
     #[test]
@@ -535,8 +568,8 @@ mod tests {
         });
         complete_operation(&mut op).unwrap();
         let codes = |status: &str| {
-            op["responses"][status]["content"]["application/json"]["schema"]["properties"]
-                ["error"]["properties"]["code"]["enum"]
+            op["responses"][status]["content"]["application/json"]["schema"]["properties"]["error"]
+                ["properties"]["code"]["enum"]
                 .clone()
         };
         assert_eq!(codes("400"), json!(["BAD_REQUEST"]));
