@@ -91,6 +91,8 @@ step purity domain_is_pure
 step supply known_bad_crates_absent
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step test cargo test --workspace "$@"
+# Both API documents valid, and schemathesis against both services (scripts/api-check.sh).
+step api scripts/api-check.sh
 
 printf '\n' >&2
 printf '%s\n' "${SUMMARY[@]}" >&2

@@ -3,19 +3,32 @@
 use halo_core::SeedReport;
 use halo_domain::{DriftEntry, DriftReport};
 use halo_ports::ChatSession;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 #[derive(Deserialize, ToSchema)]
 pub struct PhoneBody {
+    /// E.164: `+` and 8 to 15 digits (spaces and hyphens are ignored).
+    #[schema(
+        pattern = r"^[ -]*\+(?:[ -]*[0-9]){8,15}[ -]*$",
+        example = "+6281234567890"
+    )]
     pub phone: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct VerifyBody {
+    /// E.164: `+` and 8 to 15 digits (spaces and hyphens are ignored).
+    #[schema(
+        pattern = r"^[ -]*\+(?:[ -]*[0-9]){8,15}[ -]*$",
+        example = "+6281234567890"
+    )]
     pub phone: String,
+    /// The code sent by SMS; surrounding whitespace is ignored. Any other string answers 401
+    /// `INVALID_OTP`.
+    #[schema(example = "000000")]
     pub code: String,
 }
 
@@ -24,8 +37,17 @@ pub struct RefreshBody {
     pub refresh_token: String,
 }
 
+/// At most this many characters in an operator's email (RFC 5321's limit on a path).
+pub const MAX_EMAIL_CHARS: usize = 254;
+
 #[derive(Deserialize, ToSchema)]
 pub struct LoginBody {
+    /// Compared without case and surrounding whitespace. No NUL character.
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^\x00]*$",
+        example = "operator@halo.local"
+    )]
     pub email: String,
     pub password: String,
 }
@@ -95,16 +117,46 @@ pub struct Availability {
     pub count: u32,
 }
 
-/// `minutes` arrives as any JSON integer so an out-of-range value gets a clear 422, not a
-/// deserialization error.
+/// An integer as JSON Schema reads one: `15` and `15.0` alike. Integers beyond `i64` saturate,
+/// so the range check that follows refuses them with its own message.
+pub fn whole_number(number: &serde_json::Number) -> Option<i64> {
+    if let Some(n) = number.as_i64() {
+        return Some(n);
+    }
+    if number.as_u64().is_some() {
+        return Some(i64::MAX);
+    }
+    // `as` saturates: a float beyond i64 lands on a bound the range check refuses.
+    number
+        .as_f64()
+        .filter(|f| f.is_finite() && f.fract() == 0.0)
+        .map(|f| f as i64)
+}
+
+/// `whole_number` for serde: anything that is not an integer is a deserialization error (422).
+fn integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    whole_number(&number)
+        .ok_or_else(|| serde::de::Error::custom(format!("expected an integer, got {number}")))
+}
+
+// `minutes` arrives as any JSON integer so an out-of-range value gets a clear 422 naming the
+// range, not a deserialization error.
 #[derive(Deserialize, ToSchema)]
 pub struct ChatRequestBody {
+    /// Minutes bought: 1 to 240.
+    #[serde(deserialize_with = "integer")]
+    #[schema(minimum = 1, maximum = 240, example = 15)]
     pub minutes: i64,
+    /// A targeted request ("chat again") to this mitra instead of a blast to every available one.
     pub mitra_id: Option<Uuid>,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct MinutesBody {
+    /// Minutes added: 1 to 240.
+    #[serde(deserialize_with = "integer")]
+    #[schema(minimum = 1, maximum = 240, example = 15)]
     pub minutes: i64,
 }
 
@@ -158,7 +210,11 @@ pub struct Requests {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Page {
+    /// 1-based page number (default 1; 0 reads as 1).
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     pub page: Option<u32>,
+    /// Mitras per page (default 20), clamped to 1..=100.
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295.0)]
     pub per_page: Option<u32>,
 }
 
@@ -182,9 +238,26 @@ pub struct MitraList {
     pub total: u64,
 }
 
+/// At most this many characters in a display name.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
+
 #[derive(Deserialize, ToSchema)]
 pub struct NewMitra {
+    /// E.164: `+` and 8 to 15 digits (spaces and hyphens are ignored).
+    #[schema(
+        pattern = r"^[ -]*\+(?:[ -]*[0-9]){8,15}[ -]*$",
+        example = "+6281234567890"
+    )]
     pub phone: String,
+    /// 1 to 100 characters, not only whitespace, no control character (U+0000–U+001F,
+    /// U+007F–U+009F); stored without its surrounding whitespace. The pattern spells out the
+    /// whitespace `char::is_whitespace` knows, so every regex dialect reads it alike.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x1f\x7f-\x9f \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        example = "Sari"
+    )]
     pub display_name: String,
 }
 
@@ -196,7 +269,9 @@ pub struct MitraPatch {
 #[derive(Deserialize, ToSchema)]
 pub struct RerouteBody {
     pub mitra_id: Uuid,
+    /// Move the session even when the target mitra is not available (it must be active).
     #[serde(default)]
+    #[schema(default = false)]
     pub force: bool,
 }
 
@@ -293,13 +368,14 @@ pub struct WhoAmI {
     pub role: &'static str,
 }
 
-/// Every error: `{"error":{"code":"UPPER_SNAKE","message":"..."}}`.
-#[derive(Serialize, ToSchema)]
+/// Every error: `{"error":{"code":"UPPER_SNAKE","message":"..."}}`. Its schema, with the codes
+/// of each status, is written by `openapi.rs`.
+#[derive(Serialize)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize)]
 pub struct ErrorDetail {
     pub code: &'static str,
     pub message: String,
@@ -373,16 +449,28 @@ pub struct SettingsHistory {
     pub changes: Vec<SettingChange>,
 }
 
-/// The documented shape of `PATCH /internal/config`: any subset of the settings. The handler
-/// reads the body as a map so that an unknown key is a 422 naming it.
+// The handler reads the body as a map, so that an unknown key is a 422 naming it; this is its
+// documented shape. The ranges are `SettingKey::range` (a unit test holds them equal);
+// `minProperties` is set in `openapi.rs` (utoipa 5.5 writes `min_properties` as `maxProperties`).
+/// Any non-empty subset of the settings, each an integer in its range. After the change
+/// `stale_after_seconds` must still be at least twice `heartbeat_interval_seconds` (422
+/// `VALIDATION_FAILED` otherwise).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code, reason = "documentation schema only")]
 pub struct SettingsPatch {
+    #[schema(minimum = 1, maximum = 50, nullable = false)]
     pub max_customers_per_mitra: Option<u32>,
+    #[schema(minimum = 5, maximum = 3600, nullable = false)]
     pub stale_after_seconds: Option<u32>,
+    #[schema(minimum = 1, maximum = 300, nullable = false)]
     pub beacon_cache_ttl_seconds: Option<u32>,
+    #[schema(minimum = 5, maximum = 3600, nullable = false)]
     pub blast_timeout_seconds: Option<u32>,
+    #[schema(minimum = 5, maximum = 86400, nullable = false)]
     pub payment_timeout_seconds: Option<u32>,
+    #[schema(minimum = 5, maximum = 600, nullable = false)]
     pub heartbeat_interval_seconds: Option<u32>,
+    #[schema(minimum = 1, maximum = 10, nullable = false)]
     pub max_open_requests_per_customer: Option<u32>,
 }

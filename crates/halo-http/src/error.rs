@@ -23,6 +23,7 @@ pub enum ErrorCode {
     Forbidden,
     AccountInactive,
     NotFound,
+    MethodNotAllowed,
     Conflict,
     InvalidState,
     NoBestieAvailable,
@@ -38,6 +39,73 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the table's order (the API document lists them per operation).
+    pub const ALL: [ErrorCode; 26] = [
+        Self::BadRequest,
+        Self::ValidationFailed,
+        Self::PayloadTooLarge,
+        Self::Unauthorized,
+        Self::SessionRevoked,
+        Self::InvalidCredentials,
+        Self::InvalidOtp,
+        Self::OtpExpired,
+        Self::OtpAttemptsExceeded,
+        Self::RateLimited,
+        Self::Forbidden,
+        Self::AccountInactive,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::Conflict,
+        Self::InvalidState,
+        Self::NoBestieAvailable,
+        Self::BestieUnavailable,
+        Self::BestieUnreachable,
+        Self::RequestTaken,
+        Self::AtCapacity,
+        Self::OpenRequestExists,
+        Self::PaymentFailed,
+        Self::StoreUnavailable,
+        Self::OtpDeliveryFailed,
+        Self::Internal,
+    ];
+
+    /// The code whose wire form is `wire` (`"NOT_FOUND"` → `NotFound`).
+    pub fn from_wire(wire: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|code| code.spec().0 == wire)
+    }
+
+    /// What the code tells the caller, for the API document.
+    pub const fn meaning(self) -> &'static str {
+        match self {
+            Self::BadRequest => "malformed JSON, a body that is not application/json, or a path or query that does not parse",
+            Self::ValidationFailed => "a field is missing, of the wrong type or out of its range (the message names it)",
+            Self::PayloadTooLarge => "the body is larger than 16 KiB",
+            Self::Unauthorized => "the bearer token is missing, malformed, forged or expired",
+            Self::SessionRevoked => "the refresh token is unknown, expired, already used or its session was revoked: log in again",
+            Self::InvalidCredentials => "unknown email or wrong password",
+            Self::InvalidOtp => "wrong code, or no code was requested for this phone",
+            Self::OtpExpired => "the code is older than 5 minutes",
+            Self::OtpAttemptsExceeded => "5 wrong codes: request a new one",
+            Self::RateLimited => "too many calls; Retry-After says when to try again",
+            Self::Forbidden => "the token is of another role",
+            Self::AccountInactive => "the mitra account is deactivated",
+            Self::NotFound => "no such resource, or not one of the caller's",
+            Self::MethodNotAllowed => "the path exists, not with this method; Allow lists the methods it has",
+            Self::Conflict => "the resource already exists",
+            Self::InvalidState => "the session's status does not allow this",
+            Self::NoBestieAvailable => "no mitra is available right now",
+            Self::BestieUnavailable => "the chosen mitra is not available right now",
+            Self::BestieUnreachable => "the session's mitra is not reachable right now",
+            Self::RequestTaken => "another mitra took the request first",
+            Self::AtCapacity => "the mitra already serves max_customers_per_mitra customers",
+            Self::OpenRequestExists => "the customer already holds max_open_requests_per_customer open requests; open_session_id names the oldest",
+            Self::PaymentFailed => "the payment provider refused the charge",
+            Self::StoreUnavailable => "Postgres did not answer; retry shortly",
+            Self::OtpDeliveryFailed => "the SMS could not be sent; retry shortly",
+            Self::Internal => "a server fault (logged)",
+        }
+    }
+
     /// The table: wire code and HTTP status.
     pub const fn spec(self) -> (&'static str, StatusCode) {
         match self {
@@ -54,6 +122,7 @@ impl ErrorCode {
             Self::Forbidden => ("FORBIDDEN", StatusCode::FORBIDDEN),
             Self::AccountInactive => ("ACCOUNT_INACTIVE", StatusCode::FORBIDDEN),
             Self::NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
+            Self::MethodNotAllowed => ("METHOD_NOT_ALLOWED", StatusCode::METHOD_NOT_ALLOWED),
             Self::Conflict => ("CONFLICT", StatusCode::CONFLICT),
             Self::InvalidState => ("INVALID_STATE", StatusCode::CONFLICT),
             Self::NoBestieAvailable => ("NO_BESTIE_AVAILABLE", StatusCode::CONFLICT),
@@ -261,12 +330,32 @@ pub fn query_config() -> web::QueryConfig {
     })
 }
 
-pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    ApiError::new(
-        ErrorCode::NotFound,
-        format!("no route for {} {}", req.method(), req.path()),
+/// What no route took: 405 `METHOD_NOT_ALLOWED` with `Allow` when the path has routes for
+/// other methods (the routes of the API document), else 404 `NOT_FOUND`.
+pub async fn unrouted(req: HttpRequest) -> HttpResponse {
+    let allowed = req
+        .app_data::<web::Data<crate::openapi::Routes>>()
+        .map(|routes| routes.methods_of(req.path()))
+        .unwrap_or_default();
+    if allowed.is_empty() {
+        return ApiError::new(
+            ErrorCode::NotFound,
+            format!("no route for {} {}", req.method(), req.path()),
+        )
+        .error_response();
+    }
+    let allow = allowed.join(", ");
+    let mut response = ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} {}: allowed are {allow}", req.method(), req.path()),
     )
-    .error_response()
+    .error_response();
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    response
 }
 
 #[cfg(test)]

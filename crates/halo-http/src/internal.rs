@@ -32,13 +32,20 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(reseed);
 }
 
-#[utoipa::path(tag = "operator", request_body = dto::LoginBody, responses((status = 200, body = dto::Tokens), (status = 401, description = "INVALID_CREDENTIALS", body = dto::ErrorBody), (status = 429, description = "RATE_LIMITED (per email and per address; Retry-After says when)", body = dto::ErrorBody)))]
+#[utoipa::path(tag = "operator", request_body = dto::LoginBody, responses((status = 200, body = dto::Tokens)), extensions(("x-error-codes" = json!(["INVALID_CREDENTIALS", "RATE_LIMITED", "STORE_UNAVAILABLE"]))))]
 #[post("/internal/auth/login")]
 async fn login(
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
     body: web::Json<dto::LoginBody>,
 ) -> Reply {
+    // Postgres text cannot hold NUL: such an email is refused here, not by a failing query.
+    if body.email.contains('\0') || body.email.chars().count() > dto::MAX_EMAIL_CHARS {
+        return Err(ApiError::new(
+            ErrorCode::ValidationFailed,
+            format!("email: at most {} characters, no NUL", dto::MAX_EMAIL_CHARS),
+        ));
+    }
     let limiter = &state.limiter;
     limiter
         .check(
@@ -82,7 +89,7 @@ fn view_with(row: halo_ports::MitraRow, live: MitraState, now: OffsetDateTime) -
     }
 }
 
-#[utoipa::path(tag = "operator", security(("bearer" = [])), params(dto::Page), responses((status = 200, body = dto::MitraList)))]
+#[utoipa::path(tag = "operator", security(("bearer" = ["cc"])), params(dto::Page), responses((status = 200, body = dto::MitraList)), extensions(("x-error-codes" = json!(["STORE_UNAVAILABLE"]))))]
 #[get("/internal/mitras")]
 async fn list_mitras(
     state: web::Data<AppState>,
@@ -115,7 +122,7 @@ async fn list_mitras(
     }))
 }
 
-#[utoipa::path(tag = "operator", security(("bearer" = [])), request_body = dto::NewMitra, responses((status = 201, body = dto::MitraView), (status = 409, description = "CONFLICT: phone taken", body = dto::ErrorBody)))]
+#[utoipa::path(tag = "operator", security(("bearer" = ["cc"])), request_body = dto::NewMitra, responses((status = 201, body = dto::MitraView)), extensions(("x-error-codes" = json!(["CONFLICT", "STORE_UNAVAILABLE"]))))]
 #[post("/internal/mitras")]
 async fn create_mitra(
     state: web::Data<AppState>,
@@ -124,13 +131,7 @@ async fn create_mitra(
 ) -> Reply {
     let phone = Phone::parse(&body.phone)
         .map_err(|e| ApiError::new(ErrorCode::ValidationFailed, format!("phone: {e}")))?;
-    let name = body.display_name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::new(
-            ErrorCode::ValidationFailed,
-            "display_name: 1 to 100 characters",
-        ));
-    }
+    let name = display_name(&body.display_name)?;
     let row = state
         .availability
         .truth()
@@ -139,6 +140,25 @@ async fn create_mitra(
         .map_err(halo_core::AvailabilityError::from)?;
     let view = view(&state, row, OffsetDateTime::now_utc()).await?;
     Ok(HttpResponse::Created().json(view))
+}
+
+/// The stored form of a display name (see `dto::NewMitra`): 1 to 100 characters, no control
+/// character, not only whitespace; trimmed.
+pub(crate) fn display_name(raw: &str) -> Result<&str, ApiError> {
+    let valid = (1..=dto::MAX_DISPLAY_NAME_CHARS).contains(&raw.chars().count())
+        && !raw.chars().any(char::is_control)
+        && raw.chars().any(|c| !c.is_whitespace());
+    if valid {
+        Ok(raw.trim())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::ValidationFailed,
+            format!(
+                "display_name: 1 to {} characters, not only whitespace, no control characters",
+                dto::MAX_DISPLAY_NAME_CHARS
+            ),
+        ))
+    }
 }
 
 async fn mitra_row(state: &AppState, id: MitraId) -> Result<halo_ports::MitraRow, ApiError> {
@@ -151,7 +171,7 @@ async fn mitra_row(state: &AppState, id: MitraId) -> Result<halo_ports::MitraRow
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "mitra not found"))
 }
 
-#[utoipa::path(tag = "operator", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = dto::MitraPatch, responses((status = 200, body = dto::MitraView), (status = 404, body = dto::ErrorBody)))]
+#[utoipa::path(tag = "operator", security(("bearer" = ["cc"])), params(("id" = Uuid, Path)), request_body = dto::MitraPatch, responses((status = 200, body = dto::MitraView)), extensions(("x-error-codes" = json!(["NOT_FOUND", "STORE_UNAVAILABLE"]))))]
 #[patch("/internal/mitras/{id}")]
 async fn patch_mitra(
     state: web::Data<AppState>,
@@ -168,7 +188,7 @@ async fn patch_mitra(
     Ok(HttpResponse::Ok().json(view(&state, row, OffsetDateTime::now_utc()).await?))
 }
 
-#[utoipa::path(tag = "operator", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Online), (status = 404, body = dto::ErrorBody)))]
+#[utoipa::path(tag = "operator", security(("bearer" = ["cc"])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Online)), extensions(("x-error-codes" = json!(["NOT_FOUND", "STORE_UNAVAILABLE"]))))]
 #[post("/internal/mitras/{id}/offline")]
 async fn force_offline(state: web::Data<AppState>, _op: Operator, id: web::Path<Uuid>) -> Reply {
     state
@@ -178,7 +198,7 @@ async fn force_offline(state: web::Data<AppState>, _op: Operator, id: web::Path<
     Ok(HttpResponse::Ok().json(dto::Online { is_online: false }))
 }
 
-#[utoipa::path(tag = "operator", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = dto::RerouteBody, responses((status = 200, body = dto::Session), (status = 404, body = dto::ErrorBody), (status = 409, description = "BESTIE_UNAVAILABLE or INVALID_STATE", body = dto::ErrorBody)))]
+#[utoipa::path(tag = "operator", security(("bearer" = ["cc"])), params(("id" = Uuid, Path)), request_body = dto::RerouteBody, responses((status = 200, body = dto::Session)), extensions(("x-error-codes" = json!(["NOT_FOUND", "BESTIE_UNAVAILABLE", "INVALID_STATE", "STORE_UNAVAILABLE"]))))]
 #[post("/internal/chat/sessions/{id}/reroute")]
 async fn reroute(
     state: web::Data<AppState>,
@@ -193,7 +213,7 @@ async fn reroute(
     Ok(HttpResponse::Ok().json(dto::Session::from(moved)))
 }
 
-#[utoipa::path(tag = "operator", security(("bearer" = [])), responses((status = 200, body = dto::Settings)))]
+#[utoipa::path(tag = "operator", security(("bearer" = ["cc"])), responses((status = 200, body = dto::Settings)), extensions(("x-error-codes" = json!(["STORE_UNAVAILABLE"]))))]
 #[get("/internal/config")]
 async fn get_config(state: web::Data<AppState>, _op: Operator) -> Reply {
     let settings = state.availability.stored_settings().await?;
@@ -201,7 +221,7 @@ async fn get_config(state: web::Data<AppState>, _op: Operator) -> Reply {
 }
 
 /// Who changed which setting from what to what, newest first.
-#[utoipa::path(tag = "operator", security(("bearer" = [])), params(dto::HistoryQuery), responses((status = 200, body = dto::SettingsHistory), (status = 422, description = "VALIDATION_FAILED", body = dto::ErrorBody)))]
+#[utoipa::path(tag = "operator", security(("bearer" = ["cc"])), params(dto::HistoryQuery), responses((status = 200, body = dto::SettingsHistory)), extensions(("x-error-codes" = json!(["VALIDATION_FAILED", "STORE_UNAVAILABLE"]))))]
 #[get("/internal/config/history")]
 async fn config_history(
     state: web::Data<AppState>,
@@ -222,7 +242,7 @@ async fn config_history(
 }
 
 /// Body: an object of setting → integer. Unknown keys and non-integers are 422 naming the field.
-#[utoipa::path(tag = "operator", security(("bearer" = [])), request_body = dto::SettingsPatch, responses((status = 200, body = dto::Settings)))]
+#[utoipa::path(tag = "operator", security(("bearer" = ["cc"])), request_body = dto::SettingsPatch, responses((status = 200, body = dto::Settings)), extensions(("x-error-codes" = json!(["STORE_UNAVAILABLE"]))))]
 #[patch("/internal/config")]
 async fn patch_config(
     state: web::Data<AppState>,
@@ -243,19 +263,22 @@ async fn patch_config(
                 format!("{name}: unknown setting"),
             )
         })?;
-        let number = value.as_i64().ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::ValidationFailed,
-                format!("{name}: must be an integer"),
-            )
-        })?;
+        let number = value
+            .as_number()
+            .and_then(dto::whole_number)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::ValidationFailed,
+                    format!("{name}: must be an integer"),
+                )
+            })?;
         changes.push((key, number));
     }
     let settings = state.availability.update_settings(changes, op.id).await?;
     Ok(HttpResponse::Ok().json(dto::Settings::from(settings)))
 }
 
-#[utoipa::path(tag = "operator", security(("bearer" = [])), responses((status = 200, body = dto::DashboardStats)))]
+#[utoipa::path(tag = "operator", security(("bearer" = ["cc"])), responses((status = 200, body = dto::DashboardStats)), extensions(("x-error-codes" = json!(["STORE_UNAVAILABLE"]))))]
 #[get("/internal/dashboard/stats")]
 async fn dashboard(state: web::Data<AppState>, _op: Operator) -> Reply {
     Ok(HttpResponse::Ok().json(dto::DashboardStats {
@@ -265,13 +288,13 @@ async fn dashboard(state: web::Data<AppState>, _op: Operator) -> Reply {
     }))
 }
 
-#[utoipa::path(tag = "operator", security(("bearer" = [])), responses((status = 200, body = dto::Drift)))]
+#[utoipa::path(tag = "operator", security(("bearer" = ["cc"])), responses((status = 200, body = dto::Drift)), extensions(("x-error-codes" = json!(["STORE_UNAVAILABLE"]))))]
 #[get("/internal/mirror/drift")]
 async fn drift(state: web::Data<AppState>, _op: Operator) -> Reply {
     Ok(HttpResponse::Ok().json(dto::Drift::from(state.availability.drift_report().await?)))
 }
 
-#[utoipa::path(tag = "operator", security(("bearer" = [])), responses((status = 200, body = dto::Seeded)))]
+#[utoipa::path(tag = "operator", security(("bearer" = ["cc"])), responses((status = 200, body = dto::Seeded)), extensions(("x-error-codes" = json!(["STORE_UNAVAILABLE"]))))]
 #[post("/internal/mirror/reseed")]
 async fn reseed(state: web::Data<AppState>, _op: Operator) -> Reply {
     let report = state

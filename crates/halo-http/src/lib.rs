@@ -66,7 +66,7 @@ pub fn configure_common(cfg: &mut ServiceConfig) {
         .service(health::healthz)
         .service(health::readyz)
         .service(health::metrics)
-        .default_service(web::to(error::not_found));
+        .default_service(web::to(error::unrouted));
 }
 
 /// The public API (apps).

@@ -71,7 +71,7 @@ async fn whoami(caller: Caller) -> HttpResponse {
     })
 }
 
-#[utoipa::path(tag = "auth", params(("app" = AppKind, Path)), request_body = dto::PhoneBody, responses((status = 200, body = dto::Ok), (status = 429, description = "RATE_LIMITED (per phone and per address; Retry-After says when)", body = dto::ErrorBody)))]
+#[utoipa::path(tag = "auth", params(("app" = inline(AppKind), Path)), request_body = dto::PhoneBody, responses((status = 200, body = dto::Ok)), extensions(("x-error-codes" = json!(["RATE_LIMITED", "STORE_UNAVAILABLE", "OTP_DELIVERY_FAILED"]))))]
 #[post("/api/{app}/auth/otp/request")]
 async fn otp_request(
     state: web::Data<AppState>,
@@ -94,7 +94,7 @@ async fn otp_request(
     Ok(HttpResponse::Ok().json(dto::OK))
 }
 
-#[utoipa::path(tag = "auth", params(("app" = AppKind, Path)), request_body = dto::VerifyBody, responses((status = 200, body = dto::LoginResponse), (status = 401, description = "INVALID_OTP or OTP_EXPIRED", body = dto::ErrorBody), (status = 403, description = "ACCOUNT_INACTIVE", body = dto::ErrorBody), (status = 429, description = "OTP_ATTEMPTS_EXCEEDED, or RATE_LIMITED (per phone and per address; Retry-After says when)", body = dto::ErrorBody)))]
+#[utoipa::path(tag = "auth", params(("app" = inline(AppKind), Path)), request_body = dto::VerifyBody, responses((status = 200, body = dto::LoginResponse)), extensions(("x-error-codes" = json!(["INVALID_OTP", "OTP_EXPIRED", "ACCOUNT_INACTIVE", "OTP_ATTEMPTS_EXCEEDED", "RATE_LIMITED", "STORE_UNAVAILABLE"]))))]
 #[post("/api/{app}/auth/otp/verify")]
 async fn otp_verify(
     state: web::Data<AppState>,
@@ -127,7 +127,7 @@ async fn otp_verify(
     }))
 }
 
-#[utoipa::path(tag = "auth", params(("app" = AppKind, Path)), request_body = dto::RefreshBody, responses((status = 200, body = dto::Tokens), (status = 401, description = "SESSION_REVOKED", body = dto::ErrorBody)))]
+#[utoipa::path(tag = "auth", params(("app" = inline(AppKind), Path)), request_body = dto::RefreshBody, responses((status = 200, body = dto::Tokens)), extensions(("x-error-codes" = json!(["SESSION_REVOKED", "STORE_UNAVAILABLE"]))))]
 #[post("/api/{app}/auth/refresh")]
 async fn refresh(
     state: web::Data<AppState>,
@@ -138,7 +138,7 @@ async fn refresh(
     Ok(HttpResponse::Ok().json(dto::Tokens::from(pair)))
 }
 
-#[utoipa::path(tag = "auth", security(("bearer" = [])), params(("app" = AppKind, Path)), responses((status = 200, body = dto::Ok)))]
+#[utoipa::path(tag = "auth", security(("bearer" = [])), params(("app" = inline(AppKind), Path)), responses((status = 200, body = dto::Ok)), extensions(("x-error-codes" = json!(["FORBIDDEN", "STORE_UNAVAILABLE"]))))]
 #[post("/api/{app}/auth/logout")]
 async fn logout(state: web::Data<AppState>, app: web::Path<AppKind>, caller: Caller) -> Reply {
     if caller.0.role != app.role() {
@@ -151,7 +151,7 @@ async fn logout(state: web::Data<AppState>, app: web::Path<AppKind>, caller: Cal
     Ok(HttpResponse::Ok().json(dto::OK))
 }
 
-#[utoipa::path(tag = "availability", responses((status = 200, body = dto::Availability)))]
+#[utoipa::path(tag = "availability", responses((status = 200, body = dto::Availability)), extensions(("x-error-codes" = json!(["STORE_UNAVAILABLE"]))))]
 #[get("/public/bestie-availability")]
 async fn beacon(state: web::Data<AppState>) -> Reply {
     let beacon = state.availability.count_available().await?;
@@ -161,7 +161,7 @@ async fn beacon(state: web::Data<AppState>) -> Reply {
     }))
 }
 
-#[utoipa::path(tag = "mitra", security(("bearer" = [])), responses((status = 200, body = dto::MitraStatus)))]
+#[utoipa::path(tag = "mitra", security(("bearer" = ["mitra"])), responses((status = 200, body = dto::MitraStatus)), extensions(("x-error-codes" = json!(["NOT_FOUND", "STORE_UNAVAILABLE"]))))]
 #[get("/api/mitra/status")]
 async fn mitra_status(state: web::Data<AppState>, mitra: Mitra) -> Reply {
     let status = state.availability.mitra_status(mitra.id).await?;
@@ -177,14 +177,14 @@ async fn mitra_status(state: web::Data<AppState>, mitra: Mitra) -> Reply {
     }))
 }
 
-#[utoipa::path(tag = "mitra", security(("bearer" = [])), responses((status = 200, body = dto::Online)))]
+#[utoipa::path(tag = "mitra", security(("bearer" = ["mitra"])), responses((status = 200, body = dto::Online)), extensions(("x-error-codes" = json!(["ACCOUNT_INACTIVE", "NOT_FOUND", "STORE_UNAVAILABLE"]))))]
 #[post("/api/mitra/status/online")]
 async fn go_online(state: web::Data<AppState>, mitra: ActiveMitra) -> Reply {
     state.availability.set_online(mitra.id).await?;
     Ok(HttpResponse::Ok().json(dto::Online { is_online: true }))
 }
 
-#[utoipa::path(tag = "mitra", security(("bearer" = [])), responses((status = 200, body = dto::Online)))]
+#[utoipa::path(tag = "mitra", security(("bearer" = ["mitra"])), responses((status = 200, body = dto::Online)), extensions(("x-error-codes" = json!(["ACCOUNT_INACTIVE", "NOT_FOUND", "STORE_UNAVAILABLE"]))))]
 #[post("/api/mitra/status/offline")]
 async fn go_offline(state: web::Data<AppState>, mitra: ActiveMitra) -> Reply {
     state
@@ -194,7 +194,7 @@ async fn go_offline(state: web::Data<AppState>, mitra: ActiveMitra) -> Reply {
     Ok(HttpResponse::Ok().json(dto::Online { is_online: false }))
 }
 
-#[utoipa::path(tag = "mitra", security(("bearer" = [])), responses((status = 200, body = dto::HeartbeatAck)))]
+#[utoipa::path(tag = "mitra", security(("bearer" = ["mitra"])), responses((status = 200, body = dto::HeartbeatAck)), extensions(("x-error-codes" = json!(["ACCOUNT_INACTIVE", "NOT_FOUND", "STORE_UNAVAILABLE"]))))]
 #[post("/api/mitra/status/heartbeat")]
 async fn heartbeat(state: web::Data<AppState>, mitra: Mitra) -> Reply {
     let ack = state.availability.heartbeat(mitra.id).await?;
@@ -205,7 +205,7 @@ async fn heartbeat(state: web::Data<AppState>, mitra: Mitra) -> Reply {
     }))
 }
 
-#[utoipa::path(tag = "mitra", security(("bearer" = [])), responses((status = 200, body = dto::Requests)))]
+#[utoipa::path(tag = "mitra", security(("bearer" = ["mitra"])), responses((status = 200, body = dto::Requests)), extensions(("x-error-codes" = json!(["STORE_UNAVAILABLE"]))))]
 #[get("/api/mitra/chat/requests")]
 async fn open_requests(state: web::Data<AppState>, mitra: Mitra) -> Reply {
     let requests = state.chat.open_requests(mitra.id).await?;
@@ -214,20 +214,20 @@ async fn open_requests(state: web::Data<AppState>, mitra: Mitra) -> Reply {
     }))
 }
 
-#[utoipa::path(tag = "mitra", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Session), (status = 404, body = dto::ErrorBody), (status = 409, description = "REQUEST_TAKEN or AT_CAPACITY", body = dto::ErrorBody)))]
+#[utoipa::path(tag = "mitra", security(("bearer" = ["mitra"])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Session)), extensions(("x-error-codes" = json!(["ACCOUNT_INACTIVE", "NOT_FOUND", "REQUEST_TAKEN", "AT_CAPACITY", "STORE_UNAVAILABLE"]))))]
 #[post("/api/mitra/chat/requests/{id}/accept")]
 async fn accept(state: web::Data<AppState>, mitra: ActiveMitra, id: web::Path<Uuid>) -> Reply {
     Ok(session(state.chat.accept(*id, mitra.id).await?))
 }
 
-#[utoipa::path(tag = "mitra", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Ok), (status = 404, body = dto::ErrorBody)))]
+#[utoipa::path(tag = "mitra", security(("bearer" = ["mitra"])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Ok)), extensions(("x-error-codes" = json!(["ACCOUNT_INACTIVE", "NOT_FOUND", "STORE_UNAVAILABLE"]))))]
 #[post("/api/mitra/chat/requests/{id}/reject")]
 async fn reject(state: web::Data<AppState>, mitra: ActiveMitra, id: web::Path<Uuid>) -> Reply {
     state.chat.reject(*id, mitra.id).await?;
     Ok(HttpResponse::Ok().json(dto::OK))
 }
 
-#[utoipa::path(tag = "mitra", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Session), (status = 404, body = dto::ErrorBody)))]
+#[utoipa::path(tag = "mitra", security(("bearer" = ["mitra"])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Session)), extensions(("x-error-codes" = json!(["NOT_FOUND", "STORE_UNAVAILABLE"]))))]
 #[get("/api/mitra/chat/sessions/{id}")]
 async fn mitra_session(state: web::Data<AppState>, mitra: Mitra, id: web::Path<Uuid>) -> Reply {
     Ok(session(
@@ -235,13 +235,13 @@ async fn mitra_session(state: web::Data<AppState>, mitra: Mitra, id: web::Path<U
     ))
 }
 
-#[utoipa::path(tag = "mitra", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Session), (status = 404, body = dto::ErrorBody), (status = 409, description = "INVALID_STATE", body = dto::ErrorBody)))]
+#[utoipa::path(tag = "mitra", security(("bearer" = ["mitra"])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Session)), extensions(("x-error-codes" = json!(["ACCOUNT_INACTIVE", "NOT_FOUND", "INVALID_STATE", "STORE_UNAVAILABLE"]))))]
 #[post("/api/mitra/chat/sessions/{id}/end")]
 async fn mitra_end(state: web::Data<AppState>, mitra: ActiveMitra, id: web::Path<Uuid>) -> Reply {
     Ok(session(state.chat.end(*id, Party::Mitra(mitra.id)).await?))
 }
 
-#[utoipa::path(tag = "client", security(("bearer" = [])), request_body = dto::ChatRequestBody, responses((status = 201, body = dto::ChatRequestCreated), (status = 409, description = "NO_BESTIE_AVAILABLE, BESTIE_UNAVAILABLE, or OPEN_REQUEST_EXISTS (the customer already holds max_open_requests_per_customer open requests; error.open_session_id names the oldest)", body = dto::ErrorBody), (status = 429, description = "RATE_LIMITED (per customer; Retry-After says when)", body = dto::ErrorBody)))]
+#[utoipa::path(tag = "client", security(("bearer" = ["customer"])), request_body = dto::ChatRequestBody, responses((status = 201, body = dto::ChatRequestCreated)), extensions(("x-error-codes" = json!(["NO_BESTIE_AVAILABLE", "BESTIE_UNAVAILABLE", "OPEN_REQUEST_EXISTS", "RATE_LIMITED", "STORE_UNAVAILABLE"]))))]
 #[post("/api/client/chat/requests")]
 async fn chat_request(
     state: web::Data<AppState>,
@@ -280,7 +280,7 @@ async fn chat_request(
     }))
 }
 
-#[utoipa::path(tag = "client", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Session), (status = 404, body = dto::ErrorBody)))]
+#[utoipa::path(tag = "client", security(("bearer" = ["customer"])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Session)), extensions(("x-error-codes" = json!(["NOT_FOUND", "STORE_UNAVAILABLE"]))))]
 #[get("/api/client/chat/sessions/{id}")]
 async fn client_session(
     state: web::Data<AppState>,
@@ -292,13 +292,13 @@ async fn client_session(
     ))
 }
 
-#[utoipa::path(tag = "client", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Session), (status = 402, description = "PAYMENT_FAILED", body = dto::ErrorBody), (status = 404, body = dto::ErrorBody), (status = 409, description = "INVALID_STATE", body = dto::ErrorBody)))]
+#[utoipa::path(tag = "client", security(("bearer" = ["customer"])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Session)), extensions(("x-error-codes" = json!(["PAYMENT_FAILED", "NOT_FOUND", "INVALID_STATE", "STORE_UNAVAILABLE"]))))]
 #[post("/api/client/chat/sessions/{id}/pay")]
 async fn pay(state: web::Data<AppState>, customer: Customer, id: web::Path<Uuid>) -> Reply {
     Ok(session(state.chat.pay(*id, customer.id).await?))
 }
 
-#[utoipa::path(tag = "client", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = dto::MinutesBody, responses((status = 200, body = dto::Session), (status = 404, body = dto::ErrorBody), (status = 409, description = "BESTIE_UNREACHABLE or INVALID_STATE", body = dto::ErrorBody)))]
+#[utoipa::path(tag = "client", security(("bearer" = ["customer"])), params(("id" = Uuid, Path)), request_body = dto::MinutesBody, responses((status = 200, body = dto::Session)), extensions(("x-error-codes" = json!(["NOT_FOUND", "BESTIE_UNREACHABLE", "INVALID_STATE", "STORE_UNAVAILABLE"]))))]
 #[post("/api/client/chat/sessions/{id}/extend")]
 async fn extend(
     state: web::Data<AppState>,
@@ -310,7 +310,7 @@ async fn extend(
     Ok(session(state.chat.extend(*id, customer.id, minutes).await?))
 }
 
-#[utoipa::path(tag = "client", security(("bearer" = [])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Session), (status = 404, body = dto::ErrorBody), (status = 409, description = "INVALID_STATE", body = dto::ErrorBody)))]
+#[utoipa::path(tag = "client", security(("bearer" = ["customer"])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Session)), extensions(("x-error-codes" = json!(["NOT_FOUND", "INVALID_STATE", "STORE_UNAVAILABLE"]))))]
 #[post("/api/client/chat/sessions/{id}/end")]
 async fn client_end(state: web::Data<AppState>, customer: Customer, id: web::Path<Uuid>) -> Reply {
     Ok(session(

@@ -1,6 +1,7 @@
-//! `GET /openapi.json` on both services: it lists exactly the contract's routes, and every
-//! operation, probed with no token and with an operator's or app's token and an empty body,
-//! answers a status the document declares (never a 500).
+//! `GET /openapi.json` on both services: it lists exactly the contract's routes, every `$ref`
+//! resolves, the `info` is ours, and every operation, probed with no token and with an
+//! operator's or app's token and an empty body, answers a status the document declares (never
+//! a 500) with one of the codes it declares for that status.
 
 use crate::harness::{Api, Stack};
 use reqwest::Method;
@@ -58,6 +59,56 @@ fn operations(doc: &Value) -> Vec<(String, String, Value)> {
     found
 }
 
+/// Every `$ref` in `value`, with where it was found.
+fn refs<'a>(value: &'a Value, at: String, found: &mut Vec<(String, &'a str)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                match (key.as_str(), inner.as_str()) {
+                    ("$ref", Some(target)) => found.push((at.clone(), target)),
+                    _ => refs(inner, format!("{at}/{key}"), found),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, inner) in items.iter().enumerate() {
+                refs(inner, format!("{at}/{i}"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Fails on a `$ref` that does not point into the document itself.
+fn assert_refs_resolve(doc: &Value) {
+    let mut found = Vec::new();
+    refs(doc, String::new(), &mut found);
+    assert!(!found.is_empty(), "a document without any $ref");
+    for (at, target) in found {
+        let pointer = target
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("{at}: $ref {target} leaves the document"));
+        assert!(
+            doc.pointer(pointer).is_some(),
+            "{at}: $ref {target} does not resolve"
+        );
+    }
+}
+
+/// The codes an error response declares (empty for a non-error body).
+fn declared_codes(response: &Value) -> Vec<String> {
+    response["content"]["application/json"]["schema"]["properties"]["error"]["properties"]["code"]
+        ["enum"]
+        .as_array()
+        .map(|codes| {
+            codes
+                .iter()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn concrete(path: &str) -> String {
     path.replace("{app}", "client")
         .replace("{id}", &uuid::Uuid::new_v4().to_string())
@@ -75,6 +126,14 @@ async fn both_documents_list_the_contract_routes_and_their_answers() {
         let (status, doc) = stack.get(api, "/openapi.json", None).await;
         assert_eq!(status, 200);
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        assert_refs_resolve(&doc);
+        assert!(doc["info"]["title"].as_str().unwrap().starts_with("Halo "));
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+        assert!(doc["info"]["license"]["name"]
+            .as_str()
+            .unwrap()
+            .contains("UNLICENSED"));
+        assert!(doc["info"].get("contact").is_none(), "a contact nobody is");
         let listed: BTreeSet<String> = operations(&doc)
             .iter()
             .map(|(method, path, _)| format!("{method} {path}"))
@@ -107,6 +166,13 @@ async fn both_documents_list_the_contract_routes_and_their_answers() {
                     declared.contains(&status),
                     "{method} {path} answered {status} ({reply}), the document declares {declared:?}"
                 );
+                let codes = declared_codes(&operation["responses"][status.to_string()]);
+                if let Some(code) = reply["error"]["code"].as_str() {
+                    assert!(
+                        codes.iter().any(|c| c == code),
+                        "{method} {path} answered {status} {code}, the document declares {codes:?}"
+                    );
+                }
             }
         }
     }
