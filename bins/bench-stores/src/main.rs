@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Parser)]
 #[command(
     name = "bench-stores",
+    version = halo_build_info::LONG_VERSION,
     about = "Store benchmarks at growing mitra counts"
 )]
 struct Args {

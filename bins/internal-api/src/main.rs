@@ -1,8 +1,9 @@
-//! `internal-api`: the control centre's API (default), or operator administration
-//! (`internal-api create-operator --email … --password …`).
+//! `internal-api`: the control centre's API (default), operator administration
+//! (`internal-api create-operator --email … --password …`), or `internal-api healthcheck` (the
+//! image's probe).
 
 use clap::{Parser, Subcommand};
-use halo_app::{create_operator, serve, start_from_env, Service};
+use halo_app::{create_operator, healthcheck, serve, start_from_env, Service};
 use std::process::ExitCode;
 
 /// mimalloc rather than glibc malloc: request handling frees and allocates many small buffers
@@ -15,6 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "internal-api",
+    version = halo_build_info::LONG_VERSION,
     about = "Control-centre API of the availability backend"
 )]
 struct Cli {
@@ -26,6 +28,8 @@ struct Cli {
 enum Command {
     /// Serve the internal API (the default).
     Serve,
+    /// Exit 0 when the service on this container's port answers `/healthz` with 200.
+    Healthcheck,
     /// Create an operator, or reset its password when the email exists.
     CreateOperator {
         #[arg(long)]
@@ -48,6 +52,7 @@ async fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&config, Service::Internal).await,
+        Command::Healthcheck => healthcheck(&config, Service::Internal).await,
         Command::CreateOperator {
             email,
             password,

@@ -34,6 +34,7 @@ use tokio::time::Instant;
 #[derive(Debug, Parser)]
 #[command(
     name = "loadgen",
+    version = halo_build_info::LONG_VERSION,
     about = "Load generator for public-api (loopback only)"
 )]
 pub struct Args {

@@ -1,6 +1,8 @@
-//! `public-api`: the apps' API. All wiring lives in `halo-app`; this file only starts it.
+//! `public-api`: the apps' API (default), or `public-api healthcheck` (the image's probe). All
+//! wiring lives in `halo-app`; this file only starts it.
 
-use halo_app::{serve, start_from_env, Service};
+use clap::{Parser, Subcommand};
+use halo_app::{healthcheck, serve, start_from_env, Service};
 use std::process::ExitCode;
 
 /// mimalloc rather than glibc malloc: request handling frees and allocates many small buffers
@@ -10,10 +12,34 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[derive(Parser)]
+#[command(
+    name = "public-api",
+    version = halo_build_info::LONG_VERSION,
+    about = "Apps' API of the availability backend"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the public API (the default).
+    Serve,
+    /// Exit 0 when the service on this container's port answers `/healthz` with 200.
+    Healthcheck,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    match start_from_env() {
-        Ok(config) => serve(&config, Service::Public).await,
-        Err(status) => status,
+    let cli = Cli::parse();
+    let config = match start_from_env() {
+        Ok(config) => config,
+        Err(status) => return status,
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&config, Service::Public).await,
+        Command::Healthcheck => healthcheck(&config, Service::Public).await,
     }
 }

@@ -3,9 +3,11 @@
 //! HTTP server until SIGTERM or SIGINT (both graceful: in-flight requests finish, then the
 //! background tasks stop).
 
+mod healthcheck;
 mod operators;
 mod telemetry;
 
+pub use healthcheck::{check_health, healthcheck, HealthcheckError};
 pub use operators::{create_operator, OperatorError};
 pub use telemetry::init_tracing;
 
@@ -40,6 +42,15 @@ impl Service {
         match self {
             Self::Public => "public-api",
             Self::Internal => "internal-api",
+        }
+    }
+
+    /// The port this service listens on (`PORT`, when set, already overrides both, see
+    /// `halo_config`).
+    pub const fn port(self, config: &Config) -> u16 {
+        match self {
+            Self::Public => config.public_port,
+            Self::Internal => config.internal_port,
         }
     }
 }
@@ -211,14 +222,15 @@ impl Application {
             auth,
             metrics,
             service: service.name(),
+            build: halo_http::Build {
+                version: halo_build_info::VERSION,
+                git_revision: halo_build_info::GIT_REVISION,
+            },
             limiter,
             client_address_header: config.client_address_header.clone(),
             slow_request: config.log_slow_request,
         };
-        let port = match service {
-            Service::Public => config.public_port,
-            Service::Internal => config.internal_port,
-        };
+        let port = service.port(config);
         let cc_origin = config.cc_origin.clone();
         let http = HttpServer::new(move || {
             // The factory runs on each worker thread (again if actix restarts the worker or its

@@ -1,4 +1,4 @@
-//! Probes and metrics. `/readyz` is ready while Postgres answers; a mirror that is not trusted
+//! Probes, the build's version and metrics. `/readyz` is ready while Postgres answers; a mirror that is not trusted
 //! (Valkey down, unseeded, or behind) is reported as "degraded" with its state (the product
 //! still works from Postgres), never as not ready.
 
@@ -20,6 +20,26 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(Health {
         status: "ok",
         service: state.service,
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Version {
+    service: &'static str,
+    /// The workspace version of the binary.
+    version: &'static str,
+    /// The git revision it was built from ("unknown" when the build had none).
+    git_revision: &'static str,
+}
+
+/// The build serving these requests.
+#[utoipa::path(tag = "probes", responses((status = 200, body = Version)))]
+#[get("/version")]
+pub async fn version(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(Version {
+        service: state.service,
+        version: state.build.version,
+        git_revision: state.build.git_revision,
     })
 }
 

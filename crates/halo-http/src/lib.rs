@@ -33,11 +33,21 @@ pub struct AppState {
     pub metrics: Metrics,
     /// "public-api" or "internal-api", reported by the probes.
     pub service: &'static str,
+    /// What `GET /version` reports.
+    pub build: Build,
     pub limiter: Arc<Limiter>,
     /// The header the trusted balancer writes the caller's address into (lower case), if any.
     pub client_address_header: Option<String>,
     /// Requests slower than this are logged at WARN (`LOG_SLOW_REQUEST_MS`).
     pub slow_request: std::time::Duration,
+}
+
+/// The build a service runs (filled by the composition root, so this crate is not rebuilt for
+/// every commit).
+#[derive(Clone, Copy, Debug)]
+pub struct Build {
+    pub version: &'static str,
+    pub git_revision: &'static str,
 }
 
 impl AppState {
@@ -65,6 +75,7 @@ pub fn configure_common(cfg: &mut ServiceConfig) {
         .app_data(error::query_config())
         .service(health::healthz)
         .service(health::readyz)
+        .service(health::version)
         .service(health::metrics)
         .default_service(web::to(error::unrouted));
 }

@@ -15,3 +15,4 @@ mod openapi;
 mod operator;
 mod smoke;
 mod timers;
+mod version;

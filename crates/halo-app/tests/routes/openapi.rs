@@ -47,7 +47,12 @@ const INTERNAL: &[&str] = &[
     "POST /internal/mirror/reseed",
 ];
 
-const PROBES: &[&str] = &["GET /healthz", "GET /readyz", "GET /metrics"];
+const PROBES: &[&str] = &[
+    "GET /healthz",
+    "GET /readyz",
+    "GET /version",
+    "GET /metrics",
+];
 
 fn operations(doc: &Value) -> Vec<(String, String, Value)> {
     let mut found = Vec::new();
