@@ -63,6 +63,7 @@ export DATABASE_URL="postgres://halo@127.0.0.1:$PG_PORT/halo_bench"
 export VALKEY_URL="redis://127.0.0.1:$VALKEY_PORT/"
 export AUTH_JWT_SECRET="halo-bench-only-jwt-secret-do-not-use-in-prod-01"
 export PUBLIC_PORT INTERNAL_PORT
+unset PORT # it would override both ports (see halo-config)
 export BIND_ADDR=127.0.0.1
 export APP_ENV=development
 export OTP_DEV_CODE="$OTP_CODE"

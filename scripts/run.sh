@@ -20,6 +20,8 @@ export VALKEY_URL="${VALKEY_URL:-redis://127.0.0.1:$VALKEY_PORT/}"
 export AUTH_JWT_SECRET="${AUTH_JWT_SECRET:-halo-dev-only-jwt-secret-do-not-use-in-prod-0001}"
 export PUBLIC_PORT="${PUBLIC_PORT:-3000}"
 export INTERNAL_PORT="${INTERNAL_PORT:-3001}"
+# PORT (set by platforms such as Cloud Run) overrides both ports: not with two services here.
+unset PORT
 export BIND_ADDR="${BIND_ADDR:-127.0.0.1}"
 export APP_ENV="${APP_ENV:-development}"
 export OTP_DEV_CODE="${OTP_DEV_CODE:-000000}"

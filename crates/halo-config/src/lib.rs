@@ -31,8 +31,11 @@ pub struct Config {
     pub database_url: Secret,
     pub valkey_url: Secret,
     pub auth_jwt_secret: Secret,
+    /// `PUBLIC_PORT` (3000), or `PORT` when set.
     pub public_port: u16,
+    /// `INTERNAL_PORT` (3001), or `PORT` when set.
     pub internal_port: u16,
+    /// `BIND_ADDR` (127.0.0.1); containers set 0.0.0.0.
     pub bind_addr: IpAddr,
     pub app_env: AppEnv,
     pub access_token_ttl: Duration,
@@ -139,6 +142,12 @@ impl Config {
                 ),
             ));
         }
+        // `PORT` (set by Cloud Run and most container platforms) is the port of the one service
+        // this process starts: it overrides both PUBLIC_PORT and INTERNAL_PORT, which are still
+        // checked. Run both services from one environment without it.
+        let port = vars.optional_number::<u16>("PORT")?;
+        let public_port = vars.number("PUBLIC_PORT", 3000)?;
+        let internal_port = vars.number("INTERNAL_PORT", 3001)?;
         let client_address_header = vars
             .optional("CLIENT_ADDRESS_HEADER")
             .map(|h| h.trim().to_ascii_lowercase());
@@ -149,8 +158,8 @@ impl Config {
             database_url: Secret::new(vars.required("DATABASE_URL")?),
             valkey_url: Secret::new(vars.required("VALKEY_URL")?),
             auth_jwt_secret: Secret::new(auth_jwt_secret),
-            public_port: vars.number("PUBLIC_PORT", 3000)?,
-            internal_port: vars.number("INTERNAL_PORT", 3001)?,
+            public_port: port.unwrap_or(public_port),
+            internal_port: port.unwrap_or(internal_port),
             bind_addr: vars.number("BIND_ADDR", IpAddr::from([127, 0, 0, 1]))?,
             app_env,
             access_token_ttl: secs(vars.positive("ACCESS_TOKEN_TTL_SECONDS", 3600)?),
@@ -191,6 +200,45 @@ impl Config {
         })
     }
 }
+
+/// Every variable `Config::from_lookup` reads (a test records its lookups and compares), so that
+/// deploy files can be checked for names the services would ignore. `MIGRATE_ON_START` belongs
+/// to the start-up migration switch (`<binary> migrate` runs them on their own).
+pub const VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "VALKEY_URL",
+    "AUTH_JWT_SECRET",
+    "PORT",
+    "PUBLIC_PORT",
+    "INTERNAL_PORT",
+    "BIND_ADDR",
+    "APP_ENV",
+    "ACCESS_TOKEN_TTL_SECONDS",
+    "REFRESH_TOKEN_TTL_DAYS",
+    "CC_ORIGIN",
+    "OTP_DEV_CODE",
+    "VALKEY_KEY_PREFIX",
+    "VALKEY_CLUSTER",
+    "VALKEY_CA_CERT",
+    "MITRA_AUTO_OFFLINE_SWEEP_SECONDS",
+    "HEARTBEAT_MIRROR_INTERVAL_SECONDS",
+    "VALKEY_ONLINE_MIRROR_SWEEP_SECONDS",
+    "LOG_FORMAT",
+    "VALKEY_TIMEOUT_MS",
+    "MIRROR_WATCH_INTERVAL_MS",
+    "PG_POOL_SIZE",
+    "PG_TIMEOUT_MS",
+    "HALO_TEST_CLOCK_OFFSET_SECONDS",
+    "CLIENT_ADDRESS_HEADER",
+    "RATE_LIMIT_OTP_REQUEST_PER_PHONE",
+    "RATE_LIMIT_OTP_REQUEST_PER_ADDRESS",
+    "RATE_LIMIT_OTP_VERIFY_PER_PHONE",
+    "RATE_LIMIT_OTP_VERIFY_PER_ADDRESS",
+    "RATE_LIMIT_OPERATOR_LOGIN_PER_EMAIL",
+    "RATE_LIMIT_OPERATOR_LOGIN_PER_ADDRESS",
+    "RATE_LIMIT_CHAT_REQUEST_PER_CUSTOMER",
+    "MIGRATE_ON_START",
+];
 
 /// `RATE_LIMIT_<ACTION>`, in the order of `LimitedAction::ALL` (a test checks the order).
 pub const RATE_LIMIT_VARIABLES: [&str; 7] = [
@@ -275,13 +323,20 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
     where
         T::Err: fmt::Display,
     {
-        match self.optional(name) {
-            None => Ok(default),
-            Some(raw) => raw
-                .trim()
-                .parse()
-                .map_err(|e| error(name, format!("is not valid ({e}): {raw:?}"))),
-        }
+        Ok(self.optional_number(name)?.unwrap_or(default))
+    }
+
+    fn optional_number<T: FromStr>(&self, name: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.optional(name)
+            .map(|raw| {
+                raw.trim()
+                    .parse()
+                    .map_err(|e| error(name, format!("is not valid ({e}): {raw:?}")))
+            })
+            .transpose()
     }
 
     fn positive<T: FromStr + Default + PartialEq>(

@@ -1,5 +1,6 @@
 use super::*;
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
@@ -96,6 +97,7 @@ fn each_bad_value_names_its_variable() {
         "got 31",
     );
     check_fails(&[("PUBLIC_PORT", "70000")], "PUBLIC_PORT", "not valid");
+    check_fails(&[("PORT", "http")], "PORT", "not valid");
     check_fails(&[("INTERNAL_PORT", "x")], "INTERNAL_PORT", "not valid");
     check_fails(&[("BIND_ADDR", "localhost")], "BIND_ADDR", "not valid");
     check_fails(&[("APP_ENV", "staging")], "APP_ENV", "unknown value");
@@ -237,4 +239,69 @@ fn hash_tag_follows_the_cluster_rule() {
     check("halo}", None);
     check("}{x}", Some("x"));
     check("", None);
+}
+
+#[test]
+fn port_is_the_port_of_the_service_started() {
+    let c = load(&[("PORT", "8080")]).expect("valid");
+    assert_eq!((c.public_port, c.internal_port), (8080, 8080));
+    let c = load(&[
+        ("PORT", "8080"),
+        ("PUBLIC_PORT", "4000"),
+        ("INTERNAL_PORT", "4001"),
+    ])
+    .expect("valid");
+    assert_eq!(
+        (c.public_port, c.internal_port),
+        (8080, 8080),
+        "PORT wins over both"
+    );
+    let c = load(&[("PORT", " "), ("PUBLIC_PORT", "4000")]).expect("valid");
+    assert_eq!(
+        (c.public_port, c.internal_port),
+        (4000, 3001),
+        "empty is unset"
+    );
+    check_fails(
+        &[("PORT", "8080"), ("INTERNAL_PORT", "x")],
+        "INTERNAL_PORT",
+        "not valid",
+    );
+}
+
+/// Variables in `VARIABLES` that `from_lookup` does not read (yet): `MIGRATE_ON_START` is parsed
+/// with the `migrate` subcommand's change; once it is, this list may stay or shrink.
+const READ_ELSEWHERE: &[&str] = &["MIGRATE_ON_START"];
+
+#[test]
+fn variables_lists_exactly_what_from_lookup_reads() {
+    let base: HashMap<&str, &str> = [
+        ("DATABASE_URL", "postgres://localhost/halo"),
+        ("VALKEY_URL", "redis://127.0.0.1/"),
+        ("AUTH_JWT_SECRET", SECRET),
+    ]
+    .into_iter()
+    .collect();
+    let asked = RefCell::new(BTreeSet::new());
+    Config::from_lookup(|name| {
+        asked.borrow_mut().insert(name.to_owned());
+        base.get(name).map(|v| (*v).to_owned())
+    })
+    .expect("valid");
+    let asked = asked.into_inner();
+    let listed: BTreeSet<String> = VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+    assert_eq!(listed.len(), VARIABLES.len(), "no duplicates");
+    let unlisted: Vec<&String> = asked.difference(&listed).collect();
+    assert!(
+        unlisted.is_empty(),
+        "read but not in VARIABLES: {unlisted:?}"
+    );
+    let unread: Vec<&String> = listed
+        .difference(&asked)
+        .filter(|v| !READ_ELSEWHERE.contains(&v.as_str()))
+        .collect();
+    assert!(unread.is_empty(), "in VARIABLES but never read: {unread:?}");
+    for name in RATE_LIMIT_VARIABLES {
+        assert!(listed.contains(name), "{name}");
+    }
 }
