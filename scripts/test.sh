@@ -89,6 +89,7 @@ known_bad_crates_absent() {
 step fmt cargo fmt --all -- --check
 step purity domain_is_pure
 step supply known_bad_crates_absent
+step hadolint scripts/hadolint.sh
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step test cargo test --workspace "$@"
 # Both API documents valid, and schemathesis against both services (scripts/api-check.sh).
