@@ -19,7 +19,7 @@ const MAX_STATUS_LINE: usize = 256;
 pub enum HealthcheckError {
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    #[error("cannot talk to the service")]
+    #[error("cannot talk to the service: {0}")]
     Io(#[from] std::io::Error),
     #[error("answered {0:?}")]
     Status(String),
