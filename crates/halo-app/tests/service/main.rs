@@ -147,7 +147,8 @@ async fn readyz_reports_both_stores_and_valkey_down_is_degraded_not_unready() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("halo_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"}"),
+        metrics
+            .contains("halo_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"}"),
         "{metrics}"
     );
     assert!(
