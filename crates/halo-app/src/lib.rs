@@ -116,6 +116,7 @@ impl Application {
     /// Connects, migrates, seeds and binds. Port 0 in the config picks a free port (tests).
     pub async fn build(config: &Config, service: Service) -> Result<Self, StartupError> {
         let metrics = Metrics::new();
+        metrics.build_info(halo_build_info::VERSION, halo_build_info::GIT_REVISION);
         let pool = halo_postgres::connect_pool(
             config.database_url.expose(),
             &PoolSettings {

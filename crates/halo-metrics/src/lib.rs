@@ -44,6 +44,7 @@ struct Inner {
     pg_latency: HistogramFamily,
     valkey_in_flight: Gauge,
     pg_pool: Family<Labels, Gauge>,
+    build_info: Family<Labels, Gauge>,
     /// Run before every render: fills the gauges read from outside (the pool's status).
     before_render: RwLock<Vec<RenderHook>>,
     /// Totals across labels, for budget assertions (Prometheus sums the families itself).
@@ -176,7 +177,14 @@ impl Metrics {
             "Postgres pool: size (open connections), available (idle), waiting (callers queued), max",
             pg_pool.clone(),
         );
+        let build_info = Family::<Labels, Gauge>::default();
+        registry.register(
+            "build_info",
+            "1, labelled with the version and git revision this instance runs",
+            build_info.clone(),
+        );
         let inner = Inner {
+            build_info,
             valkey_latency: histograms(
                 &mut registry,
                 "valkey_call_duration_seconds",
@@ -393,6 +401,15 @@ impl Metrics {
         }
     }
 
+    /// `halo_build_info{version, revision} 1`: which build this instance runs.
+    pub fn build_info(&self, version: &str, revision: &str) {
+        let labels = vec![
+            ("version", version.to_owned()),
+            ("revision", revision.to_owned()),
+        ];
+        self.0.build_info.get_or_create(&labels).set(1);
+    }
+
     /// Runs `refresh` before every render (gauges read from elsewhere, e.g. a pool's status).
     pub fn before_render(&self, refresh: impl Fn(&Metrics) + Send + Sync + 'static) {
         write(&self.0.before_render).push(Box::new(refresh));
@@ -568,9 +585,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("halo_valkey_requests_in_flight 1"), "{text}");
+        m.build_info("0.1.0", "abc");
         let text = m.render();
         assert!(
             text.contains("halo_pg_pool_connections{state=\"size\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("halo_build_info{version=\"0.1.0\",revision=\"abc\"} 1"),
             "{text}"
         );
     }
