@@ -115,6 +115,7 @@ fi
 
 PUBLIC_PORT="$(free_port)"
 INTERNAL_PORT="$(free_port)"
+METRICS_PORT="$(free_port)"
 SERVICE_ENV=(
     DATABASE_URL="$DATABASE_URL"
     VALKEY_URL="redis://127.0.0.1:$VALKEY_PORT/"
@@ -124,6 +125,7 @@ SERVICE_ENV=(
     BIND_ADDR=127.0.0.1
     PUBLIC_PORT="$PUBLIC_PORT"
     INTERNAL_PORT="$INTERNAL_PORT"
+    METRICS_PORT="$METRICS_PORT"
     LOG_FORMAT=json
     RUST_LOG=info
     # Thousands of generated calls from one address and one account: no limit may answer

@@ -20,6 +20,8 @@ export VALKEY_URL="${VALKEY_URL:-redis://127.0.0.1:$VALKEY_PORT/}"
 export AUTH_JWT_SECRET="${AUTH_JWT_SECRET:-halo-dev-only-jwt-secret-do-not-use-in-prod-0001}"
 export PUBLIC_PORT="${PUBLIC_PORT:-3000}"
 export INTERNAL_PORT="${INTERNAL_PORT:-3001}"
+# public-api's /metrics listener (the public port does not serve them).
+export METRICS_PORT="${METRICS_PORT:-9464}"
 # PORT (set by platforms such as Cloud Run) overrides both ports: not with two services here.
 unset PORT
 export BIND_ADDR="${BIND_ADDR:-127.0.0.1}"
@@ -148,7 +150,7 @@ Halo is running.
   internal-api  $INTERNAL_BASE
     health      $PUBLIC_BASE/healthz   $INTERNAL_BASE/healthz
     readiness   $PUBLIC_BASE/readyz    $INTERNAL_BASE/readyz
-    metrics     $PUBLIC_BASE/metrics   $INTERNAL_BASE/metrics
+    metrics     http://127.0.0.1:$METRICS_PORT/metrics   $INTERNAL_BASE/metrics
 
 Demo logins
   mitras        +620000000001, +620000000002, +620000000003  (OTP code $OTP_DEV_CODE)

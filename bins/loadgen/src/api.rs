@@ -81,6 +81,8 @@ struct BlastBody {
 pub struct Api {
     http: Client,
     base: Url,
+    /// The service's `/metrics` (public-api serves them on an admin port of their own).
+    metrics: Option<Url>,
 }
 
 impl Api {
@@ -92,7 +94,17 @@ impl Api {
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
-        Ok(Self { http, base })
+        Ok(Self {
+            http,
+            base,
+            metrics: None,
+        })
+    }
+
+    /// Where the service's `/metrics` are (by default `<base>/metrics`).
+    pub fn with_metrics_url(mut self, url: Url) -> Self {
+        self.metrics = Some(url);
+        self
     }
 
     fn url(&self, path: &str) -> Result<Url, ApiFailure> {
@@ -223,7 +235,10 @@ impl Api {
     pub async fn metrics_text(&self) -> Result<String, ApiFailure> {
         let response = self
             .http
-            .get(self.url("/metrics")?)
+            .get(match &self.metrics {
+                Some(url) => url.clone(),
+                None => self.url("/metrics")?,
+            })
             .send()
             .await
             .map_err(|e| transport(&e))?;

@@ -92,6 +92,10 @@ pub struct Args {
     /// Runtime threads of the generator.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// The service's `/metrics` URL for counter deltas (loopback; default `<base-url>/metrics`;
+    /// public-api serves them on its `METRICS_PORT`).
+    #[arg(long)]
+    metrics_url: Option<String>,
     /// Postgres URL for pg_stat_statements deltas (loopback; optional).
     #[arg(long)]
     pg_url: Option<String>,
@@ -167,7 +171,10 @@ fn check(args: &Args) -> Result<(), RunError> {
 async fn run(args: &Args) -> Result<(), RunError> {
     check(args)?;
     let base = loopback_url(&args.base_url)?;
-    let api = Api::new(base, Duration::from_secs_f64(args.timeout))?;
+    let mut api = Api::new(base, Duration::from_secs_f64(args.timeout))?;
+    if let Some(url) = &args.metrics_url {
+        api = api.with_metrics_url(loopback_url(url)?);
+    }
     let mut sources = stores::Sources::connect(
         args.pg_url.as_deref(),
         args.valkey_url.as_deref(),

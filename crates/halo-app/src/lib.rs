@@ -24,6 +24,7 @@ use halo_ports::{AvailabilityTruth, SystemClock};
 use halo_postgres::{PgAuth, PgChat, PgTruth, PoolSettings};
 use halo_valkey::{InvalidationEvent, Keys, ValkeyMirror, ValkeySettings};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -106,6 +107,9 @@ pub async fn serve(config: &Config, service: Service) -> ExitCode {
 /// A built, listening service.
 pub struct Application {
     port: u16,
+    /// public-api's admin listener (`/metrics`); 0 for internal-api, which serves them on
+    /// `port`.
+    metrics_port: u16,
     server: Server,
     availability: Arc<Availability>,
     shutdown: watch::Sender<bool>,
@@ -230,7 +234,9 @@ impl Application {
             limiter,
             client_address_header: config.client_address_header.clone(),
             slow_request: config.log_slow_request,
+            metrics_port: Arc::new(AtomicU16::new(0)),
         };
+        let metrics_port = state.metrics_port.clone();
         let port = service.port(config);
         let cc_origin = config.cc_origin.clone();
         let http = HttpServer::new(move || {
@@ -260,9 +266,26 @@ impl Application {
         .bind((config.bind_addr, port))
         .map_err(StartupError::Bind)?;
         let port = http.addrs().first().map_or(port, |a| a.port());
+        // public-api's metrics get a listener of their own (loopback by default).
+        let http = match service {
+            Service::Public => {
+                let http = http
+                    .bind((config.metrics_bind_addr, config.metrics_port))
+                    .map_err(StartupError::Bind)?;
+                let bound = http
+                    .addrs()
+                    .get(1)
+                    .map_or(config.metrics_port, |a| a.port());
+                metrics_port.store(bound, Ordering::Relaxed);
+                tracing::info!(addr = %config.metrics_bind_addr, port = bound, "metrics listening");
+                http
+            }
+            Service::Internal => http,
+        };
         tracing::info!(service = service.name(), addr = %config.bind_addr, port, "listening");
         Ok(Self {
             port,
+            metrics_port: metrics_port.load(Ordering::Relaxed),
             server: http.run(),
             availability,
             shutdown,
@@ -272,6 +295,15 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Where `/metrics` answers: the admin listener (public-api) or the service port.
+    pub fn metrics_port(&self) -> u16 {
+        if self.metrics_port == 0 {
+            self.port
+        } else {
+            self.metrics_port
+        }
     }
 
     pub fn availability(&self) -> Arc<Availability> {
@@ -296,6 +328,7 @@ impl Application {
     pub fn spawn(self) -> RunningApplication {
         let handle = self.server.handle();
         RunningApplication {
+            metrics_port: self.metrics_port(),
             port: self.port,
             availability: self.availability,
             handle,
@@ -309,6 +342,8 @@ impl Application {
 /// A service serving in the background.
 pub struct RunningApplication {
     pub port: u16,
+    /// Where `/metrics` answers (see `Application::metrics_port`).
+    pub metrics_port: u16,
     pub availability: Arc<Availability>,
     handle: ServerHandle,
     server: JoinHandle<std::io::Result<()>>,

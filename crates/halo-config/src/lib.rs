@@ -37,6 +37,11 @@ pub struct Config {
     pub internal_port: u16,
     /// `BIND_ADDR` (127.0.0.1); containers set 0.0.0.0.
     pub bind_addr: IpAddr,
+    /// public-api's admin listener for `/metrics` (`METRICS_BIND_ADDR`:`METRICS_PORT`,
+    /// 127.0.0.1:9464): the public port never serves metrics. internal-api serves them on its
+    /// own (not exposed) port.
+    pub metrics_bind_addr: IpAddr,
+    pub metrics_port: u16,
     pub app_env: AppEnv,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
@@ -161,6 +166,8 @@ impl Config {
             public_port: port.unwrap_or(public_port),
             internal_port: port.unwrap_or(internal_port),
             bind_addr: vars.number("BIND_ADDR", IpAddr::from([127, 0, 0, 1]))?,
+            metrics_bind_addr: vars.number("METRICS_BIND_ADDR", IpAddr::from([127, 0, 0, 1]))?,
+            metrics_port: vars.number("METRICS_PORT", 9464)?,
             app_env,
             access_token_ttl: secs(vars.positive("ACCESS_TOKEN_TTL_SECONDS", 3600)?),
             refresh_token_ttl: secs(vars.positive("REFRESH_TOKEN_TTL_DAYS", 30)? * 86_400),
@@ -212,6 +219,8 @@ pub const VARIABLES: &[&str] = &[
     "PUBLIC_PORT",
     "INTERNAL_PORT",
     "BIND_ADDR",
+    "METRICS_BIND_ADDR",
+    "METRICS_PORT",
     "APP_ENV",
     "ACCESS_TOKEN_TTL_SECONDS",
     "REFRESH_TOKEN_TTL_DAYS",

@@ -90,6 +90,28 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(tag = "probes", responses((status = 200, content_type = "application/openmetrics-text", body = String)))]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    prometheus_text(&state)
+}
+
+/// `/metrics` of public-api: only on its admin listener; on the public port it does not exist.
+pub async fn admin_metrics(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, crate::error::ApiError> {
+    let admin_port = state
+        .metrics_port
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if admin_port != 0 && req.app_config().local_addr().port() == admin_port {
+        Ok(prometheus_text(&state))
+    } else {
+        Err(crate::error::ApiError::new(
+            crate::error::ErrorCode::NotFound,
+            "no such route",
+        ))
+    }
+}
+
+fn prometheus_text(state: &AppState) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.render())

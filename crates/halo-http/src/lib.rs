@@ -40,6 +40,9 @@ pub struct AppState {
     pub client_address_header: Option<String>,
     /// Requests slower than this are logged at WARN (`LOG_SLOW_REQUEST_MS`).
     pub slow_request: std::time::Duration,
+    /// The port of the admin listener that serves public-api's `/metrics` (0: none); set once
+    /// the listener is bound.
+    pub metrics_port: Arc<std::sync::atomic::AtomicU16>,
 }
 
 /// The build a service runs (filled by the composition root, so this crate is not rebuilt for
@@ -76,18 +79,21 @@ pub fn configure_common(cfg: &mut ServiceConfig) {
         .service(health::healthz)
         .service(health::readyz)
         .service(health::version)
-        .service(health::metrics)
         .default_service(web::to(error::unrouted));
 }
 
-/// The public API (apps).
+/// The public API (apps). Its `/metrics` answers only on the admin listener
+/// (`METRICS_PORT`, see `AppState::metrics_port`), never on the port the internet reaches, and
+/// is left out of the API document.
 pub fn configure_public(cfg: &mut ServiceConfig) {
     public::configure(cfg);
+    cfg.map(|cfg| cfg.route("/metrics", web::get().to(health::admin_metrics)));
     configure_common(cfg);
 }
 
-/// The internal API (control centre).
+/// The internal API (control centre), not exposed: it serves `/metrics` itself.
 pub fn configure_internal(cfg: &mut ServiceConfig) {
     internal::configure(cfg);
+    cfg.service(health::metrics);
     configure_common(cfg);
 }

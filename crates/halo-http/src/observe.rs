@@ -122,7 +122,7 @@ pub async fn observe(
     if let Some(state) = &state {
         state
             .metrics
-            .http_request(method.as_str(), &route, status, latency);
+            .http_request(method_label(&method), &route, status, latency);
     }
     if let Ok(value) = HeaderValue::from_str(&ids.request_id) {
         response
@@ -140,6 +140,22 @@ pub async fn observe(
         LineLevel::Debug => tracing::debug!(%method, route, status, latency_us, "request"),
     }
     Ok(response)
+}
+
+/// The method as a metric label: any token is a valid method to actix, and each new label
+/// value would be a new series forever.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -219,6 +235,15 @@ mod tests {
         }
         assert_eq!(ids(Some(&"a".repeat(128)), None).request_id.len(), 128);
         assert_ne!(ids(None, None), ids(None, None), "fresh ids differ");
+    }
+
+    #[test]
+    fn unusual_methods_share_one_label() {
+        use actix_web::http::Method;
+        assert_eq!(method_label(&Method::POST), "POST");
+        let made_up = Method::from_bytes(b"FOO1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(method_label(&made_up), "other");
+        assert_eq!(method_label(&Method::TRACE), "other");
     }
 
     #[test]

@@ -240,13 +240,17 @@ pub(crate) struct ClusterSpec {
 }
 
 impl ClusterSpec {
-    pub(crate) fn builder(&self) -> ClusterClientBuilder {
+    /// `resend`: whether a request may be sent again after a dropped connection or a redirect.
+    /// Never for the mirror's commands — the server that answers the resend may be a promoted
+    /// replica with older data, as after a standalone restart (see `ValkeyMirror::call_raw`):
+    /// the call fails, the drop is counted and the watcher reseeds; the client still refreshes
+    /// its slot map, so the next call reaches the new primary. The subscriber may: it only
+    /// resubscribes.
+    pub(crate) fn builder(&self, resend: bool) -> ClusterClientBuilder {
         let mut builder = ClusterClientBuilder::new(self.nodes.clone())
             .tcp_settings(self.tcp.clone())
             .connection_timeout(self.connect_timeout)
-            // Redirects (MOVED/ASK after a failover or a slot move) are followed by retries;
-            // each call still runs under the mirror's own deadline.
-            .retries(3)
+            .retries(if resend { 3 } else { 0 })
             .min_retry_wait(20)
             .max_retry_wait(200);
         if let Some(certificates) = &self.certificates {
@@ -274,7 +278,10 @@ pub fn connect(settings: &ValkeySettings) -> Result<(Subscriber, Connections), C
             tcp,
             connect_timeout,
         };
-        let client = spec.builder().build().map_err(ConnectError::InvalidUrl)?;
+        let client = spec
+            .builder(false)
+            .build()
+            .map_err(ConnectError::InvalidUrl)?;
         // No response timeout in the driver: every call runs under the mirror's deadline.
         let config = ClusterConfig::new().set_connection_timeout(connect_timeout);
         (
@@ -355,6 +362,17 @@ fn ca_certificates(settings: &ValkeySettings) -> Result<Option<TlsCertificates>,
         path: path.clone(),
         source,
     })?;
+    // A DER file or the wrong file would give an empty trust store: every handshake would
+    // then fail as "unknown issuer", far from the cause.
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(ConnectError::CaCert {
+            path: path.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "no PEM certificate in the file",
+            ),
+        });
+    }
     Ok(Some(TlsCertificates {
         client_tls: None,
         root_cert: Some(pem),

@@ -64,11 +64,61 @@ fn refused_by_server(error: &RedisError) -> bool {
         )
 }
 
+/// The login may not run the command at all (ACL, renamed or unknown command) — not a
+/// transient refusal (read-only replica, aborted transaction), which must not be remembered.
+fn refuses_command(error: &RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    matches!(error.kind(), ErrorKind::Server(ServerErrorKind::NoPerm))
+        || error.to_string().contains("unknown command")
+}
+
 /// The connection under the request went away (the peer closed or reset it): the manager
 /// reconnects in the background. A refused connection (Valkey is down) or a timeout (hung) is
 /// an outage instead, and the caller falls back.
 fn dropped_connection(error: &RedisError) -> bool {
     error.is_connection_dropped() && !error.is_connection_refusal()
+}
+
+/// A cluster node answered that the slot is not (or no longer) its own, or that the cluster
+/// is failing over: the primary changed under the mirror, like a dropped connection.
+fn redirected(error: &RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    matches!(
+        error.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::Moved
+                | ServerErrorKind::Ask
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+        )
+    )
+}
+
+/// A Valkey call in flight: counted while it waits, timed when it ends — also when the
+/// request's future is dropped (the client went away), which code after the await would miss.
+struct InFlight<'a> {
+    metrics: &'a Metrics,
+    op: &'static str,
+    started: std::time::Instant,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(metrics: &'a Metrics, op: &'static str) -> Self {
+        metrics.valkey_in_flight(true);
+        Self {
+            metrics,
+            op,
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.metrics.valkey_in_flight(false);
+        self.metrics
+            .valkey_call_took(self.op, self.started.elapsed());
+    }
 }
 
 /// A command, pipeline or script call that can be sent (again) on a connection.
@@ -264,19 +314,18 @@ impl ValkeyMirror {
         let started = tokio::time::Instant::now();
         let mut conn = self.conn.current();
         self.metrics.valkey_round_trip(op);
-        self.metrics.valkey_in_flight(true);
+        let in_flight = InFlight::new(&self.metrics, op);
         let reply = tokio::time::timeout_at(started + self.timeout, request.send(&mut conn))
             .instrument(tracing::debug_span!("valkey", op))
             .await;
-        self.metrics.valkey_in_flight(false);
-        self.metrics.valkey_call_took(op, started.elapsed());
+        drop(in_flight);
         let reply = reply.map_err(|_| {
             MirrorError::Unavailable(
                 format!("valkey {op} timed out after {:?}", self.timeout).into(),
             )
         })?;
         match reply {
-            Err(error) if dropped_connection(&error) => {
+            Err(error) if dropped_connection(&error) || redirected(&error) => {
                 self.conn.note_drop();
                 Err(MirrorError::Unavailable(Box::new(error)))
             }
@@ -887,7 +936,7 @@ impl AvailabilityMirror for ValkeyMirror {
                 self.note_primary(replies::info_field(&info, "run_id"));
                 Ok(seeded)
             }
-            Err(error) if refused_by_server(&error) => {
+            Err(error) if refuses_command(&error) => {
                 tracing::warn!(%error, "valkey refuses INFO; a failover is then noticed only by its dropped connections");
                 self.info_refused.store(true, Ordering::Relaxed);
                 self.call("is_seeded", &Cmd::exists(self.keys.generation()))

@@ -4,8 +4,9 @@
 //! at-most-once), so the listener must treat a resubscription as an invalidation too.
 //!
 //! On a cluster the channel is a sharded one (`SSUBSCRIBE`, served by the primary of the
-//! channel's slot, which the key prefix's hash tag makes the mirror's slot): the cluster client
-//! follows a failover and resubscribes by itself, and says so with an `ssubscribe` push.
+//! channel's slot, which the key prefix's hash tag makes the mirror's slot). The cluster client
+//! resubscribes after a reconnect (an `ssubscribe` push says so); when the server itself drops
+//! the subscription (`sunsubscribe`: the slot moved in a failover) the loop subscribes anew.
 
 use crate::connection::{ClusterSpec, Subscriber, SubscriberTarget};
 use futures_util::StreamExt;
@@ -117,7 +118,7 @@ where
 {
     let (pushes, mut received) = tokio::sync::mpsc::unbounded_channel();
     let client = spec
-        .builder()
+        .builder(true)
         .use_protocol(ProtocolVersion::RESP3)
         .push_sender(pushes)
         .build()
@@ -141,6 +142,9 @@ where
                 // The client resubscribed after a reconnect or a failover: anything published
                 // in between is lost.
                 Some(PushKind::SSubscribe) => on_event(InvalidationEvent::Subscribed),
+                // The server dropped the subscription (its slot moved away in a failover, the
+                // old primary still alive): subscribe again from scratch.
+                Some(PushKind::SUnsubscribe) => return Err("unsubscribed by the server".into()),
                 Some(_) => {}
                 None => return Err("push channel closed".into()),
             },

@@ -145,9 +145,13 @@ impl Instance {
         assert!(stopped.is_ok(), "{} ignored SIGTERM", self.kind.name());
     }
 
-    /// The current `/metrics` of this process.
+    /// The current `/metrics` of this process (public-api: its admin listener).
     pub async fn metrics(&self) -> MetricsText {
-        MetricsText(self.http.text(&self.url("/metrics")).await)
+        let url = format!(
+            "http://127.0.0.1:{}/metrics",
+            metrics_port(self.kind, self.port)
+        );
+        MetricsText(self.http.text(&url).await)
     }
 
     /// Every JSON log line of this process whose `event` field is `event` (e.g. `mirror.seed`).
@@ -201,12 +205,23 @@ fn spawn(kind: Kind, port: u16, env: &[(String, String)], log: &Path) -> Child {
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env(kind.port_variable(), port.to_string())
+        // public-api's /metrics listener; internal-api serves them on its own port.
+        .env("METRICS_PORT", metrics_port(kind, port).to_string())
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", kind.binary().display()))
+}
+
+/// public-api's metrics listener: a port derived from its service port, so a retry on a new
+/// port moves both (a clash shows as "Address already in use" like the service port's).
+fn metrics_port(kind: Kind, port: u16) -> u16 {
+    match kind {
+        Kind::Public => port.wrapping_add(1).max(1024),
+        Kind::Internal => port,
+    }
 }
 
 /// A loopback port nobody listens on right now (the service may still lose a race for it,

@@ -46,6 +46,7 @@ pub fn config(database_url: &str, valkey_url: &str) -> Config {
         ("AUTH_JWT_SECRET", SECRET.to_owned()),
         ("PUBLIC_PORT", "0".to_owned()),
         ("INTERNAL_PORT", "0".to_owned()),
+        ("METRICS_PORT", "0".to_owned()),
         ("APP_ENV", "test".to_owned()),
         ("OTP_DEV_CODE", DEV_CODE.to_owned()),
         ("CC_ORIGIN", "http://cc.example.test".to_owned()),

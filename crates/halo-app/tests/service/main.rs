@@ -21,6 +21,7 @@ fn config(database_url: &str, valkey_url: &str) -> Config {
         ),
         ("PUBLIC_PORT", "0".to_owned()),
         ("INTERNAL_PORT", "0".to_owned()),
+        ("METRICS_PORT", "0".to_owned()),
         ("APP_ENV", "test".to_owned()),
         ("MIRROR_WATCH_INTERVAL_MS", "100".to_owned()),
     ]
@@ -140,7 +141,7 @@ async fn readyz_reports_both_stores_and_valkey_down_is_degraded_not_unready() {
         get_json(app.port, "/readyz").await.1["status"] == "ready"
     })
     .await;
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", app.port))
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", app.metrics_port))
         .await
         .unwrap()
         .text()
