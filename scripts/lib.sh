@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared helpers for scripts/run.sh and scripts/test.sh: find or install the tools, and start,
+# Shared helpers for scripts/run.sh, test.sh and the benches: find or install the tools, and start,
 # reuse and stop the local stores (Postgres, Valkey). Source it; it does not change shell options.
 #
 # Everything lives under "$HALO_REPO_ROOT/.data/" (git-ignored). Postgres refuses to run as root,
@@ -339,6 +339,263 @@ stop_valkey() {
         fi
     fi
     rm -f "$dir/valkey.pid"
+}
+
+# valkey_call <port> <arg>...: one command to 127.0.0.1:<port> as a RESP array (arguments may hold
+# spaces), its whole reply on stdout: a status, error, integer or bulk string as is (a bulk keeps
+# its inner lines), an array one element a line; fails on an error reply or no reply within 5 s.
+valkey_call() {
+    local port="$1"
+    shift
+    (
+        exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
+        local request arg
+        request="*$#"$'\r\n'
+        for arg in "$@"; do request+="\$${#arg}"$'\r\n'"$arg"$'\r\n'; done
+        printf '%s' "$request" >&3
+        _resp_read() { # one reply from fd 3
+            local line len data n i
+            IFS= read -r -t 5 line <&3 || return 1
+            line="${line%$'\r'}"
+            case "$line" in
+                -*) printf '%s\n' "${line#-}" >&2; return 1 ;;
+                +* | :*) printf '%s\n' "${line:1}" ;;
+                '$-1' | '*-1') ;;
+                \$*)
+                    len="${line:1}"
+                    IFS= read -r -t 5 -N $((len + 2)) data <&3 || return 1
+                    printf '%s\n' "${data%$'\r\n'}"
+                    ;;
+                \**)
+                    n="${line:1}"
+                    for ((i = 0; i < n; i++)); do _resp_read || return 1; done
+                    ;;
+                *) printf 'unexpected reply: %s\n' "$line" >&2; return 1 ;;
+            esac
+        }
+        _resp_read
+    )
+}
+
+# _port_free <port>: nothing accepts connections on 127.0.0.1:<port>.
+_port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# _cluster_bus_port <port>: the node's cluster bus port; port + 10000 where that is a port, else
+# port - 10000 (the bench's ports are above 55535).
+_cluster_bus_port() {
+    if [ $(($1 + 10000)) -le 65535 ]; then echo $(($1 + 10000)); else echo $(($1 - 10000)); fi
+}
+
+# start_valkey_cluster <dir> <first-port>: a Valkey Cluster on loopback, 3 primaries on ports
+# <first-port>..+2 (slots 0-5460, 5461-10922, 10923-16383) and a replica of each on +3..+5,
+# every node in <dir>/node-<port> with no persistence and a fresh nodes.conf, and waits until
+# every node reports cluster_state:ok and every replica's link to its primary is up. Exports
+# VALKEY_CLUSTER_URLS (redis://127.0.0.1:<port>/ of the six nodes, comma-separated).
+start_valkey_cluster() {
+    local dir first i port node id
+    [ "$#" -ge 2 ] || die "usage: start_valkey_cluster <dir> <first-port>"
+    first="$2"
+    [ -n "${VALKEY_SERVER_BIN:-}" ] || ensure_tools
+    mkdir -p "$1"
+    dir="$(cd "$1" && pwd)"
+    stop_valkey_cluster "$dir"
+    local ports=() ids=() urls=()
+    for ((i = 0; i < 6; i++)); do ports+=($((first + i))); done
+    for port in "${ports[@]}"; do
+        _port_free "$port" || die "port $port is taken: cannot start a cluster node there"
+        _port_free "$(_cluster_bus_port "$port")" || die "cluster bus port $(_cluster_bus_port "$port") is taken"
+    done
+    log "starting a valkey cluster on 127.0.0.1:${ports[0]}-${ports[5]} ($dir)"
+    for port in "${ports[@]}"; do
+        node="$dir/node-$port"
+        rm -rf "$node"
+        mkdir -p "$node"
+        "$VALKEY_SERVER_BIN" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+            --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+            --repl-diskless-sync-delay 0 \
+            --cluster-port "$(_cluster_bus_port "$port")" \
+            --daemonize yes --pidfile "$node/valkey.pid" --logfile "$node/valkey.log" --dir "$node" ||
+            die "valkey-server (cluster node $port) failed to start"
+        urls+=("redis://127.0.0.1:$port/")
+    done
+    for port in "${ports[@]}"; do
+        for ((i = 0; i < 100; i++)); do
+            if valkey_ping "$port"; then break; fi
+            sleep 0.1
+        done
+        valkey_ping "$port" || die "cluster node 127.0.0.1:$port does not answer PING (see $dir/node-$port/valkey.log)"
+        id="$(valkey_call "$port" CLUSTER MYID)" || die "CLUSTER MYID on $port failed"
+        ids+=("$id")
+    done
+    for port in "${ports[@]:1}"; do
+        valkey_call "${ports[0]}" CLUSTER MEET 127.0.0.1 "$port" "$(_cluster_bus_port "$port")" >/dev/null ||
+            die "CLUSTER MEET 127.0.0.1 $port failed"
+    done
+    valkey_call "${ports[0]}" CLUSTER ADDSLOTSRANGE 0 5460 >/dev/null || die "ADDSLOTSRANGE on ${ports[0]} failed"
+    valkey_call "${ports[1]}" CLUSTER ADDSLOTSRANGE 5461 10922 >/dev/null || die "ADDSLOTSRANGE on ${ports[1]} failed"
+    valkey_call "${ports[2]}" CLUSTER ADDSLOTSRANGE 10923 16383 >/dev/null || die "ADDSLOTSRANGE on ${ports[2]} failed"
+    # A replica can follow a primary only once it knows that node (the handshake gossips).
+    for ((i = 3; i < 6; i++)); do
+        local tries
+        for ((tries = 0; tries < 100; tries++)); do
+            if valkey_call "${ports[$i]}" CLUSTER REPLICATE "${ids[$((i - 3))]}" >/dev/null 2>&1; then break; fi
+            sleep 0.1
+        done
+        [ "$tries" -lt 100 ] || die "CLUSTER REPLICATE on ${ports[$i]}: node ${ids[$((i - 3))]} still unknown after 10 s"
+    done
+    local deadline=$((SECONDS + 30)) pending
+    while :; do
+        pending=""
+        for ((i = 0; i < 6; i++)); do
+            port="${ports[$i]}"
+            if ! valkey_call "$port" CLUSTER INFO 2>/dev/null | grep -q '^cluster_state:ok'; then
+                pending+=" $port(state)"
+            elif [ "$i" -ge 3 ] && ! valkey_call "$port" INFO replication 2>/dev/null | grep -q '^master_link_status:up'; then
+                pending+=" $port(replica link)"
+            fi
+        done
+        [ -n "$pending" ] || break
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            die "valkey cluster not ok after 30 s on:$pending (logs: $dir/node-*/valkey.log)"
+        fi
+        sleep 0.2
+    done
+    VALKEY_CLUSTER_URLS="$(IFS=,; echo "${urls[*]}")"
+    export VALKEY_CLUSTER_URLS
+    log "valkey cluster ok: primaries ${ports[*]:0:3}, replicas ${ports[*]:3:3}"
+}
+
+# stop_valkey_cluster <dir>: stops every node under <dir> (see stop_valkey), all at once: a
+# node takes about 2 s to shut down.
+stop_valkey_cluster() {
+    local node pid
+    [ -n "${1:-}" ] || die "usage: stop_valkey_cluster <dir>"
+    for node in "$1"/node-*; do
+        pid="$(_pidfile_pid "$node/valkey.pid")"
+        if _pid_alive "$pid"; then kill -TERM "$pid" 2>/dev/null || true; fi
+    done
+    for node in "$1"/node-*; do
+        [ -d "$node" ] || continue
+        stop_valkey "$node"
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+# TLS in front of Valkey (stunnel)
+
+# ensure_stunnel: finds (installing Debian's stunnel4 when missing) stunnel and openssl; exports
+# STUNNEL_BIN.
+ensure_stunnel() {
+    local bin
+    bin="$(command -v stunnel4 || command -v stunnel || true)"
+    if [ -z "$bin" ]; then
+        _apt_install stunnel4
+        bin="$(command -v stunnel4 || command -v stunnel || true)"
+        [ -n "$bin" ] || die "stunnel4 installed, but no stunnel4 or stunnel on PATH"
+    fi
+    command -v openssl >/dev/null 2>&1 || _apt_install openssl
+    STUNNEL_BIN="$bin"
+    export STUNNEL_BIN
+}
+
+# make_tls_certs <dir>: a private CA (<dir>/ca.pem) and a server certificate it signed for
+# IP:127.0.0.1 (<dir>/server.pem, key <dir>/server.key), made afresh, valid for 30 days.
+make_tls_certs() {
+    local dir="$1"
+    [ -n "$dir" ] || die "usage: make_tls_certs <dir>"
+    command -v openssl >/dev/null 2>&1 || ensure_stunnel
+    mkdir -p "$dir"
+    rm -f "$dir"/ca.* "$dir"/server.*
+    log "making a CA and a server certificate for 127.0.0.1 in $dir"
+    {
+        openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+            -keyout "$dir/ca.key" -out "$dir/ca.pem" -days 30 -subj "/CN=halo local test CA" \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" &&
+            openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+                -keyout "$dir/server.key" -out "$dir/server.csr" -subj "/CN=127.0.0.1" &&
+            printf '%s\n' "subjectAltName=IP:127.0.0.1" "basicConstraints=critical,CA:FALSE" \
+                "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >"$dir/server.ext" &&
+            openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+                -out "$dir/server.pem" -days 30 -extfile "$dir/server.ext"
+    } >"$dir/openssl.log" 2>&1 || {
+        cat "$dir/openssl.log" >&2
+        die "openssl could not make the certificates"
+    }
+    chmod 600 "$dir/ca.key" "$dir/server.key"
+}
+
+# _tls_ping <port> <ca.pem>: PING over TLS to 127.0.0.1:<port>, the server's certificate verified
+# against <ca.pem> for IP 127.0.0.1; succeeds on +PONG.
+_tls_ping() {
+    python3 - "$1" "$2" 2>/dev/null <<'PY'
+import socket, ssl, sys
+context = ssl.create_default_context(cafile=sys.argv[2])
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3) as raw:
+    with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(b"PING\r\n")
+        sys.exit(0 if tls.recv(64).startswith(b"+PONG") else 1)
+PY
+}
+
+# start_stunnel <dir> <tls-port> <valkey-port>: stunnel (daemon, pidfile and log in <dir>)
+# accepting TLS on 127.0.0.1:<tls-port> with a fresh <dir>/server.pem (make_tls_certs) and
+# forwarding in plain TCP to 127.0.0.1:<valkey-port>; waits until a PING through it,
+# verified against <dir>/ca.pem for IP 127.0.0.1, answers PONG.
+start_stunnel() {
+    local dir tls_port="$2" valkey_port="$3" i
+    [ "$#" -ge 3 ] || die "usage: start_stunnel <dir> <tls-port> <valkey-port>"
+    [ -n "${STUNNEL_BIN:-}" ] || ensure_stunnel
+    mkdir -p "$1"
+    dir="$(cd "$1" && pwd)"
+    stop_stunnel "$dir"
+    make_tls_certs "$dir"
+    _port_free "$tls_port" || die "port $tls_port is taken: cannot start stunnel there"
+    cat >"$dir/stunnel.conf" <<CONF
+; written by scripts/lib.sh start_stunnel; edits are overwritten
+foreground = no
+pid = $dir/stunnel.pid
+output = $dir/stunnel.log
+debug = warning
+socket = l:TCP_NODELAY=1
+socket = r:TCP_NODELAY=1
+
+[valkey]
+accept = 127.0.0.1:$tls_port
+connect = 127.0.0.1:$valkey_port
+cert = $dir/server.pem
+key = $dir/server.key
+CONF
+    log "starting stunnel: TLS 127.0.0.1:$tls_port -> valkey 127.0.0.1:$valkey_port ($dir, log: $dir/stunnel.log)"
+    "$STUNNEL_BIN" "$dir/stunnel.conf" >>"$dir/stunnel.log" 2>&1 || {
+        tail -n 20 "$dir/stunnel.log" >&2
+        die "stunnel failed to start"
+    }
+    for ((i = 0; i < 50; i++)); do
+        if _tls_ping "$tls_port" "$dir/ca.pem"; then return 0; fi
+        sleep 0.2
+    done
+    tail -n 20 "$dir/stunnel.log" >&2 || true
+    die "no verified PONG through stunnel on 127.0.0.1:$tls_port"
+}
+
+# stop_stunnel <dir>: SIGTERM the pidfile process and wait for it to exit (SIGKILL after 10 s).
+stop_stunnel() {
+    local dir="$1" pid i
+    [ -n "$dir" ] || die "usage: stop_stunnel <dir>"
+    pid="$(_pidfile_pid "$dir/stunnel.pid")"
+    if _pid_alive "$pid"; then
+        log "stopping stunnel (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < 100; i++)); do
+            _pid_alive "$pid" || break
+            sleep 0.1
+        done
+        if _pid_alive "$pid"; then
+            warn "stunnel (pid $pid) ignored SIGTERM; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    rm -f "$dir/stunnel.pid"
 }
 
 # ---------------------------------------------------------------------------------------------
