@@ -19,8 +19,8 @@
 #
 # Stores: the bench's Postgres (127.0.0.1:55434, database halo_bench_prod) and standalone Valkey
 # (127.0.0.1:56380) under .data/bench, reused when running (bench.sh's) and otherwise started and
-# stopped here; the cluster on 127.0.0.1:56381-56386 (bus ports 46381-46386) and stunnel on
-# 127.0.0.1:56390, started here. Every variant uses VALKEY_KEY_PREFIX={bench}: (the cluster needs
+# stopped here; the cluster on 127.0.0.1:26381-26386 (bus ports 27381-27386) and stunnel on
+# 127.0.0.1:26390, started here. Every variant uses VALKEY_KEY_PREFIX={bench}: (the cluster needs
 # the hash tag; the others get it too, so the keys are the same). Services on 127.0.0.1:3100/3101.
 # Results: .data/bench/results/prod_*.json; service logs: .data/bench/prod-<variant>.<service>.log.
 set -euo pipefail
@@ -33,8 +33,11 @@ BENCH_DIR="$HALO_DATA_DIR/bench"
 RESULTS="$BENCH_DIR/results"
 PG_PORT=55434
 VALKEY_PORT=56380
-CLUSTER_FIRST_PORT="${BENCH_CLUSTER_PORT:-56381}"
-TLS_PORT="${BENCH_TLS_PORT:-56390}"
+# Below the kernel's ephemeral range (32768-60999 here): a fixed port inside it can be held for a
+# minute by some client's TIME_WAIT socket, and the server then cannot bind it.
+CLUSTER_FIRST_PORT="${BENCH_CLUSTER_PORT:-26381}"
+CLUSTER_FIRST_BUS_PORT="${BENCH_CLUSTER_BUS_PORT:-27381}"
+TLS_PORT="${BENCH_TLS_PORT:-26390}"
 PUBLIC_PORT=3100
 INTERNAL_PORT=3101
 SECONDS_PER_FLOOD="${BENCH_PROD_SECONDS:-${BENCH_SECONDS:-10}}"
@@ -95,7 +98,7 @@ trap 'exit 130' INT TERM HUP
 ensure_tools
 ensure_stunnel
 mkdir -p "$RESULTS"
-rm -f "$RESULTS"/prod_*.json "$RESULTS"/prod_*.txt "$BENCH_DIR"/prod-*.log
+rm -f "$RESULTS"/prod_* "$BENCH_DIR"/prod-*.log
 
 if [ -n "${BENCH_BIN:-}" ]; then
     BIN="$BENCH_BIN" # bench.sh built them
@@ -121,7 +124,7 @@ if ! _pid_alive "$(_pidfile_pid "$VALKEY_DIR/valkey.pid")"; then
     rm -f "$VALKEY_DIR/dump.rdb"
 fi
 start_valkey "$VALKEY_DIR" "$VALKEY_PORT"
-start_valkey_cluster "$CLUSTER_DIR" "$CLUSTER_FIRST_PORT"
+start_valkey_cluster "$CLUSTER_DIR" "$CLUSTER_FIRST_PORT" "$CLUSTER_FIRST_BUS_PORT"
 CLUSTER_URLS="$VALKEY_CLUSTER_URLS"
 CLUSTER_PRIMARIES=("$CLUSTER_FIRST_PORT" $((CLUSTER_FIRST_PORT + 1)) $((CLUSTER_FIRST_PORT + 2)))
 start_stunnel "$TLS_DIR" "$TLS_PORT" "$VALKEY_PORT"
@@ -234,22 +237,41 @@ start_variant() {
     require_trusted "$variant" "after the start"
 }
 
+# cpu_pids VARIANT: "label pid" lines of the processes whose CPU a flood is charged with:
+# public-api and what carries the variant's Valkey traffic (every cluster node; stunnel too).
+cpu_pids() {
+    local lines=("public-api ${SERVICE_PIDS[0]}") node line
+    case "$1" in
+        cluster) for node in "$CLUSTER_DIR"/node-*; do lines+=("valkey $(_pidfile_pid "$node/valkey.pid")"); done ;;
+        *) lines+=("valkey $(_pidfile_pid "$VALKEY_DIR/valkey.pid")") ;;
+    esac
+    if [ "$1" = tls ]; then lines+=("stunnel $(_pidfile_pid "$TLS_DIR/stunnel.pid")"); fi
+    for line in "${lines[@]}"; do
+        _pid_alive "${line#* }" || die "variant $1: no live process for '$line'"
+        printf '%s\n' "$line"
+    done
+}
+
 # flood VARIANT ROUTE ROUND: bench.sh's flood of ROUTE, on the running variant, checked before
 # (mirror trusted) and after (trusted still, no more than MAX_FALLBACK_SHARE fallbacks).
 flood() {
-    local variant="$1" route="$2" round="$3" name
+    local variant="$1" route="$2" round="$3" name stat_files=()
     name="prod_${variant}_${route}_r$round"
     require_trusted "$variant" "before the $route flood"
+    # CPU counters when the window opens (loadgen's --at-start) and when loadgen is done.
+    cpu_pids "$variant" >"$RESULTS/$name.cpu"
+    read -r -a stat_files <<<"$(awk '{printf "/proc/%s/stat ", $2}' "$RESULTS/$name.cpu")"
     log "loadgen $name"
-    "$BIN/loadgen" --base-url "$PUBLIC_BASE" --otp-code "$OTP_CODE" --mitra-phone-start "$MITRA_PHONE_START" \
+    if ! "$BIN/loadgen" --base-url "$PUBLIC_BASE" --otp-code "$OTP_CODE" --mitra-phone-start "$MITRA_PHONE_START" \
         --pg-url "$DATABASE_URL" --valkey-url "$(stats_url "$variant")" --json "$RESULTS/$name.json" \
         --flood "$route" --mitras "$FLOOD_MITRAS" --customers 0 --concurrency "$FLOOD_CONCURRENCY" \
-        --duration "$SECONDS_PER_FLOOD" --warmup 2 >"$RESULTS/$name.txt" ||
-        {
-            cat "$RESULTS/$name.txt" >&2
-            service_logs "$variant"
-            die "loadgen $name failed"
-        }
+        --duration "$SECONDS_PER_FLOOD" --warmup 2 --at-start "cat ${stat_files[*]} >'$RESULTS/$name.stat0'" \
+        >"$RESULTS/$name.txt"; then
+        cat "$RESULTS/$name.txt" >&2
+        service_logs "$variant"
+        die "loadgen $name failed"
+    fi
+    cat "${stat_files[@]}" >"$RESULTS/$name.stat1"
     grep -E "^(heartbeat|beacon) " "$RESULTS/$name.txt" >&2 || true
     local verdict
     verdict="$(python3 - "$RESULTS/$name.json" "$route" "$MAX_FALLBACK_SHARE" <<'PY'
@@ -287,15 +309,32 @@ done
 printf '{"seconds": %s, "rounds": %s, "mitras": %s, "concurrency": %s, "key_prefix": "%s", "cluster_ports": "%s-%s", "tag_slot": %s, "tag_primary": %s, "tls_port": %s, "stunnel": "%s", "phase_seconds": %s}\n' \
     "$SECONDS_PER_FLOOD" "$ROUNDS" "$FLOOD_MITRAS" "$FLOOD_CONCURRENCY" "$KEY_PREFIX" \
     "$CLUSTER_FIRST_PORT" $((CLUSTER_FIRST_PORT + 5)) "$TAG_SLOT" "$TAG_PRIMARY" "$TLS_PORT" \
-    "$("$STUNNEL_BIN" -version 2>&1 | grep -m1 -o 'stunnel [0-9.]*' || echo stunnel)" \
+    "$("$STUNNEL_BIN" -version 2>&1 | grep -o 'stunnel [0-9.]*' | head -n 1)" \
     $((SECONDS - PHASE_STARTED)) >"$RESULTS/prod_facts.json"
 
 # The figures: per variant and route, the mean over the rounds of each round's ratio to that
 # round's standalone run (ratios are taken within a round, never across rounds).
-python3 - "$RESULTS" <<'PY'
+python3 - "$RESULTS" "$(getconf CLK_TCK)" <<'PY'
 import json, os, sys
 
-results = sys.argv[1]
+results, clk_tck = sys.argv[1], int(sys.argv[2])
+
+
+def cpu_us(name):
+    """CPU µs (user + system) each process group spent between the two snapshots of a flood."""
+    with open(os.path.join(results, name + ".cpu")) as f:
+        labels = [line.split()[0] for line in f if line.strip()]
+    ticks = []
+    for which in ("stat0", "stat1"):
+        with open(os.path.join(results, f"{name}.{which}")) as f:
+            # Fields after the command name (which ends with the last ')'): utime, stime are 14, 15.
+            ticks.append([int(l.rsplit(")", 1)[1].split()[11]) + int(l.rsplit(")", 1)[1].split()[12])
+                          for l in f if l.strip()])
+    out = {}
+    for label, a, z in zip(labels, *ticks):
+        out[label] = out.get(label, 0) + (z - a) * 1e6 / clk_tck
+    return out
+
 facts = json.load(open(os.path.join(results, "prod_facts.json")))
 summary = {"facts": facts, "variants": {}}
 for variant in ("standalone", "cluster", "tls"):
@@ -306,7 +345,13 @@ for variant in ("standalone", "cluster", "tls"):
             base = json.load(open(os.path.join(results, f"prod_standalone_{route}_r{r}.json")))
             k, b = run["summary"]["kinds"][route], base["summary"]["kinds"][route]
             service = run["stores"]["service"]
+            cpu, cpu_base = cpu_us(f"prod_{variant}_{route}_r{r}"), cpu_us(f"prod_standalone_{route}_r{r}")
+            per_request = sum(cpu.values()) / max(k["count"], 1)
+            per_request_base = sum(cpu_base.values()) / max(b["count"], 1)
             runs.append({
+                "cpu_us_per_request": {label: us / max(k["count"], 1) for label, us in cpu.items()},
+                "cpu_us_per_request_total": per_request,
+                "cpu_ratio": per_request / per_request_base if per_request_base else 0,
                 "rps": k["rps"], "p50_us": k["p50_us"], "p99_us": k["p99_us"], "count": k["count"],
                 "errors": k["errors"],
                 "rps_ratio": k["rps"] / b["rps"] if b["rps"] else 0,
@@ -319,7 +364,10 @@ for variant in ("standalone", "cluster", "tls"):
         mean = lambda key: sum(x[key] for x in runs) / len(runs)
         summary["variants"].setdefault(variant, {})[route] = {
             "rounds": runs, **{f"mean_{key}": mean(key) for key in
-                               ("rps", "p50_us", "p99_us", "rps_ratio", "p50_ratio", "p99_ratio")}}
+                               ("rps", "p50_us", "p99_us", "rps_ratio", "p50_ratio", "p99_ratio",
+                                "cpu_us_per_request_total", "cpu_ratio")},
+            "mean_cpu_us_per_request": {label: sum(x["cpu_us_per_request"][label] for x in runs) / len(runs)
+                                        for label in runs[0]["cpu_us_per_request"]}}
 with open(os.path.join(results, "prod_summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
 
@@ -331,5 +379,7 @@ for variant, routes in summary["variants"].items():
         per_round = ", ".join(f"×{x['rps_ratio']:.2f}" for x in s["rounds"])
         print(f"{variant:<11} {route:<10} {s['mean_rps']:>8.0f} {s['mean_p50_us'] / 1000:>7.2f} "
               f"{s['mean_p99_us'] / 1000:>7.2f}   req/s ×{s['mean_rps_ratio']:.2f} ({per_round}), "
-              f"p50 ×{s['mean_p50_ratio']:.2f}, p99 ×{s['mean_p99_ratio']:.2f}")
+              f"p50 ×{s['mean_p50_ratio']:.2f}, p99 ×{s['mean_p99_ratio']:.2f}; CPU/request "
+              f"{s['mean_cpu_us_per_request_total']:.1f} µs ×{s['mean_cpu_ratio']:.2f} ("
+              + ", ".join(f"{k} {v:.1f}" for k, v in s["mean_cpu_us_per_request"].items()) + ")")
 PY

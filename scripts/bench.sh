@@ -815,11 +815,13 @@ if prod:
             s, base = pv[variant][kind], pv["standalone"][kind]
             row(f"{kind} on {STORE_VARIANTS[variant]} vs standalone Valkey",
                 f"req/s ×{s['mean_rps_ratio']:.2f} ({s['mean_rps']:.0f}/s vs {base['mean_rps']:.0f}/s), "
-                f"p50 ×{s['mean_p50_ratio']:.2f}, p99 ×{s['mean_p99_ratio']:.2f}", "(reported)", None)
+                f"p50 ×{s['mean_p50_ratio']:.2f}, p99 ×{s['mean_p99_ratio']:.2f}; CPU per request "
+                f"×{s['mean_cpu_ratio']:.2f}", "(reported)", None)
     pf = prod["facts"]
     prod_lines = ["| store | request | req/s | p50 ms | p99 ms | req/s vs standalone | p50 vs standalone | "
-                  "p99 vs standalone | req/s ratio per round | errors | fallbacks | Valkey commands |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+                  "p99 vs standalone | req/s ratio per round | CPU µs per request | CPU vs standalone | errors | "
+                  "fallbacks | Valkey commands |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|"]
     for variant, label in STORE_VARIANTS.items():
         for kind in ("heartbeat", "beacon"):
             s = pv[variant][kind]
@@ -828,7 +830,9 @@ if prod:
             prod_lines.append(
                 f"| {label} | {kind} | {s['mean_rps']:.0f} | {s['mean_p50_us'] / 1000:.2f} | {s['mean_p99_us'] / 1000:.2f} | "
                 f"×{s['mean_rps_ratio']:.2f} | ×{s['mean_p50_ratio']:.2f} | ×{s['mean_p99_ratio']:.2f} | "
-                f"{per_round} | "
+                f"{per_round} | {s['mean_cpu_us_per_request_total']:.1f} ("
+                + ", ".join(f"{k} {v:.1f}" for k, v in s["mean_cpu_us_per_request"].items())
+                + f") | ×{s['mean_cpu_ratio']:.2f} | "
                 f"{sum(x['errors'] for x in rr)} | {sum(x['fallbacks'] for x in rr):.0f} | "
                 f"{sum(x['valkey_commands'] or 0 for x in rr)} of {sum(x['count'] for x in rr)} requests |")
     prod_text = f"""{chr(10).join(prod_lines)}
@@ -837,7 +841,10 @@ if prod:
 every second round in reverse order) with an emptied mirror, both had to report the mirror trusted before and
 after each flood, and a flood with more than 1 % of its requests served by the Postgres fallback would have
 failed the run. The figures are means over the rounds; each ratio is taken within its round. The phase took
-{pf['phase_seconds']} s. "Valkey commands" are the server's INFO commandstats over the windows (for the cluster,
+{pf['phase_seconds']} s. "CPU µs per request" is the user + system time of `public-api` and of the processes that
+carry the variant's Valkey traffic (every cluster node; stunnel too) from the opening of the flood's window to its
+end, divided by the requests of the window: the machine's other work slows a flood down, but changes much less what
+each request costs, so on a busy machine this ratio is the steadier measure of what the cluster or TLS adds. "Valkey commands" are the server's INFO commandstats over the windows (for the cluster,
 the primary holding the hash tag's slot {pf['tag_slot']}, port {pf['tag_primary']}; for TLS, the server behind stunnel).
 
 - Standalone: `VALKEY_URL=redis://127.0.0.1:56380/`, the bench's own `valkey-server`.

@@ -386,24 +386,27 @@ _cluster_bus_port() {
     if [ $(($1 + 10000)) -le 65535 ]; then echo $(($1 + 10000)); else echo $(($1 - 10000)); fi
 }
 
-# start_valkey_cluster <dir> <first-port>: a Valkey Cluster on loopback, 3 primaries on ports
-# <first-port>..+2 (slots 0-5460, 5461-10922, 10923-16383) and a replica of each on +3..+5,
+# start_valkey_cluster <dir> <first-port> [<first-bus-port>]: a Valkey Cluster on loopback, 3
+# primaries on ports <first-port>..+2 (slots 0-5460, 5461-10922, 10923-16383) and a replica of
+# each on +3..+5, their cluster bus on <first-bus-port>..+5 (default: see _cluster_bus_port),
 # every node in <dir>/node-<port> with no persistence and a fresh nodes.conf, and waits until
 # every node reports cluster_state:ok and every replica's link to its primary is up. Exports
 # VALKEY_CLUSTER_URLS (redis://127.0.0.1:<port>/ of the six nodes, comma-separated).
 start_valkey_cluster() {
-    local dir first i port node id
-    [ "$#" -ge 2 ] || die "usage: start_valkey_cluster <dir> <first-port>"
+    local dir first bus_offset i port node id
+    [ "$#" -ge 2 ] || die "usage: start_valkey_cluster <dir> <first-port> [<first-bus-port>]"
     first="$2"
+    bus_offset=$((${3:-$(_cluster_bus_port "$first")} - first))
     [ -n "${VALKEY_SERVER_BIN:-}" ] || ensure_tools
     mkdir -p "$1"
     dir="$(cd "$1" && pwd)"
     stop_valkey_cluster "$dir"
+    rm -rf "$dir"/node-*
     local ports=() ids=() urls=()
     for ((i = 0; i < 6; i++)); do ports+=($((first + i))); done
     for port in "${ports[@]}"; do
         _port_free "$port" || die "port $port is taken: cannot start a cluster node there"
-        _port_free "$(_cluster_bus_port "$port")" || die "cluster bus port $(_cluster_bus_port "$port") is taken"
+        _port_free $((port + bus_offset)) || die "cluster bus port $((port + bus_offset)) is taken"
     done
     log "starting a valkey cluster on 127.0.0.1:${ports[0]}-${ports[5]} ($dir)"
     for port in "${ports[@]}"; do
@@ -413,7 +416,7 @@ start_valkey_cluster() {
         "$VALKEY_SERVER_BIN" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
             --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
             --repl-diskless-sync-delay 0 \
-            --cluster-port "$(_cluster_bus_port "$port")" \
+            --cluster-port $((port + bus_offset)) \
             --daemonize yes --pidfile "$node/valkey.pid" --logfile "$node/valkey.log" --dir "$node" ||
             die "valkey-server (cluster node $port) failed to start"
         urls+=("redis://127.0.0.1:$port/")
@@ -428,7 +431,7 @@ start_valkey_cluster() {
         ids+=("$id")
     done
     for port in "${ports[@]:1}"; do
-        valkey_call "${ports[0]}" CLUSTER MEET 127.0.0.1 "$port" "$(_cluster_bus_port "$port")" >/dev/null ||
+        valkey_call "${ports[0]}" CLUSTER MEET 127.0.0.1 "$port" $((port + bus_offset)) >/dev/null ||
             die "CLUSTER MEET 127.0.0.1 $port failed"
     done
     valkey_call "${ports[0]}" CLUSTER ADDSLOTSRANGE 0 5460 >/dev/null || die "ADDSLOTSRANGE on ${ports[0]} failed"
