@@ -4,7 +4,7 @@
 # TLS (stunnel in front of the standalone server, a private CA). The machine is shared, so only
 # the ratios are comparable between runs.
 #
-#   scripts/bench-stores-prod.sh        # alone: builds, starts the bench stores (~4 minutes)
+#   scripts/bench-stores-prod.sh        # alone: builds, starts the bench stores (~5 minutes)
 #   BENCH_PROD_SECONDS=3 BENCH_PROD_ROUNDS=1 scripts/bench-stores-prod.sh   # smoke (~1 minute)
 #
 # scripts/bench.sh runs it as its last phase (BENCH_PROD_STORES=0 skips it) and puts the figures
@@ -41,7 +41,7 @@ TLS_PORT="${BENCH_TLS_PORT:-26390}"
 PUBLIC_PORT=3100
 INTERNAL_PORT=3101
 SECONDS_PER_FLOOD="${BENCH_PROD_SECONDS:-${BENCH_SECONDS:-10}}"
-ROUNDS="${BENCH_PROD_ROUNDS:-2}"
+ROUNDS="${BENCH_PROD_ROUNDS:-3}"
 FLOOD_MITRAS="${BENCH_FLOOD_MITRAS:-1000}"
 FLOOD_CONCURRENCY="${BENCH_CONCURRENCY:-32}"
 # How long a freshly started variant may take until both services trust the mirror.
@@ -312,10 +312,10 @@ printf '{"seconds": %s, "rounds": %s, "mitras": %s, "concurrency": %s, "key_pref
     "$("$STUNNEL_BIN" -version 2>&1 | grep -o 'stunnel [0-9.]*' | head -n 1)" \
     $((SECONDS - PHASE_STARTED)) >"$RESULTS/prod_facts.json"
 
-# The figures: per variant and route, the mean over the rounds of each round's ratio to that
+# The figures: per variant and route, the median over the rounds of each round's ratio to that
 # round's standalone run (ratios are taken within a round, never across rounds).
 python3 - "$RESULTS" "$(getconf CLK_TCK)" <<'PY'
-import json, os, sys
+import json, os, statistics, sys
 
 results, clk_tck = sys.argv[1], int(sys.argv[2])
 
@@ -361,13 +361,12 @@ for variant in ("standalone", "cluster", "tls"):
                 "valkey_round_trips": sum(v for s, v in service.items() if s.startswith("halo_valkey_round_trips_total")),
                 "valkey_commands": run["stores"]["valkey_total_calls"],
             })
-        mean = lambda key: sum(x[key] for x in runs) / len(runs)
         summary["variants"].setdefault(variant, {})[route] = {
-            "rounds": runs, **{f"mean_{key}": mean(key) for key in
+            "rounds": runs, **{f"median_{key}": statistics.median(x[key] for x in runs) for key in
                                ("rps", "p50_us", "p99_us", "rps_ratio", "p50_ratio", "p99_ratio",
                                 "cpu_us_per_request_total", "cpu_ratio")},
-            "mean_cpu_us_per_request": {label: sum(x["cpu_us_per_request"][label] for x in runs) / len(runs)
-                                        for label in runs[0]["cpu_us_per_request"]}}
+            "median_cpu_us_per_request": {label: statistics.median(x["cpu_us_per_request"][label] for x in runs)
+                                          for label in runs[0]["cpu_us_per_request"]}}
 with open(os.path.join(results, "prod_summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
 
@@ -377,9 +376,9 @@ print(f"{'variant':<11} {'route':<10} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7}  
 for variant, routes in summary["variants"].items():
     for route, s in routes.items():
         per_round = ", ".join(f"×{x['rps_ratio']:.2f}" for x in s["rounds"])
-        print(f"{variant:<11} {route:<10} {s['mean_rps']:>8.0f} {s['mean_p50_us'] / 1000:>7.2f} "
-              f"{s['mean_p99_us'] / 1000:>7.2f}   req/s ×{s['mean_rps_ratio']:.2f} ({per_round}), "
-              f"p50 ×{s['mean_p50_ratio']:.2f}, p99 ×{s['mean_p99_ratio']:.2f}; CPU/request "
-              f"{s['mean_cpu_us_per_request_total']:.1f} µs ×{s['mean_cpu_ratio']:.2f} ("
-              + ", ".join(f"{k} {v:.1f}" for k, v in s["mean_cpu_us_per_request"].items()) + ")")
+        print(f"{variant:<11} {route:<10} {s['median_rps']:>8.0f} {s['median_p50_us'] / 1000:>7.2f} "
+              f"{s['median_p99_us'] / 1000:>7.2f}   req/s ×{s['median_rps_ratio']:.2f} ({per_round}), "
+              f"p50 ×{s['median_p50_ratio']:.2f}, p99 ×{s['median_p99_ratio']:.2f}; CPU/request "
+              f"{s['median_cpu_us_per_request_total']:.1f} µs ×{s['median_cpu_ratio']:.2f} ("
+              + ", ".join(f"{k} {v:.1f}" for k, v in s["median_cpu_us_per_request"].items()) + ")")
 PY

@@ -22,7 +22,7 @@
 #      SIGKILL + restart empty; auto-offlines, drift after a reseed, errors, RSS;
 #   5. bench-stores: seed, find_available_mitras and the heartbeat mirror at 1k/10k/100k;
 #   6. scripts/bench-stores-prod.sh: the heartbeat and beacon floods on a Valkey Cluster and
-#      through TLS, as ratios to the standalone server in the same phase (about 3 minutes;
+#      through TLS, as ratios to the standalone server in the same phase (about 5 minutes;
 #      BENCH_PROD_STORES=0 skips it, BENCH_PROD_ROUNDS sets its rounds).
 set -euo pipefail
 
@@ -814,9 +814,9 @@ if prod:
         for kind in ("heartbeat", "beacon"):
             s, base = pv[variant][kind], pv["standalone"][kind]
             row(f"{kind} on {STORE_VARIANTS[variant]} vs standalone Valkey",
-                f"req/s ×{s['mean_rps_ratio']:.2f} ({s['mean_rps']:.0f}/s vs {base['mean_rps']:.0f}/s), "
-                f"p50 ×{s['mean_p50_ratio']:.2f}, p99 ×{s['mean_p99_ratio']:.2f}; CPU per request "
-                f"×{s['mean_cpu_ratio']:.2f}", "(reported)", None)
+                f"req/s ×{s['median_rps_ratio']:.2f} ({s['median_rps']:.0f}/s vs {base['median_rps']:.0f}/s), "
+                f"p50 ×{s['median_p50_ratio']:.2f}, p99 ×{s['median_p99_ratio']:.2f}; CPU per request "
+                f"×{s['median_cpu_ratio']:.2f}", "(reported)", None)
     pf = prod["facts"]
     prod_lines = ["| store | request | req/s | p50 ms | p99 ms | req/s vs standalone | p50 vs standalone | "
                   "p99 vs standalone | req/s ratio per round | CPU µs per request | CPU vs standalone | errors | "
@@ -828,11 +828,11 @@ if prod:
             rr = s["rounds"]
             per_round = ", ".join(f"×{x['rps_ratio']:.2f}" for x in rr)
             prod_lines.append(
-                f"| {label} | {kind} | {s['mean_rps']:.0f} | {s['mean_p50_us'] / 1000:.2f} | {s['mean_p99_us'] / 1000:.2f} | "
-                f"×{s['mean_rps_ratio']:.2f} | ×{s['mean_p50_ratio']:.2f} | ×{s['mean_p99_ratio']:.2f} | "
-                f"{per_round} | {s['mean_cpu_us_per_request_total']:.1f} ("
-                + ", ".join(f"{k} {v:.1f}" for k, v in s["mean_cpu_us_per_request"].items())
-                + f") | ×{s['mean_cpu_ratio']:.2f} | "
+                f"| {label} | {kind} | {s['median_rps']:.0f} | {s['median_p50_us'] / 1000:.2f} | {s['median_p99_us'] / 1000:.2f} | "
+                f"×{s['median_rps_ratio']:.2f} | ×{s['median_p50_ratio']:.2f} | ×{s['median_p99_ratio']:.2f} | "
+                f"{per_round} | {s['median_cpu_us_per_request_total']:.1f} ("
+                + ", ".join(f"{k} {v:.1f}" for k, v in s["median_cpu_us_per_request"].items())
+                + f") | ×{s['median_cpu_ratio']:.2f} | "
                 f"{sum(x['errors'] for x in rr)} | {sum(x['fallbacks'] for x in rr):.0f} | "
                 f"{sum(x['valkey_commands'] or 0 for x in rr)} of {sum(x['count'] for x in rr)} requests |")
     prod_text = f"""{chr(10).join(prod_lines)}
@@ -840,7 +840,7 @@ if prod:
 {pf['rounds']} round(s); in each, both services were restarted on every variant (standalone, cluster, TLS;
 every second round in reverse order) with an emptied mirror, both had to report the mirror trusted before and
 after each flood, and a flood with more than 1 % of its requests served by the Postgres fallback would have
-failed the run. The figures are means over the rounds; each ratio is taken within its round. The phase took
+failed the run. The figures are medians over the rounds; each ratio is taken within its round. The phase took
 {pf['phase_seconds']} s. "CPU µs per request" is the user + system time of `public-api` and of the processes that
 carry the variant's Valkey traffic (every cluster node; stunnel too) from the opening of the flood's window to its
 end, divided by the requests of the window: the machine's other work slows a flood down, but changes much less what
@@ -889,7 +889,7 @@ is reported), `BENCH_FLOOD_MITRAS={env['FLOOD_MITRAS_N']}` mitras cycled through
 `BENCH_SIM_SECONDS={env['SIM_SECONDS_N']}` for the mixed load, `BENCH_OUTAGE_SECONDS={env['OUTAGE_SECONDS_N']}` and
 `BENCH_RECOVER_SECONDS={env['RECOVER_SECONDS_N']}` for each outage and each steady / recovery window of the outage run,
 `BENCH_STORE_SIZES={env['STORE_SIZES_N']}`, `BENCH_RUST_LOG={env['RUST_LOG']}`,
-`BENCH_PROD_STORES={env['PROD_STORES_N']}` (step 6 on or off) and `BENCH_PROD_ROUNDS` (its rounds, default 2).
+`BENCH_PROD_STORES={env['PROD_STORES_N']}` (step 6 on or off) and `BENCH_PROD_ROUNDS` (its rounds, default 3).
 
 What the script runs, in order (each loadgen run also gets `--pg-url`, `--valkey-url` and `--json`):
 
