@@ -843,8 +843,9 @@ after each flood, and a flood with more than 1 % of its requests served by the P
 failed the run. The figures are medians over the rounds; each ratio is taken within its round. The phase took
 {pf['phase_seconds']} s. "CPU µs per request" is the user + system time of `public-api` and of the processes that
 carry the variant's Valkey traffic (every cluster node; stunnel too) from the opening of the flood's window to its
-end, divided by the requests of the window: the machine's other work slows a flood down, but changes much less what
-each request costs, so on a busy machine this ratio is the steadier measure of what the cluster or TLS adds. "Valkey commands" are the server's INFO commandstats over the windows (for the cluster,
+end, divided by the requests of the window. The machine's other work slows a flood down and moves this figure
+less, though it moves it too (cache misses, more wake-ups per request): on a busy machine read both ratios, and the
+spread of the per-round ratios, before reading a difference into them. "Valkey commands" are the server's INFO commandstats over the windows (for the cluster,
 the primary holding the hash tag's slot {pf['tag_slot']}, port {pf['tag_primary']}; for TLS, the server behind stunnel).
 
 - Standalone: `VALKEY_URL=redis://127.0.0.1:56380/`, the bench's own `valkey-server`.
@@ -1041,7 +1042,7 @@ in one script after staging the sets in chunks.
 
 The heartbeat and beacon floods of step 1 again, on a Valkey Cluster and through TLS, against the plain
 standalone server measured in the same phase (`scripts/bench-stores-prod.sh`). The machine is shared, so only
-the ratios mean something.
+the ratios mean something (see the load average under "Machine").
 
 {prod_text}
 
