@@ -21,7 +21,8 @@
 # (127.0.0.1:56380) under .data/bench, reused when running (bench.sh's) and otherwise started and
 # stopped here; the cluster on 127.0.0.1:26381-26386 (bus ports 27381-27386) and stunnel on
 # 127.0.0.1:26390, started here. Every variant uses VALKEY_KEY_PREFIX={bench}: (the cluster needs
-# the hash tag; the others get it too, so the keys are the same). Services on 127.0.0.1:3100/3101.
+# the hash tag; the others get it too, so the keys are the same). Services on 127.0.0.1:3100/3101
+# (public-api's /metrics on 3102).
 # Results: .data/bench/results/prod_*.json; service logs: .data/bench/prod-<variant>.<service>.log.
 set -euo pipefail
 
@@ -55,12 +56,14 @@ VALKEY_DIR="$BENCH_DIR/valkey"
 CLUSTER_DIR="$BENCH_DIR/cluster"
 TLS_DIR="$BENCH_DIR/tls"
 PUBLIC_BASE="http://127.0.0.1:$PUBLIC_PORT"
+METRICS_PORT=3102 # public-api's admin listener for /metrics, as in bench.sh
+PUBLIC_METRICS_BASE="http://127.0.0.1:$METRICS_PORT"
 INTERNAL_BASE="http://127.0.0.1:$INTERNAL_PORT"
 
 # The services' environment, as bench.sh sets it (see there for why), on a database of our own.
 export DATABASE_URL="postgres://halo@127.0.0.1:$PG_PORT/halo_bench_prod"
 export AUTH_JWT_SECRET="halo-bench-only-jwt-secret-do-not-use-in-prod-01"
-export PUBLIC_PORT INTERNAL_PORT
+export PUBLIC_PORT INTERNAL_PORT METRICS_PORT
 export BIND_ADDR=127.0.0.1
 export APP_ENV=development
 export OTP_DEV_CODE="$OTP_CODE"
@@ -114,7 +117,7 @@ for name in public-api internal-api loadgen; do
     [ -x "$BIN/$name" ] || die "no $BIN/$name (build it with cargo build --release -p $name)"
 done
 
-for port in "$PUBLIC_PORT" "$INTERNAL_PORT"; do
+for port in "$PUBLIC_PORT" "$INTERNAL_PORT" "$METRICS_PORT"; do
     _port_free "$port" || die "port $port is taken (a service still running?)"
 done
 if ! _pg_ready "$PG_PORT"; then OWN_PG=1; fi
@@ -199,7 +202,7 @@ mirror_state() {
 require_trusted() {
     local deadline=$((SECONDS + TRUST_SECONDS)) public internal
     while :; do
-        public="$(mirror_state "$PUBLIC_BASE")" internal="$(mirror_state "$INTERNAL_BASE")"
+        public="$(mirror_state "$PUBLIC_METRICS_BASE")" internal="$(mirror_state "$INTERNAL_BASE")"
         if [ "$public" = trusted ] && [ "$internal" = trusted ]; then return 0; fi
         if [ "$SECONDS" -ge "$deadline" ]; then
             service_logs "$1"
@@ -262,7 +265,7 @@ flood() {
     cpu_pids "$variant" >"$RESULTS/$name.cpu"
     read -r -a stat_files <<<"$(awk '{printf "/proc/%s/stat ", $2}' "$RESULTS/$name.cpu")"
     log "loadgen $name"
-    if ! "$BIN/loadgen" --base-url "$PUBLIC_BASE" --otp-code "$OTP_CODE" --mitra-phone-start "$MITRA_PHONE_START" \
+    if ! "$BIN/loadgen" --base-url "$PUBLIC_BASE" --metrics-url "$PUBLIC_METRICS_BASE/metrics" --otp-code "$OTP_CODE" --mitra-phone-start "$MITRA_PHONE_START" \
         --pg-url "$DATABASE_URL" --valkey-url "$(stats_url "$variant")" --json "$RESULTS/$name.json" \
         --flood "$route" --mitras "$FLOOD_MITRAS" --customers 0 --concurrency "$FLOOD_CONCURRENCY" \
         --duration "$SECONDS_PER_FLOOD" --warmup 2 --at-start "cat ${stat_files[*]} >'$RESULTS/$name.stat0'" \

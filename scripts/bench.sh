@@ -8,7 +8,8 @@
 #
 # Stores: its own Postgres (127.0.0.1:55434) and Valkey (127.0.0.1:56380) under .data/bench,
 # started here and stopped at the end; the services on 127.0.0.1:3100/3101. Everything talks
-# over loopback. Release builds of public-api, internal-api, loadgen and bench-stores.
+# over loopback (public-api's /metrics on 127.0.0.1:3102). Release builds of public-api,
+# internal-api, loadgen and bench-stores.
 #
 # Phases (figures go to .data/bench/results/*.json, then into the report):
 #   1. floods, one route at a time, K closed-loop workers: whoami (the no-I/O ceiling),
@@ -59,13 +60,17 @@ OPERATOR_EMAIL=bench@halo.local
 export BENCH_OPERATOR_PASSWORD="halo-bench-operator-password-not-secret"
 VALKEY_DIR="$BENCH_DIR/valkey"
 PUBLIC_BASE="http://127.0.0.1:$PUBLIC_PORT"
+# public-api serves /metrics only on its admin listener; the bench's own port, not the default
+# 9464 that scripts/run.sh and the acceptance harness use.
+METRICS_PORT=3102
+PUBLIC_METRICS_BASE="http://127.0.0.1:$METRICS_PORT"
 INTERNAL_BASE="http://127.0.0.1:$INTERNAL_PORT"
 
 ADMIN_URL="postgres://halo@127.0.0.1:$PG_PORT/postgres"
 export DATABASE_URL="postgres://halo@127.0.0.1:$PG_PORT/halo_bench"
 export VALKEY_URL="redis://127.0.0.1:$VALKEY_PORT/"
 export AUTH_JWT_SECRET="halo-bench-only-jwt-secret-do-not-use-in-prod-01"
-export PUBLIC_PORT INTERNAL_PORT
+export PUBLIC_PORT INTERNAL_PORT METRICS_PORT
 unset PORT # it would override both ports (see halo-config)
 export BIND_ADDR=127.0.0.1
 export APP_ENV=development
@@ -177,7 +182,7 @@ wait_reseeded() {
     log "waiting for the services to reseed valkey and trust it again"
     for ((i = 0; i < 100; i++)); do
         if [ "$(valkey_cmd EXISTS mirror:generation)" = ":1" ] &&
-            mirror_trusted "$PUBLIC_BASE" && mirror_trusted "$INTERNAL_BASE"; then
+            mirror_trusted "$PUBLIC_METRICS_BASE" && mirror_trusted "$INTERNAL_BASE"; then
             return 0
         fi
         sleep 0.2
@@ -264,7 +269,8 @@ log "inserting $SIM_MITRAS mitras (phones +$MITRA_PHONE_START…)"
 # loadgen_args NAME: the arguments of every loadgen run into LOADGEN_ARGS (JSON to NAME.json).
 # LOADGEN_VALKEY_STATS=0 leaves out Valkey's INFO counts (they restart with the server).
 loadgen_args() {
-    LOADGEN_ARGS=(--base-url "$PUBLIC_BASE" --otp-code "$OTP_CODE" --mitra-phone-start "$MITRA_PHONE_START"
+    LOADGEN_ARGS=(--base-url "$PUBLIC_BASE" --metrics-url "$PUBLIC_METRICS_BASE/metrics"
+        --otp-code "$OTP_CODE" --mitra-phone-start "$MITRA_PHONE_START"
         --pg-url "$DATABASE_URL" --json "$RESULTS/$1.json")
     if [ "${LOADGEN_VALKEY_STATS:-1}" = 1 ]; then LOADGEN_ARGS+=(--valkey-url "$VALKEY_URL"); fi
 }
@@ -414,7 +420,7 @@ pg_value "
 http_json GET "$INTERNAL_BASE/internal/mirror/drift" "" "$OPERATOR_TOKEN" >"$RESULTS/recovery_drift_watcher.json"
 http_json POST "$INTERNAL_BASE/internal/mirror/reseed" "" "$OPERATOR_TOKEN" >"$RESULTS/recovery_reseed.json"
 http_json GET "$INTERNAL_BASE/internal/mirror/drift" "" "$OPERATOR_TOKEN" >"$RESULTS/recovery_drift_reseeded.json"
-http_json GET "$PUBLIC_BASE/metrics" >"$RESULTS/recovery_metrics_public.txt"
+http_json GET "$PUBLIC_METRICS_BASE/metrics" >"$RESULTS/recovery_metrics_public.txt"
 http_json GET "$INTERNAL_BASE/metrics" >"$RESULTS/recovery_metrics_internal.txt"
 rss_now >"$RESULTS/recovery_rss_after.json"
 touch "$RESULTS/.recovery-done"
