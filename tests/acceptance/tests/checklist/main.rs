@@ -20,6 +20,7 @@ mod h_heartbeat_mirror;
 mod i_reconciliation;
 mod j_failures;
 mod k_multi_instance;
+mod migrate;
 mod operations;
 mod postgres_outage;
 mod production_stores;
