@@ -6,6 +6,10 @@ use std::time::Duration;
 
 refinery::embed_migrations!("../../migrations");
 
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_RETRIES: u32 = 3;
+
 /// Any fixed number works; it only has to be the same for every instance.
 const MIGRATION_LOCK_KEY: i64 = 0x4841_4C4F_4D49_4752; // "HALOMIGR"
 
@@ -60,8 +64,16 @@ pub fn connect_pool(url: &str, settings: &PoolSettings) -> Result<Pool, PoolErro
     let connector = tls.connector().map_err(PoolError::Tls)?;
     let statement_timeout_ms = settings.timeout.as_millis();
     pg.connect_timeout(settings.timeout)
+        // Recycling is `Fast` (`is_closed` only, no test query per checkout): a connection to a
+        // server that died is dropped as soon as its socket closes. A server whose host
+        // vanished closes nothing, so the kernel must give up on it: unacknowledged data for
+        // longer than the timeout, or an idle connection whose keepalive probes go unanswered
+        // (30 s + 3 × 5 s), closes the socket, and the pool replaces the connection.
         .keepalives(true)
-        .keepalives_idle(Duration::from_secs(30))
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_RETRIES)
+        .tcp_user_timeout(settings.timeout)
         .options(format!("-c statement_timeout={statement_timeout_ms}"));
     if pg.get_application_name().is_none() {
         pg.application_name("halo");
@@ -104,7 +116,9 @@ pub async fn migrate_standalone(
     let mut client = connect_one(url, |pg| {
         pg.connect_timeout(connect_timeout)
             .keepalives(true)
-            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .keepalives_interval(KEEPALIVE_INTERVAL)
+            .keepalives_retries(KEEPALIVE_RETRIES)
             // Also overrides a timeout set on the role or the database.
             .options("-c statement_timeout=0 -c lock_timeout=0");
         if pg.get_application_name().is_none() {
