@@ -1,9 +1,9 @@
 //! `internal-api`: the control centre's API (default), operator administration
-//! (`internal-api create-operator --email … --password …`), or `internal-api healthcheck` (the
-//! image's probe).
+//! (`internal-api create-operator --email … --password …`), `internal-api migrate` (apply the
+//! migrations and exit), or `internal-api healthcheck` (the image's probe).
 
 use clap::{Parser, Subcommand};
-use halo_app::{create_operator, healthcheck, serve, start_from_env, Service};
+use halo_app::{create_operator, healthcheck, migrate_from_env, serve, start_from_env, Service};
 use std::process::ExitCode;
 
 /// mimalloc rather than glibc malloc: request handling frees and allocates many small buffers
@@ -28,6 +28,9 @@ struct Cli {
 enum Command {
     /// Serve the internal API (the default).
     Serve,
+    /// Apply pending database migrations (no statement timeout) and exit; needs only
+    /// DATABASE_URL.
+    Migrate,
     /// Exit 0 when the service on this container's port answers `/healthz` with 200.
     Healthcheck,
     /// Create an operator, or reset its password when the email exists.
@@ -45,14 +48,18 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = Cli::parse().command.unwrap_or(Command::Serve);
+    if matches!(command, Command::Migrate) {
+        return migrate_from_env(Service::Internal).await;
+    }
     let config = match start_from_env() {
         Ok(config) => config,
         Err(status) => return status,
     };
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
         Command::Serve => serve(&config, Service::Internal).await,
         Command::Healthcheck => healthcheck(&config, Service::Internal).await,
+        Command::Migrate => migrate_from_env(Service::Internal).await,
         Command::CreateOperator {
             email,
             password,

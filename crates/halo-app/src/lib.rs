@@ -60,8 +60,17 @@ impl Service {
 pub enum StartupError {
     #[error(transparent)]
     Pool(#[from] halo_postgres::PoolError),
-    #[error("postgres did not become reachable for migrations")]
+    #[error("cannot migrate postgres")]
     Migrate(#[source] halo_postgres::MigrateError),
+    #[error(
+        "the database schema is behind this build (applied: {applied}, needed: V{expected}) and \
+         MIGRATE_ON_START=false: run `{binary} migrate` first (or set MIGRATE_ON_START=true)"
+    )]
+    SchemaBehind {
+        applied: String,
+        expected: u32,
+        binary: &'static str,
+    },
     #[error("cannot load app_config")]
     Settings(#[source] halo_ports::TruthError),
     #[error(transparent)]
@@ -86,12 +95,16 @@ pub fn start_from_env() -> Result<Config, ExitCode> {
     Ok(config)
 }
 
-/// Builds the service and serves until SIGTERM or SIGINT; the process's exit status.
+/// Builds the service and serves until SIGTERM or SIGINT; the process's exit status. A
+/// failed start is logged and also printed as one line on stderr (with its causes), which is
+/// where an operator looks when a pod does not come up.
 pub async fn serve(config: &Config, service: Service) -> ExitCode {
     let app = match Application::build(config, service).await {
         Ok(app) => app,
         Err(error) => {
-            tracing::error!(error = ?error, "start-up failed");
+            let why = error_chain(&error);
+            tracing::error!(error = %why, "start-up failed");
+            eprintln!("{}: start-up failed: {why}", service.name());
             return ExitCode::FAILURE;
         }
     };
@@ -128,7 +141,11 @@ impl Application {
                 timeout: config.pg_timeout,
             },
         )?;
-        migrate_when_reachable(&pool).await?;
+        if config.migrate_on_start {
+            migrate_when_reachable(&pool).await?;
+        } else {
+            check_schema_when_reachable(&pool, service).await?;
+        }
         let observed = pool.clone();
         metrics.before_render(move |metrics| {
             let status = observed.status();
@@ -467,18 +484,112 @@ fn cors_for(origin: Option<&str>) -> actix_cors::Cors {
     }
 }
 
+/// Migrates, waiting up to [`POSTGRES_STARTUP_WAIT`] for Postgres to be reachable. A TLS
+/// refusal (wrong CA, wrong host name) is final and stops at once.
 async fn migrate_when_reachable(pool: &halo_postgres::Pool) -> Result<(), StartupError> {
+    when_reachable(|| halo_postgres::migrate(pool))
+        .await
+        .map_err(StartupError::Migrate)
+}
+
+/// `MIGRATE_ON_START=false`: someone else migrates (a deploy's migration job). Serving on a
+/// schema older than this build's would fail requests at random, so start-up stops instead; a
+/// schema *newer* than the build (a rollback of the binary) is served, with a warning, since
+/// migrations are written to be compatible with the previous release.
+async fn check_schema_when_reachable(
+    pool: &halo_postgres::Pool,
+    service: Service,
+) -> Result<(), StartupError> {
+    let status = when_reachable(|| halo_postgres::schema_status(pool))
+        .await
+        .map_err(StartupError::Migrate)?;
+    if status.is_behind() {
+        return Err(StartupError::SchemaBehind {
+            applied: status
+                .applied
+                .map_or_else(|| "none".to_owned(), |v| format!("V{v}")),
+            expected: status.expected,
+            binary: service.name(),
+        });
+    }
+    if status.applied > Some(status.expected) {
+        tracing::warn!(
+            applied = status.applied,
+            expected = status.expected,
+            "the database schema is newer than this build"
+        );
+    }
+    Ok(())
+}
+
+/// Runs `attempt` until it succeeds or fails for another reason than "Postgres not reachable
+/// yet", for at most [`POSTGRES_STARTUP_WAIT`].
+async fn when_reachable<T, F, Fut>(mut attempt: F) -> Result<T, halo_postgres::MigrateError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, halo_postgres::MigrateError>>,
+{
     let deadline = tokio::time::Instant::now() + POSTGRES_STARTUP_WAIT;
     loop {
-        match halo_postgres::migrate(pool).await {
-            Ok(()) => return Ok(()),
-            Err(halo_postgres::MigrateError::Connect(error))
-                if tokio::time::Instant::now() < deadline =>
-            {
-                tracing::warn!(error = %error, "postgres not reachable yet; retrying");
+        match attempt().await {
+            Err(error) if error.is_connect() && tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %error_chain(&error), "postgres not reachable yet; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Err(error) => return Err(StartupError::Migrate(error)),
+            outcome => return outcome,
         }
     }
+}
+
+/// The `migrate` subcommand of both binaries: reads only `DATABASE_URL` (and `PG_TIMEOUT_MS`,
+/// `LOG_FORMAT`), applies pending migrations on a connection of its own without
+/// `statement_timeout`, prints what it did. Exit status 0 when the schema is current
+/// afterwards, 1 when migrating failed, 2 for a bad configuration.
+pub async fn migrate_from_env(service: Service) -> ExitCode {
+    let config = match halo_config::MigrationConfig::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(config.log_format);
+    let url = config.database_url.expose();
+    let outcome = when_reachable(|| halo_postgres::migrate_standalone(url, config.connect_timeout));
+    match outcome.await {
+        Ok(applied) if applied.is_empty() => {
+            println!(
+                "{}: schema up to date, no migration to apply",
+                service.name()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(applied) => {
+            let versions: Vec<String> = applied.iter().map(|v| format!("V{v}")).collect();
+            println!("{}: applied {}", service.name(), versions.join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            let why = error_chain(&error);
+            tracing::error!(error = %why, "migrate failed");
+            eprintln!("{}: migrate failed: {why}", service.name());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its causes on one line (`a: b: c`), skipping a cause whose text the outer
+/// message already carries.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let part = inner.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = inner.source();
+    }
+    text
 }

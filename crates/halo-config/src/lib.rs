@@ -80,6 +80,37 @@ pub struct Config {
     /// writes the caller's address into (its last entry is used). Unset: the TCP peer's address,
     /// and any such header is ignored (a caller could write anything into it).
     pub client_address_header: Option<String>,
+    /// `MIGRATE_ON_START` (default `true`): apply pending migrations before serving. `false`
+    /// when a separate step runs `<binary> migrate` (a deploy's migration job); the service
+    /// then refuses to start while the schema is behind the build.
+    pub migrate_on_start: bool,
+}
+
+/// What the `migrate` subcommand reads: only the database and logging, so a migration job
+/// needs no Valkey or token secrets.
+#[derive(Debug, Clone)]
+pub struct MigrationConfig {
+    pub database_url: Secret,
+    /// `PG_TIMEOUT_MS`, used here only as the connect timeout (no `statement_timeout`).
+    pub connect_timeout: Duration,
+    pub log_format: LogFormat,
+}
+
+impl MigrationConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(&lookup);
+        Ok(Self {
+            database_url: Secret::new(vars.required("DATABASE_URL")?),
+            connect_timeout: Duration::from_millis(vars.positive("PG_TIMEOUT_MS", 5000)?),
+            log_format: vars.parsed("LOG_FORMAT", LogFormat::Pretty, parse_log_format)?,
+        })
+    }
 }
 
 /// Why start-up stopped: the variable and what is wrong with it.
@@ -204,6 +235,7 @@ impl Config {
             ),
             pg_pool_size: vars.positive("PG_POOL_SIZE", 16)?,
             pg_timeout: Duration::from_millis(vars.positive("PG_TIMEOUT_MS", 5000)?),
+            migrate_on_start: vars.parsed("MIGRATE_ON_START", true, parse_bool)?,
         })
     }
 }

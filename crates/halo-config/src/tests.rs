@@ -227,6 +227,26 @@ fn cluster_mode_needs_a_hash_tag_in_the_prefix() {
 }
 
 #[test]
+fn migrate_on_start_defaults_to_true_and_refuses_other_words() {
+    assert!(load(&[]).expect("valid").migrate_on_start);
+    assert!(
+        !load(&[("MIGRATE_ON_START", "false")])
+            .expect("valid")
+            .migrate_on_start
+    );
+    assert!(
+        load(&[("MIGRATE_ON_START", "true")])
+            .expect("valid")
+            .migrate_on_start
+    );
+    check_fails(
+        &[("MIGRATE_ON_START", "maybe")],
+        "MIGRATE_ON_START",
+        "unknown value",
+    );
+}
+
+#[test]
 fn hash_tag_follows_the_cluster_rule() {
     fn check(prefix: &str, expected: Option<&str>) {
         assert_eq!(hash_tag(prefix), expected, "{prefix:?}");
@@ -269,9 +289,9 @@ fn port_is_the_port_of_the_service_started() {
     );
 }
 
-/// Variables in `VARIABLES` that `from_lookup` does not read (yet): `MIGRATE_ON_START` is parsed
-/// with the `migrate` subcommand's change; once it is, this list may stay or shrink.
-const READ_ELSEWHERE: &[&str] = &["MIGRATE_ON_START"];
+/// Variables in `VARIABLES` that `from_lookup` does not read (none now; kept so a variable read
+/// only by another entry point can be listed here).
+const READ_ELSEWHERE: &[&str] = &[];
 
 #[test]
 fn variables_lists_exactly_what_from_lookup_reads() {
@@ -304,4 +324,14 @@ fn variables_lists_exactly_what_from_lookup_reads() {
     for name in RATE_LIMIT_VARIABLES {
         assert!(listed.contains(name), "{name}");
     }
+}
+
+#[test]
+fn the_migrate_subcommand_needs_only_the_database() {
+    let only_db = |name: &str| (name == "DATABASE_URL").then(|| "postgres://h/db".to_owned());
+    let c = MigrationConfig::from_lookup(only_db).expect("valid");
+    assert_eq!(c.connect_timeout, Duration::from_millis(5000));
+    assert!(!format!("{c:?}").contains("postgres://"));
+    let err = MigrationConfig::from_lookup(|_| None).expect_err("no DATABASE_URL");
+    assert_eq!(err.variable, "DATABASE_URL");
 }

@@ -10,12 +10,17 @@ mod db;
 mod error;
 mod pool;
 mod queries;
+mod tls;
 mod truth;
 
 pub use auth_store::PgAuth;
 pub use chat_store::PgChat;
 pub use deadpool_postgres::Pool;
 pub use error::classify;
-pub use pool::{connect_pool, migrate, MigrateError, PoolError, PoolSettings};
+pub use pool::{
+    connect_one, connect_pool, migrate, migrate_standalone, schema_status, ConnectError,
+    MigrateError, PoolError, PoolSettings, SchemaStatus,
+};
 pub use queries::NamedQuery;
+pub use tls::{parse_database_url, tls_failure, SslMode, TlsOptions, TlsSetupError};
 pub use truth::PgTruth;

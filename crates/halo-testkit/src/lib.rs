@@ -4,7 +4,9 @@
 //!
 //! The Postgres server is started once per run by `scripts/test.sh` (or by hand with
 //! `scripts/lib.sh`'s `start_postgres`); its admin URL comes from `HALO_TEST_DATABASE_URL`.
-//! Valkey servers are started by the tests themselves, from `VALKEY_SERVER_BIN`.
+//! Valkey servers are started by the tests themselves, from `VALKEY_SERVER_BIN`. A test that
+//! changes the server itself (TLS, `pg_hba.conf`, replication, a kill) starts a [`PgServer`] of
+//! its own; [`TestCerts`] makes the certificates for the TLS ones.
 //!
 //! Each test database is dropped when its [`TestDatabase`] is dropped (also when the test
 //! panics); only a killed test process leaves `halo_test_*` databases behind. Templates
@@ -14,12 +16,16 @@
 //!
 //! Everything here runs only in tests, so setup failures panic with a message saying what to do.
 
+mod certs;
+mod pg_server;
 mod postgres;
 mod tls;
 mod valkey;
 mod valkey_cluster;
 
-pub use postgres::{admin_url, test_database, TestDatabase, DEFAULT_ADMIN_URL};
+pub use certs::TestCerts;
+pub use pg_server::{PgServer, PG_SERVER_USER};
+pub use postgres::{admin_url, connect, test_database, TestDatabase, DEFAULT_ADMIN_URL};
 pub use tls::{TestCertificates, TlsTunnel};
 pub use valkey::ValkeyServer;
 pub use valkey_cluster::ValkeyCluster;

@@ -7,12 +7,11 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// The admin URL used when `HALO_TEST_DATABASE_URL` is not set: the `postgres` database of the
 /// test server `scripts/test.sh` starts.
@@ -101,26 +100,20 @@ impl TestDatabase {
             .unwrap_or_else(|err| panic!("cannot build a pool for {}: {err}", self.name))
     }
 
-    /// A plain connection for assertions, its connection task spawned on the current runtime.
+    /// A plain connection for assertions (TLS as the URL says, like the services), its
+    /// connection task spawned on the current runtime.
     ///
     /// # Panics
     ///
     /// When the database cannot be reached.
     pub async fn client(&self) -> Client {
-        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
-            .await
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot connect to test database {}: {}",
-                    self.name,
-                    error_chain(&err)
-                )
-            });
-        tokio::spawn(async move {
-            // Ends when the client is dropped or the database is dropped under it.
-            let _ = connection.await;
-        });
-        client
+        connect(&self.url).await.unwrap_or_else(|err| {
+            panic!(
+                "cannot connect to test database {}: {}",
+                self.name,
+                error_chain(&err)
+            )
+        })
     }
 }
 
@@ -144,14 +137,15 @@ impl Drop for TestDatabase {
             };
             runtime.block_on(async {
                 let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(&name));
-                let outcome = match try_connect_admin(&admin_url).await {
-                    Ok(admin) => admin.batch_execute(&statement).await,
-                    Err(err) => Err(err),
-                };
+                let outcome: Result<(), Box<dyn std::error::Error>> =
+                    match try_connect_admin(&admin_url).await {
+                        Ok(admin) => admin.batch_execute(&statement).await.map_err(Into::into),
+                        Err(err) => Err(err.into()),
+                    };
                 if let Err(err) = outcome {
                     eprintln!(
                         "halo-testkit: cannot drop test database {name}: {}",
-                        error_chain(&err)
+                        error_chain(err.as_ref())
                     );
                 }
             });
@@ -332,16 +326,19 @@ async fn connect_admin(admin_url: &str) -> Client {
     })
 }
 
-async fn try_connect_admin(admin_url: &str) -> Result<Client, tokio_postgres::Error> {
-    let mut config = tokio_postgres::Config::from_str(admin_url)?;
-    config
-        .application_name("halo-testkit")
-        .connect_timeout(Duration::from_secs(5));
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
+async fn try_connect_admin(admin_url: &str) -> Result<Client, halo_postgres::ConnectError> {
+    connect(admin_url).await
+}
+
+/// One connection with the services' own URL handling (`sslmode`, `sslrootcert`), so the
+/// harness reaches a TLS-only server as they do.
+pub async fn connect(url: &str) -> Result<Client, halo_postgres::ConnectError> {
+    halo_postgres::connect_one(url, |config| {
+        config
+            .application_name("halo-testkit")
+            .connect_timeout(Duration::from_secs(5));
+    })
+    .await
 }
 
 /// `admin_url` with its database replaced by `database` (URL form only:

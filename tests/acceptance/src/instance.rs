@@ -6,7 +6,7 @@ use crate::http::Http;
 use crate::metrics::MetricsText;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 use tokio::process::{Child, Command};
 
@@ -222,6 +222,27 @@ fn metrics_port(kind: Kind, port: u16) -> u16 {
         Kind::Public => port.wrapping_add(1).max(1024),
         Kind::Internal => port,
     }
+}
+
+/// Runs `kind` with `args` (e.g. `migrate`) and `env` (nothing inherited) until it exits.
+///
+/// # Panics
+///
+/// When it cannot be started or is still running after a minute.
+pub async fn run_to_exit(kind: Kind, args: &[&str], env: &[(String, String)]) -> Output {
+    let run = Command::new(kind.binary())
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env(kind.port_variable(), free_port().to_string())
+        .env("METRICS_PORT", free_port().to_string())
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .unwrap_or_else(|_| panic!("{} {args:?} did not exit within a minute", kind.name()))
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", kind.binary().display()))
 }
 
 /// A loopback port nobody listens on right now (the service may still lose a race for it,

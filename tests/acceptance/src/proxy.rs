@@ -3,7 +3,8 @@
 //!
 //! Cut: every open connection is dropped and new ones are accepted and closed at once (the
 //! services see refused logins, as when Postgres is down). Restore: forwarding resumes on the
-//! same port.
+//! same port. Switch: the endpoint flips to another server (a managed store's failover, e.g.
+//! the DNS flip to a promoted Postgres standby): open connections drop, new ones go there.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

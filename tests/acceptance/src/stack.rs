@@ -23,12 +23,13 @@ const OPERATOR_EMAIL: &str = "ops@acceptance.test";
 const OPERATOR_PASSWORD: &str = "acceptance operator password";
 
 /// What a test changes about the deployment: extra environment, how many public instances,
-/// whether Postgres is reached through a cuttable proxy.
+/// whether Postgres is reached through a cuttable proxy, which database.
 #[derive(Debug, Default, Clone)]
 pub struct StackOptions {
     env: Vec<(String, String)>,
     publics: usize,
     proxy: bool,
+    database_url: Option<String>,
 }
 
 impl StackOptions {
@@ -44,9 +45,16 @@ impl StackOptions {
         self
     }
 
-    /// Puts the services behind a [`PgProxy`] the test can cut.
+    /// Puts the services behind a [`PgProxy`] the test can cut (or switch to another server).
     pub fn pg_proxy(mut self) -> Self {
         self.proxy = true;
+        self
+    }
+
+    /// Uses this database (e.g. on a [`halo_testkit::PgServer`] of the test's own) instead of
+    /// a fresh one on the shared cluster; the services migrate it at start-up.
+    pub fn database(mut self, url: &str) -> Self {
+        self.database_url = Some(url.to_owned());
         self
     }
 }
@@ -68,7 +76,11 @@ pub struct Customer {
 }
 
 pub struct Stack {
-    pub db: TestDatabase,
+    /// The fresh database on the shared cluster; `None` when the test gave its own
+    /// ([`StackOptions::database`]).
+    pub db: Option<TestDatabase>,
+    /// The database the services use, as reached directly (not through the proxy).
+    pub database_url: String,
     pub valkey: ValkeyServer,
     /// A direct connection to the test database, for the checklist's SQL.
     pub pg: tokio_postgres::Client,
@@ -105,16 +117,23 @@ impl Stack {
         tokio::task::spawn_blocking(binaries)
             .await
             .expect("binaries");
-        let db = test_database().await;
+        let (db, direct_url) = match options.database_url {
+            Some(url) => (None, url),
+            None => {
+                let db = test_database().await;
+                let url = db.url().to_owned();
+                (Some(db), url)
+            }
+        };
         let proxy = if options.proxy {
-            Some(PgProxy::start(&authority(db.url())).await)
+            Some(PgProxy::start(&authority(&direct_url)).await)
         } else {
             None
         };
         let database_url = proxy
             .as_ref()
-            .map_or_else(|| db.url().to_owned(), |p| p.url_for(db.url()));
-        let mut env = base_env(&database_url, services_url);
+            .map_or_else(|| direct_url.clone(), |p| p.url_for(&direct_url));
+        let mut env = service_env(&database_url, services_url);
         env.extend(options.env);
         let log_dir = std::env::temp_dir()
             .join("halo-acceptance")
@@ -127,9 +146,12 @@ impl Stack {
         }
         let internal = Instance::start(Kind::Internal, &env, &log_dir).await;
         create_operator(&env).await;
-        let pg = db.client().await;
+        let pg = halo_testkit::connect(&direct_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {direct_url}: {e}"));
         let mut stack = Stack {
             db,
+            database_url: direct_url,
             valkey,
             pg,
             publics,
@@ -537,7 +559,8 @@ impl Drop for Stack {
     }
 }
 
-fn base_env(database_url: &str, valkey_url: &str) -> Vec<(String, String)> {
+/// The environment every service process of a stack gets (before the test's own additions).
+pub fn service_env(database_url: &str, valkey_url: &str) -> Vec<(String, String)> {
     [
         ("DATABASE_URL", database_url),
         ("VALKEY_URL", valkey_url),

@@ -1,6 +1,7 @@
 //! The auth and chat stores against a real Postgres: OTP codes, accounts and refresh sessions;
 //! every chat transition, the races it must win exactly once (accepts, capacity, timers) and the
-//! timer sweep. Each test owns its database.
+//! timer sweep; TLS to a server of the test's own, the schema version check. Each test owns its
+//! database.
 
 // Setup helpers outside `#[test]` functions panic on purpose: a broken fixture is a failed test.
 #![allow(clippy::expect_used, clippy::unwrap_used, reason = "test code")]
@@ -9,4 +10,6 @@ mod auth;
 mod chat;
 mod fixture;
 mod races;
+mod schema;
 mod timers;
+mod tls;

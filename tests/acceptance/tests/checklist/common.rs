@@ -81,7 +81,13 @@ pub fn seed_events(stack: &Stack) -> Vec<serde_json::Value> {
         .chain([&stack.internal])
         .flat_map(|instance| instance.events("mirror.seed"))
         .collect();
-    events.sort_by_key(|e| e["timestamp"].as_str().map(parse_time));
+    // Cloud Logging's JSON shape calls it `time` (the plain JSON formatter said `timestamp`).
+    events.sort_by_key(|e| {
+        e["time"]
+            .as_str()
+            .or_else(|| e["timestamp"].as_str())
+            .map(parse_time)
+    });
     events
 }
 
