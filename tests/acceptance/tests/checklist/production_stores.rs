@@ -6,8 +6,8 @@
 
 use crate::common::DEADLINE;
 use halo_acceptance::{
-    binaries, eventually, Mitra, PgProxy, Stack, StackOptions, TestCertificates, TlsTunnel,
-    ValkeyCluster, ValkeyServer,
+    binaries, eventually, Mitra, PgProxy, Stack, StackOptions, TestCerts, TlsTunnel, ValkeyCluster,
+    ValkeyServer,
 };
 use redis::AsyncCommands;
 use reqwest::Method;
@@ -114,7 +114,7 @@ impl AsyncMembers for Cluster<'_> {
 #[tokio::test]
 async fn valkey_over_tls_with_a_private_ca_serves_the_hot_paths() {
     let valkey = ValkeyServer::start().await;
-    let certs = TestCertificates::generate();
+    let certs = TestCerts::make("IP:127.0.0.1").await;
     let tunnel = TlsTunnel::start(valkey.port(), &certs).await;
     let options = StackOptions::default().env("VALKEY_CA_CERT", certs.ca().display());
     let stack = Stack::with_valkey(options, valkey, &tunnel.rediss_url()).await;
@@ -124,11 +124,10 @@ async fn valkey_over_tls_with_a_private_ca_serves_the_hot_paths() {
 
     // An instance that does not trust the server's CA never talks to it in clear: it serves
     // from Postgres (degraded), and says why in its log.
-    let other = TestCertificates::generate();
     let doubting = stack
         .spawn_with(
             halo_acceptance::Kind::Public,
-            &[("VALKEY_CA_CERT", &other.ca().display().to_string())],
+            &[("VALKEY_CA_CERT", &certs.other_ca().display().to_string())],
         )
         .await;
     let ready = stack
