@@ -74,16 +74,9 @@ async fn listen<F>(
 where
     F: Fn(InvalidationEvent),
 {
-    let connect = tokio::time::timeout(timeout * 4, client.get_async_pubsub());
-    let pubsub = connect
-        .await
-        .map_err(|_| "connect timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
+    let pubsub = within(timeout, "connect", client.get_async_pubsub()).await?;
     let (mut sink, mut stream) = pubsub.split();
-    tokio::time::timeout(timeout * 4, sink.subscribe(channel))
-        .await
-        .map_err(|_| "subscribe timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
+    within(timeout, "subscribe", sink.subscribe(channel)).await?;
     tracing::info!(channel, "subscribed to config invalidations");
     on_event(InvalidationEvent::Subscribed);
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -105,6 +98,18 @@ where
     }
 }
 
+/// `step` of a subscription's set-up, under a generous multiple of the call deadline.
+async fn within<T>(
+    timeout: Duration,
+    step: &str,
+    future: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, String> {
+    tokio::time::timeout(timeout * 4, future)
+        .await
+        .map_err(|_| format!("{step} timed out"))?
+        .map_err(|e| e.to_string())
+}
+
 /// `listen` on a cluster: one sharded subscription whose pushes arrive on a channel.
 async fn listen_sharded<F>(
     spec: &ClusterSpec,
@@ -123,14 +128,8 @@ where
         .push_sender(pushes)
         .build()
         .map_err(|e| e.to_string())?;
-    let mut conn = tokio::time::timeout(timeout * 4, client.get_async_connection())
-        .await
-        .map_err(|_| "connect timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
-    tokio::time::timeout(timeout * 4, conn.ssubscribe(channel))
-        .await
-        .map_err(|_| "subscribe timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
+    let mut conn = within(timeout, "connect", client.get_async_connection()).await?;
+    within(timeout, "subscribe", conn.ssubscribe(channel)).await?;
     tracing::info!(channel, "subscribed to config invalidations (sharded)");
     on_event(InvalidationEvent::Subscribed);
     let mut ping = tokio::time::interval(PING_EVERY);
