@@ -99,3 +99,27 @@ pub async fn wait_for_seed(stack: &Stack, before: usize) -> Vec<serde_json::Valu
     .await;
     seed_events(stack).split_off(before)
 }
+
+/// Waits until public instance `i` applies `max_customers_per_mitra = expected` (the config
+/// invalidation reached it; the 30 s reload would be far past `DEADLINE`).
+pub async fn wait_max_customers_seen(
+    stack: &Stack,
+    i: usize,
+    mitra: &halo_acceptance::Mitra,
+    expected: u32,
+) {
+    halo_acceptance::eventually("the instance to see the new setting", DEADLINE, || async {
+        let status = stack
+            .app_on(
+                i,
+                reqwest::Method::GET,
+                "/api/mitra/status",
+                &mitra.token,
+                None,
+            )
+            .await
+            .expect(200);
+        status["max_customers"] == expected
+    })
+    .await;
+}

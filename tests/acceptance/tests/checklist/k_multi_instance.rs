@@ -1,7 +1,8 @@
 //! Section K — two public-api processes and one internal-api on the same stores.
 
 use crate::common::{
-    assert_mirror_matches_postgres, heartbeat_at, pg_heartbeat_at, world, DEADLINE,
+    assert_mirror_matches_postgres, heartbeat_at, pg_heartbeat_at, wait_max_customers_seen, world,
+    DEADLINE,
 };
 use halo_acceptance::{eventually, Kind, Stack, StackOptions};
 use reqwest::Method;
@@ -102,14 +103,7 @@ async fn k_config_invalidate_reaches_other_instances() {
     assert_eq!(stack.vk_get("availability:snapshot").await, None);
     // Each public instance reloads its settings on the message (the safety net is 30 s).
     for i in 0..2 {
-        eventually("the instance to see the new setting", DEADLINE, || async {
-            let status = stack
-                .app_on(i, Method::GET, "/api/mitra/status", &mitra.token, None)
-                .await
-                .expect(200);
-            status["max_customers"] == 7
-        })
-        .await;
+        wait_max_customers_seen(&stack, i, &mitra, 7).await;
     }
 }
 

@@ -4,7 +4,7 @@
 //! degraded-mode rules hold through each: no mitra that kept pinging goes offline, no
 //! deactivated mitra gets through, the mirror is reseeded and ends equal to Postgres.
 
-use crate::common::DEADLINE;
+use crate::common::{wait_max_customers_seen, DEADLINE};
 use halo_acceptance::{
     binaries, eventually, Mitra, PgProxy, Stack, StackOptions, TestCerts, TlsTunnel, ValkeyCluster,
     ValkeyServer,
@@ -170,14 +170,7 @@ async fn the_product_runs_on_a_valkey_cluster() {
     let mitra = stack.mitra().await;
     stack.set_config("max_customers_per_mitra", 7).await;
     for i in 0..2 {
-        eventually("the instance to see the new setting", DEADLINE, || async {
-            let status = stack
-                .app_on(i, Method::GET, "/api/mitra/status", &mitra.token, None)
-                .await
-                .expect(200);
-            status["max_customers"] == 7
-        })
-        .await;
+        wait_max_customers_seen(&stack, i, &mitra, 7).await;
     }
     let subscribers: Vec<(String, i64)> = redis::cmd("PUBSUB")
         .arg("SHARDNUMSUB")
