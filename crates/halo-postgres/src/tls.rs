@@ -127,14 +127,15 @@ impl TlsOptions {
                     .build()
                     .map_err(|e| TlsSetupError::Rustls(e.to_string()))?
             }
-            (SslMode::VerifyCa | SslMode::Require, Some(roots)) => Arc::new(ChainOnly {
-                roots: Arc::new(roots),
+            (SslMode::VerifyCa | SslMode::Require, Some(roots)) => Arc::new(NameUnchecked {
+                roots: Some(Arc::new(roots)),
                 algorithms: provider.signature_verification_algorithms,
             }),
             (mode @ (SslMode::VerifyCa | SslMode::VerifyFull), None) => {
                 return Err(TlsSetupError::NoRootCert(mode.as_str()))
             }
-            (SslMode::Disable | SslMode::Prefer | SslMode::Require, _) => Arc::new(Unverified {
+            (SslMode::Disable | SslMode::Prefer | SslMode::Require, _) => Arc::new(NameUnchecked {
+                roots: None,
                 algorithms: provider.signature_verification_algorithms,
             }),
         };
@@ -191,15 +192,18 @@ fn load_roots(path: &Path) -> Result<RootCertStore, TlsSetupError> {
     Ok(roots)
 }
 
-/// `sslmode=verify-ca` (and `require` with `sslrootcert`): the chain must lead to one of the
-/// given CAs; the name in the certificate is not checked.
+/// The modes that never check the certificate's name. `sslmode=verify-ca` (and `require`
+/// with `sslrootcert`): `roots` is set and the chain must lead to one of those CAs.
+/// `sslmode=prefer` and `require` without a CA: no roots, the certificate is taken as it comes
+/// (libpq's meaning). Either way the handshake signatures are checked, so the server holds the
+/// key of the certificate it sent.
 #[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
+struct NameUnchecked {
+    roots: Option<Arc<RootCertStore>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for NameUnchecked {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -208,57 +212,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.algorithms.all,
-        )?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// `sslmode=prefer` and `require` without a CA: encrypted, the certificate taken as it comes
-/// (libpq's meaning). The handshake signatures are still checked, so the server holds the key
-/// of the certificate it sent.
-#[derive(Debug)]
-struct Unverified {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(roots) = &self.roots {
+            let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
