@@ -1,10 +1,12 @@
 //! The availability library: use cases that depend only on the store ports. Other backend crates
-//! call `Availability` without the binaries; the binaries add HTTP and pick the adapters.
+//! call `Availability`, `Chat` and `MitraAdmin` without the binaries; the binaries add HTTP and
+//! pick the adapters.
 //!
-//! Semantics (CONTRACT §3): writes go to Postgres first, then best-effort to the mirror (a
-//! Valkey error is logged, counted, marks the mirror dirty, and is never returned); reads go to
-//! Valkey first and fall back to an equivalent Postgres read through the same domain rules.
+//! Semantics (SPEC §3): writes go to Postgres first, then best-effort to the mirror (a Valkey
+//! error is logged, counted, marks the mirror behind, and is never returned); reads go to Valkey
+//! first and fall back to an equivalent Postgres read through the same domain rules.
 
+mod admin;
 mod availability;
 mod background;
 mod chat;
@@ -13,10 +15,14 @@ mod limits;
 mod mirror_health;
 mod settings_cache;
 
-pub use availability::{Availability, HeartbeatAck, SeedError, SeedReason, SeedReport, StoreProbe};
-pub use background::{spawn_background, Cadences, MirrorWatch, SweepOutcome};
-pub use chat::{Blast, Chat, ChatError, DevPayments};
-pub use error::AvailabilityError;
+pub use admin::{MitraAdmin, MitraPage, MitraView};
+pub use availability::{
+    Availability, AvailabilityStores, HeartbeatAck, MirrorWatch, SeedReason, SeedReport,
+    StoreProbe, SweepOutcome,
+};
+pub use background::{spawn_background, Cadences};
+pub use chat::{Blast, Chat, DevPayments};
+pub use error::{AvailabilityError, ChatError, SeedError};
 pub use limits::{Limited, Limiter};
 pub use mirror_health::{MirrorHealth, MirrorState};
 pub use settings_cache::SettingsCache;
