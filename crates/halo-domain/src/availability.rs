@@ -36,11 +36,6 @@ pub const fn has_capacity(open_sessions: u32, max_customers: u32) -> bool {
     open_sessions < max_customers
 }
 
-/// Free slots left (0 when at or above the limit, e.g. after an operator lowered it).
-pub const fn free_slots(open_sessions: u32, max_customers: u32) -> u32 {
-    max_customers.saturating_sub(open_sessions)
-}
-
 impl MitraState {
     /// Can keep or extend a session it already has (rules 1–3).
     pub fn is_reachable(&self, now: OffsetDateTime, stale_after: Duration) -> bool {
@@ -117,8 +112,6 @@ mod tests {
         assert!(has_capacity(0, 1));
         assert!(!has_capacity(1, 1));
         assert!(!has_capacity(0, 0));
-        assert_eq!(free_slots(1, 3), 2);
-        assert_eq!(free_slots(5, 3), 0);
     }
 
     #[test]

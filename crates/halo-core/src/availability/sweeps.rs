@@ -4,7 +4,7 @@
 
 use super::{Availability, SeedReason};
 use crate::mirror_health::MirrorState;
-use halo_domain::availability::{is_fresh, stale_cutoff};
+use halo_domain::{is_fresh, stale_cutoff};
 use halo_ports::{MirrorError, OnlineReason};
 use std::time::{Duration, Instant};
 
