@@ -4,6 +4,7 @@
 //! binds the HTTP server (`http`), then runs it until SIGTERM or SIGINT (both graceful:
 //! in-flight requests finish, then the background tasks stop).
 
+pub mod cli;
 mod healthcheck;
 mod http;
 mod migrate;
