@@ -1,4 +1,4 @@
-//! The availability rules of CONTRACT §1: available = online ∧ active ∧ fresh ∧ under capacity;
+//! The availability rules of SPEC §1: available = online ∧ active ∧ fresh ∧ under capacity;
 //! reachable = online ∧ active ∧ fresh. Every store path (Valkey or Postgres fallback) feeds its
 //! raw values through these functions, so both paths give the same answer by construction.
 

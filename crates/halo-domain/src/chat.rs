@@ -29,7 +29,7 @@ impl SessionStatus {
         }
     }
 
-    /// Counted in the mitra's capacity (CONTRACT §1 rule 4).
+    /// Counted in the mitra's capacity (SPEC §1 rule 4).
     pub const fn holds_slot(self) -> bool {
         matches!(self, Self::Active | Self::PendingPayment)
     }

@@ -239,7 +239,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_match_the_contract() {
+    fn defaults_match_the_spec() {
         let s = AppSettings::default();
         assert_eq!(s.max_customers_per_mitra(), 3);
         assert_eq!(s.stale_after(), Duration::seconds(90));
