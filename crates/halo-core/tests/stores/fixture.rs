@@ -171,7 +171,7 @@ impl Stack {
         row.get(0)
     }
 
-    /// A chat session row in `status` for this mitra (the services' flows are issue #4's).
+    /// A chat session row in `status` for this mitra (the services' flows are tested by halo-app's route tests and the acceptance suite).
     pub async fn session(&self, mitra: MitraId, status: &str) -> Uuid {
         let customer = self.customer().await;
         let row = self
