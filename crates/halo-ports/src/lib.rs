@@ -17,7 +17,8 @@ pub use chat::{
 };
 pub use limits::RateCounter;
 pub use mirror::{
-    AvailabilityMirror, BeaconClaim, BeaconLock, HeartbeatOutcome, MirrorError, SeedWrite,
+    AvailabilityMirror, BeaconClaim, BeaconLock, HeartbeatOutcome, MirrorCoordination, MirrorError,
+    MirrorHotPath, MirrorMaintenance, SeedWrite,
 };
 pub use truth::{
     AvailabilityTruth, CapacityCount, MitraFlags, MitraRow, OfflineSweep, OnlineReason,
