@@ -6,7 +6,8 @@
 use halo_domain::{Beacon, MirrorImage, MitraId, MitraTruth};
 use halo_metrics::Metrics;
 use halo_ports::{
-    AvailabilityMirror, BeaconClaim, CapacityCount, HeartbeatOutcome, MirrorError, SeedWrite,
+    BeaconClaim, CapacityCount, HeartbeatOutcome, MirrorCoordination, MirrorError, MirrorHotPath,
+    MirrorMaintenance, SeedWrite,
 };
 use halo_testkit::{eventually, ValkeyServer};
 use halo_valkey::{Keys, ValkeyMirror, ValkeySettings};

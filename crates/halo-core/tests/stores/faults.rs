@@ -2,7 +2,7 @@
 
 use crate::fixture::{cap_key, instance, sorted, stack};
 use halo_core::{spawn_background, AvailabilityError, Cadences, MirrorWatch, SeedReason};
-use halo_ports::{AvailabilityMirror, CapacityCount, OnlineReason};
+use halo_ports::{CapacityCount, MirrorHotPath, OnlineReason};
 use halo_testkit::eventually;
 use halo_valkey::InvalidationEvent;
 use std::time::Duration;

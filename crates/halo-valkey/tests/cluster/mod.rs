@@ -6,7 +6,10 @@
 use super::{count, id, seed, truth};
 use halo_domain::{Beacon, MirrorImage};
 use halo_metrics::Metrics;
-use halo_ports::{AvailabilityMirror, BeaconClaim, HeartbeatOutcome, RateCounter};
+use halo_ports::{
+    BeaconClaim, HeartbeatOutcome, MirrorCoordination, MirrorHotPath, MirrorMaintenance,
+    RateCounter,
+};
 use halo_testkit::{eventually, ValkeyCluster};
 use halo_valkey::{InvalidationEvent, Keys, ValkeyMirror, ValkeySettings};
 use std::sync::{Arc, Mutex};
