@@ -266,7 +266,9 @@ async fn k_config_invalidation_reaches_another_instance_and_survives_a_valkey_re
         .await
         .unwrap();
         eventually("publish reaches valkey", Duration::from_secs(5), || async {
-            publisher.publish_config_invalidate().await.is_ok()
+            halo_ports::MirrorCoordination::publish_config_invalidate(publisher.as_ref())
+                .await
+                .is_ok()
         })
         .await;
         eventually(
