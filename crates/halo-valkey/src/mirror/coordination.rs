@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// The JSON of `availability:snapshot` (contract shape).
+/// The JSON of `availability:snapshot` (SPEC §2.2).
 #[derive(Serialize, Deserialize)]
 struct SnapshotJson {
     available: bool,
