@@ -65,6 +65,19 @@ domain_is_pure() {
     fi
 }
 
+# The repository stands on its own: rules are cited from docs/ (SPEC §n), never from the
+# original contract or the seed documents outside it. V1's opening comment is the one exception
+# (a migration's text is part of its checksum; docs/GLOSSARY.md says how to read it).
+cites_nothing_outside() {
+    local found
+    found="$(git grep -n -I -E 'CONTRACT(\.md| §)|spec/seeds|seeds/0|000_[0-9a-f]{6}|\.\./shared' -- \
+        ':!migrations/V1__availability_schema.sql' ':!docs/GLOSSARY.md' ':!scripts/test.sh' || true)"
+    if [ -n "$found" ]; then
+        printf 'cites a document outside the repository (cite docs/SPEC.md instead):\n%s\n' "$found" >&2
+        return 1
+    fi
+}
+
 # Supply chain: crates with an open RustSec advisory stay out of the tree. The advisory
 # database cannot be fetched from every machine: `cargo deny` runs where it is installed and
 # can, and says so plainly where not; the known-bad crates are checked by name regardless.
@@ -88,6 +101,7 @@ known_bad_crates_absent() {
 
 step fmt cargo fmt --all -- --check
 step purity domain_is_pure
+step selfref cites_nothing_outside
 step supply known_bad_crates_absent
 step hadolint scripts/hadolint.sh
 step clippy cargo clippy --workspace --all-targets -- -D warnings
