@@ -1,6 +1,7 @@
 //! Operator-tunable settings (`app_config`), their defaults and the ranges an operator may set.
 //! Constructed only through validation, so a loaded `AppSettings` is always usable.
 
+use crate::AvailabilityRules;
 use std::fmt;
 use std::str::FromStr;
 use time::Duration;
@@ -213,6 +214,14 @@ impl AppSettings {
         Duration::seconds(self.get(SettingKey::StaleAfterSeconds).into())
     }
 
+    /// What `MitraState::is_available` reads.
+    pub fn availability_rules(&self) -> AvailabilityRules {
+        AvailabilityRules {
+            stale_after: self.stale_after(),
+            max_customers: self.max_customers_per_mitra(),
+        }
+    }
+
     pub const fn beacon_ttl_seconds(&self) -> u32 {
         self.get(SettingKey::BeaconCacheTtlSeconds)
     }
@@ -289,6 +298,13 @@ mod tests {
         assert_eq!(s.payment_timeout(), Duration::seconds(600));
         assert_eq!(s.heartbeat_interval_seconds(), 20);
         assert_eq!(s.max_open_requests_per_customer(), 2);
+        assert_eq!(
+            s.availability_rules(),
+            crate::AvailabilityRules {
+                stale_after: Duration::seconds(120),
+                max_customers: 4,
+            }
+        );
         // `pairs` lists every key once, in `ALL` order: a settings change saves key by key from it.
         assert_eq!(s.pairs().collect::<Vec<_>>(), values);
     }
