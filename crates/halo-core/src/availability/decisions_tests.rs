@@ -406,3 +406,124 @@ async fn a_settings_change_is_seen_at_once_and_published_to_the_other_instances(
         Err(AvailabilityError::InvalidSetting(_))
     ));
 }
+
+// ---- the rules each read applies ---------------------------------------------------------
+
+#[tokio::test]
+async fn reads_apply_every_rule_from_either_store() {
+    let r = rig().await;
+    let available = r.online_mitra().await;
+    let full = r.online_mitra().await;
+    let offline = r.truth.add_mitra();
+    let max = r.av.settings().get().max_customers_per_mitra();
+    r.truth.set_open_sessions(full, max);
+    r.av.recompute_capacity_for_mitra(full).await.unwrap();
+    let unknown = MitraId::new(uuid::Uuid::new_v4());
+    for store in ["mirror", "postgres"] {
+        if store == "postgres" {
+            r.mirror.go_down();
+            r.av.probe().await;
+        }
+        assert!(r.av.is_mitra_available(available).await.unwrap(), "{store}");
+        assert!(
+            !r.av.is_mitra_available(full).await.unwrap(),
+            "{store}: at capacity"
+        );
+        assert!(
+            r.av.is_mitra_reachable(full).await.unwrap(),
+            "{store}: reachable when full"
+        );
+        assert!(!r.av.is_mitra_reachable(offline).await.unwrap(), "{store}");
+        assert_eq!(
+            r.av.find_available_mitras().await.unwrap(),
+            vec![available],
+            "{store}"
+        );
+        assert_eq!(r.av.dashboard_online_count().await.unwrap(), 2, "{store}");
+        let statuses =
+            r.av.mitra_statuses(&[offline, unknown, full])
+                .await
+                .unwrap();
+        assert_eq!(statuses.len(), 3, "{store}");
+        assert!(!statuses[0].unwrap().online, "{store}");
+        // The mirror knows no directory: an id it never saw reads as offline; Postgres says
+        // unknown. (Callers read ids they took from the directory.)
+        match store {
+            "mirror" => assert!(!statuses[1].unwrap().online),
+            _ => assert_eq!(statuses[1], None, "postgres: unknown"),
+        }
+        assert_eq!(statuses[2].unwrap().open_sessions, max, "{store}");
+    }
+}
+
+#[tokio::test]
+async fn a_stale_mitra_is_neither_reachable_nor_available() {
+    let r = rig().await;
+    let id = r.online_mitra().await;
+    r.clock.advance(r.stale_after() + Duration::from_secs(1));
+    assert!(!r.av.is_mitra_reachable(id).await.unwrap());
+    assert!(!r.av.is_mitra_available(id).await.unwrap());
+    assert_eq!(r.av.count_available().await.unwrap().count, 0);
+}
+
+#[tokio::test]
+async fn deactivation_refuses_the_mitra_everywhere_and_reactivation_does_not_set_it_online() {
+    let r = rig().await;
+    let id = r.online_mitra().await;
+    r.av.update_mitra_status(id, false).await.unwrap();
+    let stored = r.truth.state_of(id).unwrap();
+    assert!(
+        !stored.active && !stored.online,
+        "Postgres: deactivated and offline"
+    );
+    assert!(matches!(
+        r.av.ensure_active(id).await,
+        Err(AvailabilityError::Deactivated)
+    ));
+    assert_eq!(r.av.dashboard_online_count().await.unwrap(), 0);
+    r.mirror.go_down();
+    assert!(matches!(
+        r.av.ensure_active(id).await,
+        Err(AvailabilityError::Deactivated)
+    ));
+    r.mirror.come_back();
+    MirrorWatch::default().tick(&r.av).await;
+
+    r.av.update_mitra_status(id, true).await.unwrap();
+    r.av.ensure_active(id).await.unwrap();
+    assert!(!r.truth.state_of(id).unwrap().online);
+    r.av.set_online(id).await.unwrap();
+    assert!(r.av.is_mitra_available(id).await.unwrap());
+}
+
+#[tokio::test]
+async fn the_offline_toggle_reaches_both_stores() {
+    let r = rig().await;
+    let id = r.online_mitra().await;
+    r.av.set_offline(id, halo_ports::OnlineReason::Manual)
+        .await
+        .unwrap();
+    assert!(!r.truth.state_of(id).unwrap().online);
+    assert!(!r.av.heartbeat(id).await.unwrap().online);
+    assert!(r.av.find_available_mitras().await.unwrap().is_empty());
+    assert!(matches!(
+        r.av.set_offline(
+            MitraId::new(uuid::Uuid::new_v4()),
+            halo_ports::OnlineReason::Manual
+        )
+        .await,
+        Err(AvailabilityError::MitraNotFound)
+    ));
+}
+
+#[tokio::test]
+async fn valkey_back_without_its_data_is_a_reconnect_not_a_flush() {
+    let r = rig().await;
+    let mut watch = MirrorWatch::default();
+    r.mirror.go_down();
+    assert_eq!(watch.tick(&r.av).await, None);
+    r.mirror.come_back();
+    r.mirror.flush();
+    assert_eq!(watch.tick(&r.av).await, Some(SeedReason::Reconnect));
+    assert_eq!(r.metrics.seeds("reconnect"), 1);
+}
