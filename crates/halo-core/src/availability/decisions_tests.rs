@@ -527,3 +527,16 @@ async fn valkey_back_without_its_data_is_a_reconnect_not_a_flush() {
     assert_eq!(watch.tick(&r.av).await, Some(SeedReason::Reconnect));
     assert_eq!(r.metrics.seeds("reconnect"), 1);
 }
+
+#[tokio::test]
+async fn a_recount_postgres_cannot_answer_leaves_the_mirror_behind() {
+    let r = rig().await;
+    let id = r.online_mitra().await;
+    r.truth.go_down();
+    assert!(matches!(
+        r.av.recompute_capacity_for_mitra(id).await,
+        Err(AvailabilityError::StoreUnavailable(_))
+    ));
+    assert_eq!(r.av.mirror_state(), MirrorState::Behind);
+    assert_eq!(r.metrics.mirror_write_failures("set_capacity"), 1);
+}
