@@ -48,7 +48,6 @@ struct Tables {
     online_log: Vec<(MitraId, bool, OnlineReason)>,
     settings: AppSettings,
     history: Vec<SettingChange>,
-    capacity_seq: u64,
 }
 
 /// The truth in memory. Time comes from the clock it is given (a `ManualClock` in tests).
@@ -145,6 +144,12 @@ impl InMemoryTruth {
     }
 }
 
+/// The ids once each, in their first order.
+fn distinct(ids: &[MitraId]) -> Vec<MitraId> {
+    let mut seen = std::collections::BTreeSet::new();
+    ids.iter().copied().filter(|id| seen.insert(*id)).collect()
+}
+
 fn found(tables: &mut Tables, id: MitraId) -> Result<&mut Mitra, TruthError> {
     tables.mitras.get_mut(&id).ok_or(TruthError::MitraNotFound)
 }
@@ -183,7 +188,7 @@ impl AvailabilityTruth for InMemoryTruth {
     ) -> Result<OfflineSweep, TruthError> {
         let mut tables = self.call()?;
         let mut sweep = OfflineSweep::default();
-        for &id in ids {
+        for id in distinct(ids) {
             let Some(mitra) = tables.mitras.get_mut(&id) else {
                 continue;
             };
@@ -217,8 +222,13 @@ impl AvailabilityTruth for InMemoryTruth {
         let Some(mitra) = tables.mitras.get_mut(&id) else {
             return Ok(None);
         };
-        if mitra.row.active && mitra.row.online {
-            mitra.last_heartbeat = mitra.last_heartbeat.max(Some(at));
+        // As the Postgres statement: a ping less than a second newer than the stored one is
+        // not written (pings are seconds apart; while Valkey is down every ping comes here).
+        let newer = mitra
+            .last_heartbeat
+            .is_none_or(|stored| stored < at - time::Duration::SECOND);
+        if mitra.row.active && mitra.row.online && newer {
+            mitra.last_heartbeat = Some(at);
         }
         Ok(Some(mitra.flags()))
     }
@@ -229,13 +239,12 @@ impl AvailabilityTruth for InMemoryTruth {
 
     async fn count_open_sessions(&self, id: MitraId) -> Result<CapacityCount, TruthError> {
         let mut tables = self.call()?;
-        tables.capacity_seq += 1;
-        let seq = tables.capacity_seq;
+        // Each recount of a mitra takes the next number in its own order (`capacity_seq`).
         let mitra = found(&mut tables, id)?;
-        mitra.capacity_seq = seq;
+        mitra.capacity_seq += 1;
         Ok(CapacityCount {
             open: mitra.open_sessions,
-            seq,
+            seq: mitra.capacity_seq,
         })
     }
 
@@ -244,9 +253,10 @@ impl AvailabilityTruth for InMemoryTruth {
         ids: &[MitraId],
     ) -> Result<Vec<(MitraId, MitraState)>, TruthError> {
         let tables = self.call()?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| tables.mitras.get(id).map(|m| (*id, m.state())))
+        // `= ANY($1)`: each known mitra once, however often it is asked for.
+        Ok(distinct(ids)
+            .into_iter()
+            .filter_map(|id| tables.mitras.get(&id).map(|m| (id, m.state())))
             .collect())
     }
 
@@ -290,9 +300,12 @@ impl AvailabilityTruth for InMemoryTruth {
         let mut tables = self.call()?;
         let mut updated = 0;
         for (id, at) in beats {
+            // Only rows moved forward count (and move): an older or equal ping changes nothing.
             if let Some(mitra) = tables.mitras.get_mut(id) {
-                mitra.last_heartbeat = mitra.last_heartbeat.max(Some(*at));
-                updated += 1;
+                if mitra.last_heartbeat.is_none_or(|stored| stored < *at) {
+                    mitra.last_heartbeat = Some(*at);
+                    updated += 1;
+                }
             }
         }
         Ok(updated)

@@ -540,3 +540,28 @@ async fn a_recount_postgres_cannot_answer_leaves_the_mirror_behind() {
     assert_eq!(r.av.mirror_state(), MirrorState::Behind);
     assert_eq!(r.metrics.mirror_write_failures("set_capacity"), 1);
 }
+
+/// The case the sweeps' trust guard exists for: the mirror answers, but may be behind.
+#[tokio::test]
+async fn a_mirror_that_is_behind_is_not_swept_from_but_reconciled() {
+    let r = rig().await;
+    let id = r.online_mitra().await;
+    r.clock.advance(r.stale_after() + Duration::from_secs(1));
+    r.truth.set_heartbeat(id, None);
+    r.av.health().write_failed();
+    assert_eq!(r.av.mirror_state(), MirrorState::Behind);
+    assert_eq!(r.av.auto_offline_tick(None).await, SweepOutcome::Skipped);
+    assert_eq!(
+        r.av.heartbeat_mirror_tick(None).await,
+        SweepOutcome::Skipped
+    );
+    assert!(
+        r.truth.state_of(id).unwrap().online,
+        "nobody swept from a mirror behind"
+    );
+    assert_eq!(
+        r.av.reconciliation_tick(None).await,
+        SweepOutcome::Done { changed: 1 }
+    );
+    assert_eq!(r.av.mirror_state(), MirrorState::Trusted);
+}
