@@ -29,6 +29,11 @@ async fn rig() -> Rig {
 }
 
 fn unseeded_rig() -> Rig {
+    rig_with_lag(Duration::ZERO)
+}
+
+/// An instance whose Postgres fallback allows for a heartbeat-mirror cycle of `lag`.
+fn rig_with_lag(lag: Duration) -> Rig {
     // A whole second: the mirror keeps heartbeats to the microsecond, as Valkey does.
     let start = time::OffsetDateTime::now_utc().replace_nanosecond(0);
     let clock = Arc::new(ManualClock::at(
@@ -47,7 +52,8 @@ fn unseeded_rig() -> Rig {
         stores,
         SettingsCache::new(AppSettings::default()),
         metrics.clone(),
-    );
+    )
+    .with_postgres_heartbeat_lag(lag);
     Rig {
         clock,
         truth,
@@ -564,4 +570,41 @@ async fn a_mirror_that_is_behind_is_not_swept_from_but_reconciled() {
         SweepOutcome::Done { changed: 1 }
     );
     assert_eq!(r.av.mirror_state(), MirrorState::Trusted);
+}
+
+#[tokio::test]
+async fn the_instance_reports_its_trust_and_counts_into_its_metrics() {
+    let r = unseeded_rig();
+    assert!(!r.av.mirror_trusted());
+    r.av.seed_from_postgres(SeedReason::Startup).await.unwrap();
+    assert!(r.av.mirror_trusted());
+    assert_eq!(r.av.metrics().seeds("startup"), 1);
+}
+
+/// Postgres learns the mirror's pings once per heartbeat-mirror cycle: while it answers, an
+/// availability decision counts its heartbeat as up to one cycle newer; a status view does not.
+#[tokio::test]
+async fn decisions_from_postgres_allow_for_one_heartbeat_mirror_cycle() {
+    let lag = Duration::from_secs(15);
+    let r = rig_with_lag(lag);
+    r.av.seed_from_postgres(SeedReason::Startup).await.unwrap();
+    let id = r.online_mitra().await;
+    r.mirror.go_down();
+    r.av.probe().await;
+    r.clock.advance(r.stale_after() + Duration::from_secs(5));
+    assert!(
+        r.av.is_mitra_available(id).await.unwrap(),
+        "within stale_after + lag"
+    );
+    let shown = r.av.mitra_status(id).await.unwrap().last_heartbeat;
+    assert_eq!(
+        shown,
+        r.truth.state_of(id).unwrap().last_heartbeat,
+        "shown as stored"
+    );
+    r.clock.advance(lag);
+    assert!(
+        !r.av.is_mitra_available(id).await.unwrap(),
+        "beyond stale_after + lag"
+    );
 }
