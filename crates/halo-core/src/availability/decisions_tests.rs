@@ -608,3 +608,51 @@ async fn decisions_from_postgres_allow_for_one_heartbeat_mirror_cycle() {
         "beyond stale_after + lag"
     );
 }
+
+/// Another instance changed the settings (its `config:invalidate` arrived, or the periodic
+/// reload ran): this one reads the stored values and drops its beacon snapshot.
+#[tokio::test]
+async fn an_invalidation_reloads_the_stored_settings_and_drops_the_beacon() {
+    use halo_ports::SettingsStore;
+    let r = rig().await;
+    r.online_mitra().await;
+    r.av.count_available().await.unwrap();
+    let change = [(halo_domain::SettingKey::MaxCustomersPerMitra, 6)];
+    r.truth
+        .change_settings(&change, uuid::Uuid::new_v4())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        r.av.stored_settings()
+            .await
+            .unwrap()
+            .max_customers_per_mitra(),
+        6
+    );
+    assert_ne!(
+        r.av.settings().get().max_customers_per_mitra(),
+        6,
+        "not seen yet"
+    );
+    r.av.on_config_invalidated().await;
+    assert_eq!(r.av.settings().get().max_customers_per_mitra(), 6);
+    r.av.count_available().await.unwrap();
+    assert_eq!(r.metrics.beacon_recomputes(), 2, "the snapshot was dropped");
+
+    let change = [(halo_domain::SettingKey::MaxCustomersPerMitra, 7)];
+    r.truth
+        .change_settings(&change, uuid::Uuid::new_v4())
+        .await
+        .unwrap()
+        .unwrap();
+    r.av.reload_settings().await.unwrap();
+    assert_eq!(r.av.settings().get().max_customers_per_mitra(), 7);
+    r.truth.go_down();
+    assert!(r.av.reload_settings().await.is_err());
+    assert_eq!(
+        r.av.settings().get().max_customers_per_mitra(),
+        7,
+        "kept on failure"
+    );
+}
