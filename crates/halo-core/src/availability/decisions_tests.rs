@@ -239,6 +239,46 @@ async fn while_valkey_is_down_the_beacon_comes_from_postgres_once_per_ttl() {
     assert_eq!(r.mirror.total_calls(), sent);
 }
 
+#[tokio::test]
+async fn a_config_change_drops_the_local_beacon_too() {
+    let r = rig().await;
+    r.online_mitra().await;
+    r.mirror.go_down();
+    r.av.probe().await;
+    assert_eq!(r.av.count_available().await.unwrap().count, 1);
+    r.av.set_online(r.truth.add_mitra()).await.unwrap();
+    assert_eq!(
+        r.av.count_available().await.unwrap().count,
+        1,
+        "cached for the TTL"
+    );
+    r.av.bust_beacon().await;
+    assert_eq!(r.av.count_available().await.unwrap().count, 2);
+}
+
+/// Another instance holds the recompute lock: this one waits a moment for its snapshot
+/// rather than computing one of its own.
+#[tokio::test]
+async fn a_caller_that_finds_the_lock_held_waits_for_the_holders_snapshot() {
+    use halo_ports::{BeaconLock, MirrorCoordination};
+    let r = rig().await;
+    r.online_mitra().await;
+    r.mirror.put_beacon_lock("another instance");
+    let holder = r.mirror.clone();
+    let now = r.clock.now();
+    let store = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let lock = BeaconLock("another instance".into());
+        let beacon = halo_domain::Beacon::from_count(42);
+        holder
+            .store_beacon(beacon, now, Duration::from_secs(5), &lock)
+            .await
+    });
+    assert_eq!(r.av.count_available().await.unwrap().count, 42);
+    assert_eq!(r.metrics.beacon_recomputes(), 0);
+    store.await.unwrap().unwrap();
+}
+
 // ---- health transitions and the watcher --------------------------------------------------
 
 #[tokio::test]
