@@ -279,6 +279,25 @@ async fn a_caller_that_finds_the_lock_held_waits_for_the_holders_snapshot() {
     store.await.unwrap().unwrap();
 }
 
+/// The lock's holder is slow: this instance's own last beacon still serves for a lock's
+/// lifetime past the TTL (here a TTL of one second, shorter than the lock's).
+#[tokio::test]
+async fn a_slow_lock_holder_is_covered_by_this_instances_last_beacon() {
+    let r = rig().await;
+    r.online_mitra().await;
+    let short = AppSettings::from_pairs([(halo_domain::SettingKey::BeaconCacheTtlSeconds, 1)]);
+    r.av.settings().set(short.unwrap());
+    assert_eq!(r.av.count_available().await.unwrap().count, 1);
+    r.clock.advance(Duration::from_secs(2)); // the shared snapshot expired
+    r.mirror.put_beacon_lock("a slow instance");
+    assert_eq!(r.av.count_available().await.unwrap().count, 1);
+    assert_eq!(
+        r.metrics.beacon_recomputes(),
+        1,
+        "served from the local copy"
+    );
+}
+
 // ---- health transitions and the watcher --------------------------------------------------
 
 #[tokio::test]
