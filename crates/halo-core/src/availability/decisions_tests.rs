@@ -290,7 +290,13 @@ async fn a_slow_lock_holder_is_covered_by_this_instances_last_beacon() {
     assert_eq!(r.av.count_available().await.unwrap().count, 1);
     r.clock.advance(Duration::from_secs(2)); // the shared snapshot expired
     r.mirror.put_beacon_lock("a slow instance");
+    let claims = r.mirror.calls("claim_beacon");
     assert_eq!(r.av.count_available().await.unwrap().count, 1);
+    assert_eq!(
+        r.mirror.calls("claim_beacon"),
+        claims + 1,
+        "at once, without waiting"
+    );
     assert_eq!(
         r.metrics.beacon_recomputes(),
         1,
@@ -372,6 +378,7 @@ async fn the_sweep_takes_a_stale_mitra_offline_in_both_stores() {
         r.av.auto_offline_tick(None).await,
         SweepOutcome::Done { changed: 1 }
     );
+    assert_eq!(r.metrics.sweep_runs("auto_offline", "done"), 1);
     assert!(!r.truth.state_of(stale).unwrap().online);
     assert!(r.truth.state_of(fresh).unwrap().online);
     assert_eq!(r.av.find_available_mitras().await.unwrap(), vec![fresh]);
@@ -380,6 +387,13 @@ async fn the_sweep_takes_a_stale_mitra_offline_in_both_stores() {
 #[tokio::test]
 async fn the_sweep_keeps_a_mitra_whose_postgres_heartbeat_is_fresh() {
     let r = rig().await;
+    for _ in 0..3 {
+        // Earlier mirror writes: the write token the sweep reads is not the first one.
+        let other = r.online_mitra().await;
+        r.av.set_offline(other, halo_ports::OnlineReason::Manual)
+            .await
+            .unwrap();
+    }
     let id = r.online_mitra().await;
     r.clock.advance(r.stale_after() + Duration::from_secs(1));
     // A ping answered from Postgres (the mirror never saw it).
@@ -714,4 +728,14 @@ async fn an_invalidation_reloads_the_stored_settings_and_drops_the_beacon() {
         7,
         "kept on failure"
     );
+}
+
+#[tokio::test]
+async fn a_sweep_that_finds_valkey_gone_skips_and_opens_the_breaker() {
+    let r = rig().await;
+    r.online_mitra().await;
+    r.mirror.go_down();
+    assert_eq!(r.av.auto_offline_tick(None).await, SweepOutcome::Skipped);
+    assert_eq!(r.av.mirror_state(), MirrorState::Down);
+    assert_eq!(r.metrics.sweep_runs("auto_offline", "skipped"), 1);
 }
