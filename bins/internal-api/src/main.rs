@@ -3,7 +3,9 @@
 //! migrations and exit), or `internal-api healthcheck` (the image's probe).
 
 use clap::{Parser, Subcommand};
-use halo_app::{create_operator, healthcheck, migrate_from_env, serve, start_from_env, Service};
+use halo_app::{
+    create_operator, healthcheck, migrate_from_env, serve_from_env, start_from_env, Service,
+};
 use std::process::ExitCode;
 
 /// mimalloc rather than glibc malloc: request handling frees and allocates many small buffers
@@ -48,18 +50,13 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let command = Cli::parse().command.unwrap_or(Command::Serve);
-    if matches!(command, Command::Migrate) {
-        return migrate_from_env(Service::Internal).await;
-    }
-    let config = match start_from_env() {
-        Ok(config) => config,
-        Err(status) => return status,
-    };
-    match command {
-        Command::Serve => serve(&config, Service::Internal).await,
-        Command::Healthcheck => healthcheck(&config, Service::Internal).await,
+    match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Serve => serve_from_env(Service::Internal).await,
         Command::Migrate => migrate_from_env(Service::Internal).await,
+        Command::Healthcheck => match start_from_env() {
+            Ok(config) => healthcheck(&config, Service::Internal).await,
+            Err(status) => status,
+        },
         Command::CreateOperator {
             email,
             password,
@@ -67,20 +64,28 @@ async fn main() -> ExitCode {
         } => {
             let password =
                 password.or_else(|| password_env.and_then(|name| std::env::var(name).ok()));
-            let Some(password) = password else {
-                eprintln!("create-operator: no password given");
-                return ExitCode::from(2);
-            };
-            match create_operator(&config, &email, &password).await {
-                Ok(id) => {
-                    println!("operator {email} ready (id {id})");
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("create-operator: {error}");
-                    ExitCode::FAILURE
-                }
-            }
+            create_operator_from_env(&email, password).await
+        }
+    }
+}
+
+async fn create_operator_from_env(email: &str, password: Option<String>) -> ExitCode {
+    let config = match start_from_env() {
+        Ok(config) => config,
+        Err(status) => return status,
+    };
+    let Some(password) = password else {
+        eprintln!("create-operator: no password given");
+        return ExitCode::from(2);
+    };
+    match create_operator(&config, email, &password).await {
+        Ok(id) => {
+            println!("operator {email} ready (id {id})");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("create-operator: {error}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -3,7 +3,7 @@
 //! file only starts it.
 
 use clap::{Parser, Subcommand};
-use halo_app::{healthcheck, migrate_from_env, serve, start_from_env, Service};
+use halo_app::{healthcheck, migrate_from_env, serve_from_env, start_from_env, Service};
 use std::process::ExitCode;
 
 /// mimalloc rather than glibc malloc: request handling frees and allocates many small buffers
@@ -37,17 +37,12 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let command = Cli::parse().command.unwrap_or(Command::Serve);
-    if matches!(command, Command::Migrate) {
-        return migrate_from_env(Service::Public).await;
-    }
-    let config = match start_from_env() {
-        Ok(config) => config,
-        Err(status) => return status,
-    };
-    match command {
-        Command::Serve => serve(&config, Service::Public).await,
-        Command::Healthcheck => healthcheck(&config, Service::Public).await,
+    match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Serve => serve_from_env(Service::Public).await,
         Command::Migrate => migrate_from_env(Service::Public).await,
+        Command::Healthcheck => match start_from_env() {
+            Ok(config) => healthcheck(&config, Service::Public).await,
+            Err(status) => status,
+        },
     }
 }

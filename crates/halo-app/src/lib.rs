@@ -9,7 +9,7 @@ mod telemetry;
 
 pub use healthcheck::{check_health, healthcheck, HealthcheckError};
 pub use operators::{create_operator, OperatorError};
-pub use telemetry::init_tracing;
+pub use telemetry::{init_tracing, init_tracing_and_export, Telemetry, TelemetryError};
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
@@ -84,15 +84,46 @@ const POSTGRES_STARTUP_WAIT: Duration = Duration::from_secs(30);
 const SETTINGS_REFRESH: Duration = Duration::from_secs(30);
 const SHUTDOWN_GRACE_SECONDS: u64 = 30;
 
-/// The binaries' start: the configuration from the environment (a bad value prints one line
-/// naming the variable and exits with status 2), then logging as configured.
+/// The one-shot commands' start (healthcheck, create-operator): the configuration from the
+/// environment, then logging as configured; no trace export.
 pub fn start_from_env() -> Result<Config, ExitCode> {
-    let config = Config::from_env().map_err(|error| {
-        eprintln!("{error}");
-        ExitCode::from(2)
-    })?;
+    let config = config_from_env()?;
     init_tracing(config.log_format);
     Ok(config)
+}
+
+/// A bad value prints one line naming the variable and exits with status 2.
+fn config_from_env() -> Result<Config, ExitCode> {
+    Config::from_env().map_err(|error| {
+        eprintln!("{error}");
+        ExitCode::from(2)
+    })
+}
+
+/// `serve`, the binaries' default: the configuration, logging and (with an OTLP endpoint) trace
+/// export, then [`serve`]; the spans still queued are exported before the process exits. A
+/// bad value, or an exporter that cannot be set up, prints one line and exits with status 2.
+pub async fn serve_from_env(service: Service) -> ExitCode {
+    let config = match config_from_env() {
+        Ok(config) => config,
+        Err(status) => return status,
+    };
+    let telemetry = match &config.trace_export {
+        None => {
+            init_tracing(config.log_format);
+            Telemetry::default()
+        }
+        Some(export) => match init_tracing_and_export(config.log_format, export, service.name()) {
+            Ok(telemetry) => telemetry,
+            Err(error) => {
+                eprintln!("{}: {}", service.name(), error_chain(&error));
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let status = serve(&config, service).await;
+    telemetry.shutdown();
+    status
 }
 
 /// Builds the service and serves until SIGTERM or SIGINT; the process's exit status. A
@@ -251,6 +282,7 @@ impl Application {
             limiter,
             client_address_header: config.client_address_header.clone(),
             slow_request: config.log_slow_request,
+            trace_export: config.trace_export.is_some(),
             metrics_port: Arc::new(AtomicU16::new(0)),
         };
         let metrics_port = state.metrics_port.clone();

@@ -28,3 +28,4 @@ mod postgres_tls;
 mod production_stores;
 mod setup;
 mod smoke;
+mod trace_export;
