@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # What OpenTelemetry export costs: the heartbeat flood (bins/loadgen, as scripts/bench.sh runs
 # it) against public-api with export off, then on (OTLP/HTTP to a loopback receiver that counts
-# and discards), rounds interleaved so other work on the machine hits both alike. Prints the
-# heartbeats/s of every round, the median of each mode and their ratio.
+# and discards), rounds interleaved (and their order alternated) so other work on the machine
+# hits both alike. Prints per round the heartbeats/s and public-api's CPU time per request
+# (user + system, all its threads, the batch exporter's included, over the measured window),
+# then the medians of each mode and their ratios. On a shared machine the CPU per request is
+# the steadier of the two.
 #
 #   scripts/bench-otlp.sh                                   # 3 rounds of 10 s per mode
 #   OTLP_BENCH_SECONDS=5 OTLP_BENCH_ROUNDS=2 scripts/bench-otlp.sh
@@ -94,6 +97,9 @@ http.server.ThreadingHTTPServer(("127.0.0.1", port), Discard).serve_forever()
 PY
 RECEIVER_PID=$!
 
+# cpu_ticks PID: user + system time of a process so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 # round MODE N: public-api started with export MODE (off|on), one heartbeat flood, stopped.
 round() {
     local mode="$1" n="$2" extra=()
@@ -115,30 +121,42 @@ round() {
         --metrics-url "http://127.0.0.1:$METRICS_PORT/metrics" --otp-code "$OTP_CODE" \
         --mitra-phone-start "$MITRA_PHONE_START" --flood heartbeat --mitras "$MITRAS" \
         --customers 0 --concurrency "$CONCURRENCY" --duration "$SECONDS_PER_FLOOD" --warmup 2 \
+        --at-start "awk '{print \$14 + \$15}' /proc/$PUBLIC_PID/stat >$DIR/results/$mode-$n.cpu" \
         --json "$DIR/results/$mode-$n.json" >"$DIR/results/$mode-$n.txt"
+    cpu_ticks "$PUBLIC_PID" >>"$DIR/results/$mode-$n.cpu"
     kill -TERM "$PUBLIC_PID"
     wait "$PUBLIC_PID" || true
     PUBLIC_PID=""
-    printf '%s round %s: %s heartbeats/s\n' "$mode" "$n" \
-        "$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["summary"]["kinds"]["heartbeat"]["rps"]))' \
-            "$DIR/results/$mode-$n.json")"
+    python3 - "$DIR/results/$mode-$n" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+base, tck = sys.argv[1], int(sys.argv[2])
+summary = json.load(open(base + ".json"))["summary"]
+start, end = (int(line) for line in open(base + ".cpu"))
+us = (end - start) / tck * 1e6 / summary["count"]
+json.dump({"rps": summary["kinds"]["heartbeat"]["rps"], "cpu_us": us}, open(base + ".sum", "w"))
+print(f"{base.rsplit('/', 1)[1]}: {summary['kinds']['heartbeat']['rps']:.0f} heartbeats/s, {us:.1f} µs CPU each")
+PY
 }
 
 log "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores (shared machine)"
 for n in $(seq 1 "$ROUNDS"); do
-    round off "$n"
-    round on "$n"
+    if [ $((n % 2)) = 1 ]; then
+        round off "$n"
+        round on "$n"
+    else
+        round on "$n"
+        round off "$n"
+    fi
 done
 log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$DIR/results" "$ROUNDS" <<'PY'
 import json, statistics, sys
 dir, rounds = sys.argv[1], int(sys.argv[2])
-rps = {m: [json.load(open(f"{dir}/{m}-{n}.json"))["summary"]["kinds"]["heartbeat"]["rps"]
-           for n in range(1, rounds + 1)] for m in ("off", "on")}
-off, on = statistics.median(rps["off"]), statistics.median(rps["on"])
-ratios = [b / a for a, b in zip(rps["off"], rps["on"])]
-print(f"export off: median {off:.0f}/s {[round(r) for r in rps['off']]}")
-print(f"export on:  median {on:.0f}/s {[round(r) for r in rps['on']]}")
-print(f"on/off: {on / off:.3f} (medians); within rounds {[round(r, 3) for r in ratios]}")
+runs = {m: [json.load(open(f"{dir}/{m}-{n}.sum")) for n in range(1, rounds + 1)] for m in ("off", "on")}
+for key, what in (("rps", "heartbeats/s"), ("cpu_us", "µs CPU per request")):
+    off = statistics.median(r[key] for r in runs["off"])
+    on = statistics.median(r[key] for r in runs["on"])
+    within = [round(b[key] / a[key], 3) for a, b in zip(runs["off"], runs["on"])]
+    print(f"{what}: off {off:.1f}, on {on:.1f}, on/off {on / off:.3f} (medians); rounds {within}")
 PY
 printf 'receiver: %s (requests, protobuf bytes)\n' "$(cat "$DIR/results/received" 2>/dev/null || echo '0 0')"

@@ -8,11 +8,11 @@
 //! `GOOGLE_CLOUD_PROJECT` is set, `logging.googleapis.com/trace` so the console groups a
 //! request's lines. Phone numbers are masked in every line, whatever field holds them.
 
-use halo_config::{LogFormat, TraceExport};
-use opentelemetry::trace::TracerProvider as _;
+use halo_config::{LogFormat, Sampling, TraceExport};
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use std::fmt;
 use tracing::{Event, Level, Metadata, Subscriber};
@@ -77,10 +77,10 @@ impl Drop for Telemetry {
 }
 
 /// Logs as [`init_tracing`] does, and exports spans to `export.traces_url` with a batch
-/// processor (its own thread; `OTEL_BSP_*`, `OTEL_TRACES_SAMPLER`, `OTEL_EXPORTER_OTLP_HEADERS`
-/// and `…_TIMEOUT` are read by the SDK). `RUST_LOG` keeps filtering the logs only; what is
-/// exported is [`exported`]. An export that fails (collector down) is logged by the SDK and
-/// dropped: it never fails a request.
+/// processor (its own thread; `OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_HEADERS` and `…_TIMEOUT` are
+/// read by the SDK), sampled as `export.sampling` says. `RUST_LOG` keeps filtering the logs
+/// only; what is exported is [`exported`]. An export that fails (collector down) is logged by
+/// the SDK and dropped: it never fails a request.
 pub fn init_tracing_and_export(
     format: LogFormat,
     export: &TraceExport,
@@ -95,6 +95,7 @@ pub fn init_tracing_and_export(
     let service_name = export.service_name.clone().unwrap_or_else(|| binary.into());
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
+        .with_sampler(sampler(export.sampling))
         .with_resource(
             Resource::builder()
                 .with_service_name(service_name)
@@ -124,20 +125,42 @@ pub fn init_tracing_and_export(
     })
 }
 
-/// What the exporter gets: the request spans, the store calls made inside them (DEBUG spans;
-/// those of the background sweeps and timers would be a trace per tick), and the warnings and
+fn sampler(sampling: Sampling) -> Sampler {
+    let own = match sampling.ratio {
+        r if r >= 1.0 => Sampler::AlwaysOn,
+        r if r <= 0.0 => Sampler::AlwaysOff,
+        r => Sampler::TraceIdRatioBased(r),
+    };
+    if sampling.parent_based {
+        Sampler::ParentBased(Box::new(own))
+    } else {
+        own
+    }
+}
+
+/// What the exporter gets: the request spans, the store calls made inside a *sampled* one
+/// (DEBUG spans; those of the background sweeps and timers would be a trace per tick, those of
+/// a request the sampler dropped would cost as much as exported ones), and the warnings and
 /// errors inside those spans as span events — not every log line, which the logs already carry
 /// with the same trace id.
 fn exported<S>(meta: &Metadata<'_>, cx: &tracing_subscriber::layer::Context<'_, S>) -> bool
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    let level = *meta.level();
     if !meta.is_span() {
-        return *meta.level() <= Level::WARN;
+        return level <= Level::WARN;
     }
-    meta.target().starts_with("halo_")
-        && (*meta.level() <= Level::INFO
-            || (*meta.level() <= Level::DEBUG && cx.lookup_current().is_some()))
+    if !meta.target().starts_with("halo_") || level > Level::DEBUG {
+        return false;
+    }
+    level <= Level::INFO
+        || cx.lookup_current().is_some_and(|parent| {
+            tracing::dispatcher::get_default(|dispatch| {
+                tracing_opentelemetry::get_otel_context(&parent.id(), dispatch)
+                    .is_some_and(|otel| otel.span().span_context().is_sampled())
+            })
+        })
 }
 
 fn env_filter() -> EnvFilter {

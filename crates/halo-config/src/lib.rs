@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
-pub use trace_export::TraceExport;
+pub use trace_export::{Sampling, TraceExport, DEFAULT_TRACE_RATIO};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppEnv {
@@ -250,8 +250,8 @@ impl Config {
 /// Every variable `Config::from_lookup` reads (a test records its lookups and compares), so that
 /// deploy files can be checked for names the services would ignore. `MIGRATE_ON_START` belongs
 /// to the start-up migration switch (`<binary> migrate` runs them on their own). The `OTEL_*`
-/// variables after the endpoints are read by the OpenTelemetry SDK and exporter themselves,
-/// and only while exporting.
+/// variables after `OTEL_TRACES_SAMPLER_ARG` are read by the OpenTelemetry SDK and exporter
+/// themselves, and only while exporting.
 pub const VARIABLES: &[&str] = &[
     "DATABASE_URL",
     "VALKEY_URL",
@@ -294,12 +294,12 @@ pub const VARIABLES: &[&str] = &[
     "OTEL_EXPORTER_OTLP_PROTOCOL",
     "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
     "OTEL_SERVICE_NAME",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
     "OTEL_EXPORTER_OTLP_HEADERS",
     "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
     "OTEL_EXPORTER_OTLP_TIMEOUT",
     "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-    "OTEL_TRACES_SAMPLER",
-    "OTEL_TRACES_SAMPLER_ARG",
     "OTEL_RESOURCE_ATTRIBUTES",
 ];
 

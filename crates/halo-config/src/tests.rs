@@ -310,8 +310,6 @@ const READ_ELSEWHERE: &[&str] = &[
     "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
     "OTEL_EXPORTER_OTLP_TIMEOUT",
     "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-    "OTEL_TRACES_SAMPLER",
-    "OTEL_TRACES_SAMPLER_ARG",
     "OTEL_RESOURCE_ATTRIBUTES",
 ];
 
@@ -323,6 +321,7 @@ fn variables_lists_exactly_what_from_lookup_reads() {
         ("AUTH_JWT_SECRET", SECRET),
         // the other OTEL_* variables are read only once exporting
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
     ]
     .into_iter()
     .collect();

@@ -173,12 +173,16 @@ fn exported_request_span(req: &ServiceRequest) -> (Span, RequestIds) {
         // Fails only without the exporter's layer, where the span is not exported anyway.
         let _ = span.set_parent(parent.remote_context(header(req, TRACESTATE_HEADER)));
     }
-    span.set_attribute("http.request.method", method.to_string());
-    span.set_attribute("url.path", req.path().to_owned());
-    if let Some(route) = route {
-        span.set_attribute("http.route", route);
+    let otel = span.context();
+    let exported = otel.span().span_context().trace_id();
+    // What a request the sampler dropped would only allocate for nothing.
+    if otel.span().span_context().is_sampled() {
+        span.set_attribute("http.request.method", method.to_string());
+        span.set_attribute("url.path", req.path().to_owned());
+        if let Some(route) = route {
+            span.set_attribute("http.route", route);
+        }
     }
-    let exported = span.context().span().span_context().trace_id();
     let trace_id = if exported == TraceId::INVALID {
         parent.map(TraceParent::trace_id_hex)
     } else {

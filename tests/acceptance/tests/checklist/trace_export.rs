@@ -13,6 +13,8 @@ use std::time::Duration;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
+/// A trace whose caller decided "not sampled" (flags 00).
+const UNSAMPLED_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 /// The name of the SDK's batch thread as Linux keeps it (15 characters).
 const BATCH_THREAD: &str = "OpenTelemetry.T";
 
@@ -40,9 +42,11 @@ fn server_span<'a>(
 async fn spans_reach_the_collector_continuing_the_callers_trace_and_flush_on_sigterm() {
     let receiver = OtlpReceiver::start().await;
     // A batch is due only after a minute: what arrives below was sent by the shutdown flush.
+    // Every new trace is sampled (the default is a tenth); a caller's decision always wins.
     let options = StackOptions::default()
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
-        .env("OTEL_BSP_SCHEDULE_DELAY", 60_000);
+        .env("OTEL_BSP_SCHEDULE_DELAY", 60_000)
+        .env("OTEL_TRACES_SAMPLER", "parentbased_always_on");
     let mut stack = Stack::with(options).await;
     assert!(
         stack
@@ -79,6 +83,18 @@ async fn spans_reach_the_collector_continuing_the_callers_trace_and_flush_on_sig
         )
         .await;
     assert_eq!(probe.status, 200);
+    let unsampled = format!("00-{UNSAMPLED_TRACE}-{CALLER_SPAN}-00");
+    let skipped = stack
+        .http
+        .call_with(
+            Method::GET,
+            &stack.public().url("/readyz"),
+            None,
+            None,
+            &[("traceparent", &unsampled)],
+        )
+        .await;
+    assert_eq!(skipped.request_id.as_deref(), Some(UNSAMPLED_TRACE));
     // No traceparent: a new trace, whose id the request's log lines carry.
     let otp = stack
         .http
@@ -144,6 +160,10 @@ async fn spans_reach_the_collector_continuing_the_callers_trace_and_flush_on_sig
     assert_ne!(otp.trace_id, TRACE);
     assert_eq!(otp.parent_span_id, "", "a root span");
     assert_eq!(otp.attributes["request_id"], "otlp-req-1");
+    assert!(
+        !spans.iter().any(|s| s.trace_id == UNSAMPLED_TRACE),
+        "the caller said no"
+    );
     // Background work (sweeps, timers) is not traced: every store span is inside a request.
     let request_spans: Vec<&str> = spans
         .iter()
