@@ -19,6 +19,8 @@ set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/bench-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 cd "$HALO_REPO_ROOT"
 
 DIR="$HALO_DATA_DIR/bench-otlp"
@@ -36,25 +38,18 @@ OTP_CODE=000000
 
 export DATABASE_URL="postgres://halo@127.0.0.1:$PG_PORT/halo_bench_otlp"
 export VALKEY_URL="redis://127.0.0.1:$VALKEY_PORT/"
-export AUTH_JWT_SECRET="halo-bench-only-jwt-secret-do-not-use-in-prod-01"
 export PUBLIC_PORT METRICS_PORT
-unset PORT OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
-export BIND_ADDR=127.0.0.1 APP_ENV=development OTP_DEV_CODE="$OTP_CODE" LOG_FORMAT=json
-for limit in OTP_REQUEST_PER_PHONE OTP_REQUEST_PER_ADDRESS OTP_VERIFY_PER_PHONE \
-    OTP_VERIFY_PER_ADDRESS; do
-    export "RATE_LIMIT_$limit=1000000/1"
-done
-# As scripts/bench.sh: the service's own work, not its per-request log lines. Export does not
-# follow RUST_LOG: request spans are exported whatever it filters.
-export RUST_LOG="${BENCH_RUST_LOG:-warn}"
+# As scripts/bench.sh (RUST_LOG=warn unless BENCH_RUST_LOG): the service's own work, not its
+# per-request log lines. Export does not follow RUST_LOG: request spans are exported whatever
+# it filters.
+bench_service_env
+unset OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
 
 PUBLIC_PID=""
 RECEIVER_PID=""
 cleanup() {
-    local pid
-    for pid in "$PUBLIC_PID" "$RECEIVER_PID"; do
-        if _pid_alive "$pid"; then kill -TERM "$pid" 2>/dev/null || true; fi
-    done
+    stop_pid public-api "$PUBLIC_PID"
+    stop_pid receiver "$RECEIVER_PID"
     stop_valkey "$DIR/valkey"
     stop_postgres "$DIR/pg"
 }

@@ -293,6 +293,27 @@ _pidfile_pid() {
     tr -dc '0-9' <"$1"
 }
 
+# stop_pid <name> <pid> [<tenths of a second>]: SIGTERM, wait up to the given time (default
+# 10 s), then SIGKILL and wait for the exit. Nothing to do when <pid> is not alive.
+stop_pid() {
+    local name="$1" pid="$2" patience="${3:-100}" i
+    _pid_alive "$pid" || return 0
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < patience; i++)); do
+        _pid_alive "$pid" || return 0
+        sleep 0.1
+    done
+    warn "$name (pid $pid) still there after SIGTERM; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    # Bounded: an exited child nobody reaped (a zombie) answers kill -0 for ever.
+    for ((i = 0; i < 50; i++)); do
+        _pid_alive "$pid" || return 0
+        sleep 0.1
+    done
+    warn "$name (pid $pid) did not go away after SIGKILL"
+}
+
 # start_valkey <dir> <port>: a daemonized valkey-server on 127.0.0.1:<port> with no persistence,
 # its pidfile, log and working files in <dir>; reused when its pidfile process is alive.
 start_valkey() {
@@ -320,24 +341,11 @@ start_valkey() {
     die "valkey on 127.0.0.1:$port does not answer PING (is the port taken?)"
 }
 
-# stop_valkey <dir>: SIGTERM the pidfile process and wait for it to exit (SIGKILL after 10 s).
+# stop_valkey <dir>: stops the pidfile process (SIGKILL after 10 s).
 stop_valkey() {
-    local dir="$1" pid i
+    local dir="$1"
     [ -n "$dir" ] || die "usage: stop_valkey <dir>"
-    pid="$(_pidfile_pid "$dir/valkey.pid")"
-    if _pid_alive "$pid"; then
-        log "stopping valkey (pid $pid)"
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 100; i++)); do
-            _pid_alive "$pid" || break
-            sleep 0.1
-        done
-        if _pid_alive "$pid"; then
-            warn "valkey (pid $pid) ignored SIGTERM; killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-            while _pid_alive "$pid"; do sleep 0.1; done
-        fi
-    fi
+    stop_pid valkey "$(_pidfile_pid "$dir/valkey.pid")"
     rm -f "$dir/valkey.pid"
 }
 
@@ -581,23 +589,11 @@ CONF
     die "no verified PONG through stunnel on 127.0.0.1:$tls_port"
 }
 
-# stop_stunnel <dir>: SIGTERM the pidfile process and wait for it to exit (SIGKILL after 10 s).
+# stop_stunnel <dir>: stops the pidfile process (SIGKILL after 10 s).
 stop_stunnel() {
-    local dir="$1" pid i
+    local dir="$1"
     [ -n "$dir" ] || die "usage: stop_stunnel <dir>"
-    pid="$(_pidfile_pid "$dir/stunnel.pid")"
-    if _pid_alive "$pid"; then
-        log "stopping stunnel (pid $pid)"
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 100; i++)); do
-            _pid_alive "$pid" || break
-            sleep 0.1
-        done
-        if _pid_alive "$pid"; then
-            warn "stunnel (pid $pid) ignored SIGTERM; killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    fi
+    stop_pid stunnel "$(_pidfile_pid "$dir/stunnel.pid")"
     rm -f "$dir/stunnel.pid"
 }
 

@@ -35,20 +35,10 @@ OPERATOR_PASSWORD="halo-demo-operator"
 PIDS=()
 NAMES=()
 
-# Stops one service: SIGTERM, then wait (SIGKILL after 15 s).
+# Stops one service (SIGKILL after 15 s).
 stop_service() {
-    local name="$1" pid="$2" i
-    _pid_alive "$pid" || return 0
-    log "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
-        _pid_alive "$pid" || break
-        sleep 0.1
-    done
-    if _pid_alive "$pid"; then
-        warn "$name ignored SIGTERM; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
+    local name="$1" pid="$2"
+    stop_pid "$name" "$pid" 150
     wait "$pid" 2>/dev/null || true
     rm -f "$DEV_DIR/$name.pid"
 }

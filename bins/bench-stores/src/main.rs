@@ -11,9 +11,9 @@
 
 use clap::Parser;
 use halo_config::is_loopback_url;
-use halo_core::{Availability, SeedReason, SettingsCache};
+use halo_core::{Availability, AvailabilityStores, SeedReason, SettingsCache};
 use halo_metrics::Metrics;
-use halo_ports::{AvailabilityTruth, SystemClock};
+use halo_ports::{AvailabilityTruth, MirrorMaintenance, SettingsStore, SystemClock};
 use halo_postgres::{PgTruth, Pool, PoolSettings};
 use halo_valkey::{Keys, ValkeyMirror, ValkeySettings};
 use serde::Serialize;
@@ -160,7 +160,7 @@ async fn availability(
     valkey_url: &str,
     n: u32,
     metrics: &Metrics,
-) -> Result<Availability, BenchError> {
+) -> Result<Bench, BenchError> {
     let settings = ValkeySettings {
         url: valkey_url.to_owned(),
         key_prefix: format!("bench{n}:"),
@@ -169,21 +169,32 @@ async fn availability(
         ..Default::default()
     };
     let (_client, connection) = halo_valkey::connect(&settings)?;
-    let mirror = ValkeyMirror::new(
+    let mirror = Arc::new(ValkeyMirror::new(
         connection,
         Keys::new(settings.key_prefix.clone()),
         settings.timeout,
         metrics.clone(),
-    );
+    ));
     let truth = Arc::new(PgTruth::new(pool, metrics.clone()));
     let cache = SettingsCache::new(truth.load_settings().await?);
-    Ok(Availability::new(
+    let stores = AvailabilityStores {
+        truth: truth.clone(),
+        settings: truth.clone(),
+        mirror: mirror.clone(),
+        clock: Arc::new(SystemClock),
+    };
+    Ok(Bench {
+        av: Arc::new(Availability::new(stores, cache, metrics.clone())),
+        mirror,
         truth,
-        Arc::new(mirror),
-        Arc::new(SystemClock),
-        cache,
-        metrics.clone(),
-    ))
+    })
+}
+
+/// The use cases, and the stores under them for the steps that time one store call.
+struct Bench {
+    av: Arc<Availability>,
+    mirror: Arc<ValkeyMirror>,
+    truth: Arc<PgTruth>,
 }
 
 /// `runs` reseeds while a task toggles mitras (offline, then online again) at `rate` per second
@@ -235,7 +246,8 @@ async fn bench_size(args: &Args, admin: &Pool, n: u32) -> Result<SizeResult, Ben
     eprintln!("bench-stores: {n} mitras: preparing the database");
     let pool = fresh_database(admin, &args.admin_url, n).await?;
     let metrics = Metrics::new();
-    let av = Arc::new(availability(pool.clone(), &args.valkey_url, n, &metrics).await?);
+    let Bench { av, mirror, truth } =
+        availability(pool.clone(), &args.valkey_url, n, &metrics).await?;
 
     eprintln!("bench-stores: {n} mitras: seed");
     let started = Instant::now();
@@ -277,8 +289,7 @@ async fn bench_size(args: &Args, admin: &Pool, n: u32) -> Result<SizeResult, Ben
     let pg_queries = (metrics.pg_queries_total() - pg0) as f64 / runs;
 
     eprintln!("bench-stores: {n} mitras: heartbeat mirror");
-    let beats: Vec<_> = av
-        .mirror()
+    let beats: Vec<_> = mirror
         .online_heartbeats()
         .await?
         .into_iter()
@@ -288,7 +299,7 @@ async fn bench_size(args: &Args, admin: &Pool, n: u32) -> Result<SizeResult, Ben
     let mut statements = Vec::new();
     for _ in 0..args.repeat_runs {
         let started = Instant::now();
-        av.truth().record_heartbeats(&beats).await?;
+        truth.record_heartbeats(&beats).await?;
         statements.push(started.elapsed());
     }
     let per_tick = (metrics.pg_queries_total() - pg0) as f64 / args.repeat_runs.max(1) as f64;
@@ -296,7 +307,7 @@ async fn bench_size(args: &Args, admin: &Pool, n: u32) -> Result<SizeResult, Ben
     av.heartbeat_mirror_tick(None).await;
     let tick = started.elapsed();
 
-    drop(av);
+    drop((av, mirror, truth));
     drop(pool);
     batch(
         admin,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 /// A request that did not answer as expected.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiFailure {
-    /// The server answered with a non-success status; `code` is the contract's error code.
+    /// The server answered with a non-success status; `code` is the API's error code (SPEC §4.5).
     #[error("HTTP {status} {code}")]
     Status { status: u16, code: String },
     /// No usable answer: connect error, timeout, body that did not parse.

@@ -1,4 +1,4 @@
-//! Configuration of both services (CONTRACT §5), parsed once at start-up into one typed struct.
+//! Configuration of both services (SPEC §5.1), parsed once at start-up into one typed struct.
 //! A missing or bad value stops start-up with one line naming the variable and the problem.
 
 mod loopback;
@@ -64,12 +64,12 @@ pub struct Config {
     /// `LOG_SLOW_REQUEST_MS` (500): a request slower than this is logged at WARN, hot path or
     /// not.
     pub log_slow_request: Duration,
-    /// Beyond the contract: per-call Valkey timeout, so a hung Valkey fails fast.
+    /// Per-call Valkey timeout, so a hung Valkey fails fast.
     pub valkey_timeout: Duration,
-    /// Beyond the contract: how often each instance checks that the mirror was not flushed.
+    /// How often each instance checks that the mirror was not flushed.
     pub mirror_watch_interval: Duration,
     pub pg_pool_size: usize,
-    /// Beyond the contract: pool wait/connect timeout and `statement_timeout` for Postgres.
+    /// Pool wait/connect timeout and `statement_timeout` for Postgres.
     pub pg_timeout: Duration,
     /// Test only (`HALO_TEST_CLOCK_OFFSET_SECONDS`, refused unless `APP_ENV=test`): this
     /// instance's clock runs this many seconds ahead (negative: behind), to prove that no

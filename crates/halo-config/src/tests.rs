@@ -28,7 +28,7 @@ fn check_fails(overrides: &[(&str, &str)], variable: &str, problem_part: &str) {
 }
 
 #[test]
-fn defaults_follow_the_contract() {
+fn defaults_follow_the_spec() {
     let c = load(&[]).expect("valid");
     assert_eq!(c.public_port, 3000);
     assert_eq!(c.internal_port, 3001);

@@ -2,11 +2,12 @@
 //! reject, end, extend, reroute and the durable timers. Capacity is re-derived after every
 //! transition that can change it.
 
-use crate::{Availability, AvailabilityError};
+use crate::error::{AvailabilityError, ChatError};
+use crate::Availability;
 use halo_domain::{MitraId, SessionStatus};
 use halo_ports::{
     AcceptOutcome, BlastOutcome, ChargeKey, ChatSession, ChatStore, OpenLimit, Party, PaymentError,
-    PaymentProvider, RerouteOutcome, TargetOutcome, Timeouts, TruthError,
+    PaymentProvider, RerouteOutcome, TargetOutcome, Timeouts,
 };
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -16,36 +17,6 @@ use uuid::Uuid;
 const TIMER_BATCH: u32 = 500;
 /// A payment unsettled for this long is the sweep's (a pay in flight settles it sooner).
 const UNSETTLED_AFTER: time::Duration = time::Duration::seconds(30);
-
-#[derive(Debug, thiserror::Error)]
-pub enum ChatError {
-    #[error("no bestie is available right now")]
-    NoBestieAvailable { session: Box<ChatSession> },
-    #[error("this bestie is not available right now")]
-    BestieUnavailable,
-    #[error("this bestie is not reachable right now")]
-    BestieUnreachable,
-    #[error("another bestie already took this request")]
-    RequestTaken,
-    #[error("you are at capacity")]
-    AtCapacity,
-    #[error("you already have an open request")]
-    OpenRequestExists { session: Uuid },
-    #[error("session not found")]
-    NotFound,
-    #[error("the session is {0}, which does not allow this")]
-    InvalidState(SessionStatus),
-    #[error("payment failed")]
-    Payment(#[source] PaymentError),
-    #[error(transparent)]
-    Availability(#[from] AvailabilityError),
-}
-
-impl From<TruthError> for ChatError {
-    fn from(error: TruthError) -> Self {
-        Self::Availability(error.into())
-    }
-}
 
 /// A blast that reached someone.
 #[derive(Debug, Clone)]
@@ -374,6 +345,21 @@ impl Chat {
 
     pub async fn active_sessions(&self) -> Result<u64, ChatError> {
         Ok(self.store.count_active().await?)
+    }
+
+    /// One tick of the chat timers (see `Cadences::chat_timers`): due timers applied, then
+    /// unsettled payments refunded. Failures are logged; the next tick tries again.
+    pub async fn timers_tick(&self) {
+        match self.expire_due().await {
+            Ok(0) => {}
+            Ok(moved) => tracing::info!(moved, "chat timers applied"),
+            Err(error) => tracing::warn!(error = %error, "chat timer tick failed"),
+        }
+        match self.settle_payments().await {
+            Ok(0) => {}
+            Ok(settled) => tracing::info!(settled, "unsettled payments refunded"),
+            Err(error) => tracing::warn!(error = %error, "payment sweep failed"),
+        }
     }
 
     /// One timer tick: applies every due timer (claimed with SKIP LOCKED, so instances never

@@ -3,7 +3,7 @@
 //! invalidations lost while pub/sub was down.
 
 use halo_domain::AppSettings;
-use halo_ports::{AvailabilityTruth, TruthError};
+use halo_ports::{SettingsStore, TruthError};
 use std::sync::{Arc, RwLock};
 
 #[derive(Clone)]
@@ -34,7 +34,7 @@ impl SettingsCache {
     }
 
     /// Reads `app_config` again; on failure keeps the previous values.
-    pub async fn reload(&self, truth: &dyn AvailabilityTruth) -> Result<AppSettings, TruthError> {
+    pub async fn reload(&self, truth: &dyn SettingsStore) -> Result<AppSettings, TruthError> {
         let settings = truth.load_settings().await?;
         self.set(settings);
         Ok(settings)

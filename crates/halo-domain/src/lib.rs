@@ -1,16 +1,17 @@
 //! The availability domain: who can take a customer now, capacity math, operator settings and
 //! the expected shape of the Valkey mirror. Pure functions over plain values — no I/O, no async.
+//! Every item is exported at the crate root (one path each); the modules are private.
 
-pub mod accounts;
-pub mod availability;
-pub mod chat;
-pub mod ids;
-pub mod limits;
-pub mod mirror_image;
-pub mod settings;
+mod accounts;
+mod availability;
+mod chat;
+mod ids;
+mod limits;
+mod mirror_image;
+mod settings;
 
 pub use accounts::{mask_phone_numbers, InvalidPhone, Phone, Role, UnknownRole};
-pub use availability::{Beacon, MitraState};
+pub use availability::{is_fresh, stale_cutoff, AvailabilityRules, Beacon, MitraState};
 pub use chat::{validate_minutes, InvalidMinutes, SessionStatus};
 pub use ids::{IdParseError, MitraId};
 pub use limits::{InvalidRateLimit, LimitedAction, RateLimit, RateLimits};

@@ -5,8 +5,8 @@ use crate::error::{ApiError, ErrorCode};
 use crate::extract::Operator;
 use crate::AppState;
 use actix_web::{get, patch, post, web, HttpResponse};
-use halo_core::SeedReason;
-use halo_domain::{MitraId, MitraState, Phone, SettingKey};
+use halo_core::{MitraView, SeedReason};
+use halo_domain::{MitraId, Phone, SettingKey};
 use halo_ports::OnlineReason;
 use time::OffsetDateTime;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -66,17 +66,9 @@ async fn login(
     Ok(HttpResponse::Ok().json(dto::Tokens::from(pair)))
 }
 
-/// The Postgres row with the live state from the mirror.
-async fn view(
-    state: &AppState,
-    row: halo_ports::MitraRow,
-    now: OffsetDateTime,
-) -> Result<dto::MitraView, ApiError> {
-    let live = state.availability.mitra_status(row.id).await?;
-    Ok(view_with(row, live, now))
-}
-
-fn view_with(row: halo_ports::MitraRow, live: MitraState, now: OffsetDateTime) -> dto::MitraView {
+/// What the operators see of a mitra: its directory row and live state.
+fn view_of(mitra: MitraView, now: OffsetDateTime) -> dto::MitraView {
+    let MitraView { row, live } = mitra;
     dto::MitraView {
         id: row.id.uuid(),
         phone: row.phone,
@@ -99,26 +91,18 @@ async fn list_mitras(
     let per_page = page.per_page.unwrap_or(20).clamp(1, MAX_PER_PAGE);
     let number = page.page.unwrap_or(1).max(1);
     let offset = (number - 1).saturating_mul(per_page);
-    let (rows, total) = state
-        .availability
-        .truth()
-        .list_mitras(offset, per_page)
-        .await
-        .map_err(halo_core::AvailabilityError::from)?;
-    // The live state of the whole page in one mirror round trip (or one Postgres statement).
-    let ids: Vec<MitraId> = rows.iter().map(|row| row.id).collect();
-    let live = state.availability.mitra_statuses(&ids).await?;
+    let page_of_mitras = state.admin.page(offset, per_page).await?;
     let now = OffsetDateTime::now_utc();
-    let views = rows
+    let views = page_of_mitras
+        .mitras
         .into_iter()
-        .zip(live)
-        .filter_map(|(row, live)| live.map(|live| view_with(row, live, now)))
+        .map(|mitra| view_of(mitra, now))
         .collect();
     Ok(HttpResponse::Ok().json(dto::MitraList {
         mitras: views,
         page: number,
         per_page,
-        total,
+        total: page_of_mitras.total,
     }))
 }
 
@@ -132,13 +116,10 @@ async fn create_mitra(
     let phone = Phone::parse(&body.phone)
         .map_err(|e| ApiError::new(ErrorCode::ValidationFailed, format!("phone: {e}")))?;
     let name = display_name(&body.display_name)?;
-    let row = state
-        .availability
-        .truth()
-        .create_mitra(phone.as_str(), name)
-        .await
-        .map_err(halo_core::AvailabilityError::from)?;
-    let view = view(&state, row, OffsetDateTime::now_utc()).await?;
+    let view = view_of(
+        state.admin.create(&phone, name).await?,
+        OffsetDateTime::now_utc(),
+    );
     Ok(HttpResponse::Created().json(view))
 }
 
@@ -161,16 +142,6 @@ pub(crate) fn display_name(raw: &str) -> Result<&str, ApiError> {
     }
 }
 
-async fn mitra_row(state: &AppState, id: MitraId) -> Result<halo_ports::MitraRow, ApiError> {
-    state
-        .availability
-        .truth()
-        .mitra_row(id)
-        .await
-        .map_err(halo_core::AvailabilityError::from)?
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "mitra not found"))
-}
-
 #[utoipa::path(tag = "operator", security(("bearer" = ["cc"])), params(("id" = Uuid, Path)), request_body = dto::MitraPatch, responses((status = 200, body = dto::MitraView)), extensions(("x-error-codes" = json!(["NOT_FOUND", "STORE_UNAVAILABLE"]))))]
 #[patch("/internal/mitras/{id}")]
 async fn patch_mitra(
@@ -179,13 +150,11 @@ async fn patch_mitra(
     id: web::Path<Uuid>,
     body: web::Json<dto::MitraPatch>,
 ) -> Reply {
-    let id = MitraId::new(*id);
-    state
-        .availability
-        .update_mitra_status(id, body.is_active)
+    let mitra = state
+        .admin
+        .set_active(MitraId::new(*id), body.is_active)
         .await?;
-    let row = mitra_row(&state, id).await?;
-    Ok(HttpResponse::Ok().json(view(&state, row, OffsetDateTime::now_utc()).await?))
+    Ok(HttpResponse::Ok().json(view_of(mitra, OffsetDateTime::now_utc())))
 }
 
 #[utoipa::path(tag = "operator", security(("bearer" = ["cc"])), params(("id" = Uuid, Path)), responses((status = 200, body = dto::Online)), extensions(("x-error-codes" = json!(["NOT_FOUND", "STORE_UNAVAILABLE"]))))]

@@ -16,7 +16,7 @@ pub use openapi::serve_openapi;
 
 use actix_web::web;
 use halo_auth::Auth;
-use halo_core::{Availability, Chat, Limiter};
+use halo_core::{Availability, Chat, Limiter, MitraAdmin};
 use halo_metrics::Metrics;
 use std::sync::Arc;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -29,6 +29,7 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub struct AppState {
     pub availability: Arc<Availability>,
     pub chat: Arc<Chat>,
+    pub admin: Arc<MitraAdmin>,
     pub auth: Arc<Auth>,
     pub metrics: Metrics,
     /// "public-api" or "internal-api", reported by the probes.

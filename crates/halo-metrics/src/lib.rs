@@ -1,4 +1,4 @@
-//! Metrics of CONTRACT §6. One `Metrics` per app instance (not a global recorder), so tests that
+//! Metrics of SPEC §6.2. One `Metrics` per app instance (not a global recorder), so tests that
 //! run several instances in one process can prove budgets from each instance's own counters.
 
 use prometheus_client::encoding::text::encode;

@@ -101,6 +101,9 @@ pub trait AuthStore: Send + Sync + 'static {
 
     /// Revokes one session of its owner; false when it was not live.
     async fn revoke_session(&self, sid: Uuid, user_id: Uuid) -> Result<bool, TruthError>;
+
+    /// Revokes every live session of a user (a deactivated mitra); returns how many.
+    async fn revoke_user_sessions(&self, user_id: Uuid) -> Result<u64, TruthError>;
 }
 
 #[derive(Debug, thiserror::Error)]

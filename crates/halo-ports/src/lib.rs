@@ -6,8 +6,10 @@
 
 mod auth;
 mod chat;
+mod directory;
 mod limits;
 mod mirror;
+mod settings;
 mod truth;
 
 pub use auth::{AuthStore, OtpCheck, OtpSendError, OtpSender, Rotation, SessionRef, UserRecord};
@@ -15,13 +17,15 @@ pub use chat::{
     AcceptOutcome, BlastOutcome, ChargeKey, ChatSession, ChatStore, OpenLimit, Party, PaymentError,
     PaymentProvider, RerouteOutcome, TargetOutcome, Timeouts, UnsettledPayment,
 };
+pub use directory::{MitraDirectory, MitraRow};
 pub use limits::RateCounter;
 pub use mirror::{
-    AvailabilityMirror, BeaconClaim, BeaconLock, HeartbeatOutcome, MirrorError, SeedWrite,
+    AvailabilityMirror, BeaconClaim, BeaconLock, HeartbeatOutcome, MirrorCoordination, MirrorError,
+    MirrorHotPath, MirrorMaintenance, SeedWrite,
 };
+pub use settings::{SettingChange, SettingsStore};
 pub use truth::{
-    AvailabilityTruth, CapacityCount, MitraFlags, MitraRow, OfflineSweep, OnlineReason,
-    SettingChange, TruthError,
+    AvailabilityTruth, CapacityCount, MitraFlags, OfflineSweep, OnlineReason, TruthError,
 };
 
 use time::OffsetDateTime;

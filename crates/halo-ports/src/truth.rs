@@ -1,8 +1,10 @@
-//! The Postgres truth port: durable writes and the fallback equivalents of every mirror read.
+//! The Postgres truth port: durable availability writes and the fallback equivalents of every
+//! mirror read. Operator administration (`MitraDirectory`) and settings (`SettingsStore`) have
+//! ports of their own.
 
 use crate::BoxError;
 use async_trait::async_trait;
-use halo_domain::{AppSettings, MitraId, MitraState, SettingError, SettingKey, TruthSnapshot};
+use halo_domain::{MitraId, MitraState, TruthSnapshot};
 use time::OffsetDateTime;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,17 +46,6 @@ impl OnlineReason {
     }
 }
 
-/// One row of the operators' mitra list (Postgres columns; live state comes from the mirror).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MitraRow {
-    pub id: MitraId,
-    pub phone: String,
-    pub display_name: String,
-    pub active: bool,
-    pub online: bool,
-    pub created_at: OffsetDateTime,
-}
-
 /// A mitra's open-session count with its place in the order of counts: a count taken later
 /// (after every transition committed before it) has a higher `seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,16 +64,6 @@ pub struct OfflineSweep {
     /// Left online: Postgres holds this fresh heartbeat (a ping answered from Postgres, or a
     /// toggle, newer than what the mirror showed).
     pub fresh: Vec<(MitraId, OffsetDateTime)>,
-}
-
-/// One audited settings change (`app_config_history`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingChange {
-    pub key: String,
-    pub old: i64,
-    pub new: i64,
-    pub changed_by: Option<uuid::Uuid>,
-    pub changed_at: OffsetDateTime,
 }
 
 /// The two flags the heartbeat guard needs.
@@ -123,11 +104,10 @@ pub trait AvailabilityTruth: Send + Sync + 'static {
     /// Sets `mitras.is_active`. `MitraNotFound` when the mitra does not exist.
     async fn set_active(&self, id: MitraId, active: bool) -> Result<(), TruthError>;
 
-    /// Revokes every live refresh session of a user; returns how many were revoked.
-    async fn revoke_auth_sessions(&self, user_id: MitraId) -> Result<u64, TruthError>;
-
     /// Heartbeat fallback while Valkey is down: guard and record the ping in one statement.
-    /// Records the heartbeat only for an active, online mitra. `None` when the mitra is unknown.
+    /// Records the heartbeat only for an active, online mitra, and only when it is more than a
+    /// second newer than the stored one (pings are seconds apart; freshness is judged in tens
+    /// of seconds). `None` when the mitra is unknown.
     async fn heartbeat_fallback(
         &self,
         id: MitraId,
@@ -146,15 +126,6 @@ pub trait AvailabilityTruth: Send + Sync + 'static {
     async fn mitra_states(&self, ids: &[MitraId])
         -> Result<Vec<(MitraId, MitraState)>, TruthError>;
 
-    /// Everything the availability rules need about one mitra. `None` when unknown.
-    async fn mitra_state(&self, id: MitraId) -> Result<Option<MitraState>, TruthError> {
-        Ok(self
-            .mitra_states(&[id])
-            .await?
-            .pop()
-            .map(|(_, state)| state))
-    }
-
     /// States of every online, active mitra (the fallback of the blast and the beacon).
     async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, TruthError>;
 
@@ -165,39 +136,10 @@ pub trait AvailabilityTruth: Send + Sync + 'static {
     /// when (the database's clock).
     async fn mirror_truth(&self) -> Result<TruthSnapshot, TruthError>;
 
-    /// Copies heartbeat timestamps to `last_heartbeat_at` in ONE statement; returns rows updated.
+    /// Copies heartbeat timestamps to `last_heartbeat_at` in ONE statement, each only over an
+    /// older value (never backwards); returns the rows it moved forward.
     async fn record_heartbeats(
         &self,
         beats: &[(MitraId, OffsetDateTime)],
     ) -> Result<u64, TruthError>;
-
-    /// The operator settings from `app_config`, validated (defaults for missing keys).
-    async fn load_settings(&self) -> Result<AppSettings, TruthError>;
-
-    /// Applies `changes` to the settings as stored now, in one transaction that serializes
-    /// with every other change: validated against the current values of the other keys (a
-    /// cross-field rule cannot be broken by two changes racing), only the keys that change are
-    /// written, each with an audit row (who, old, new). `Ok(Err(_))` when the result is not
-    /// valid (nothing written).
-    async fn change_settings(
-        &self,
-        changes: &[(SettingKey, i64)],
-        changed_by: uuid::Uuid,
-    ) -> Result<Result<AppSettings, SettingError>, TruthError>;
-
-    /// The newest `limit` settings changes, newest first.
-    async fn settings_history(&self, limit: u32) -> Result<Vec<SettingChange>, TruthError>;
-
-    /// Creates a mitra (offline, active). `Conflict` when the phone is taken.
-    async fn create_mitra(&self, phone: &str, display_name: &str) -> Result<MitraRow, TruthError>;
-
-    /// A page of mitras, oldest first, and the total count.
-    async fn list_mitras(
-        &self,
-        offset: u32,
-        limit: u32,
-    ) -> Result<(Vec<MitraRow>, u64), TruthError>;
-
-    /// One mitra's row. `None` when unknown.
-    async fn mitra_row(&self, id: MitraId) -> Result<Option<MitraRow>, TruthError>;
 }

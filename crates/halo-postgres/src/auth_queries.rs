@@ -98,3 +98,8 @@ pub const REVOKE_SESSION: NamedQuery = NamedQuery {
            WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL
           RETURNING id",
 };
+
+pub const REVOKE_USER_SESSIONS: NamedQuery = NamedQuery {
+    name: "revoke_auth_sessions",
+    sql: "UPDATE auth_sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+};

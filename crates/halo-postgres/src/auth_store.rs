@@ -172,4 +172,8 @@ impl AuthStore for PgAuth {
         let rows = self.db.query(&q::REVOKE_SESSION, &[&sid, &user_id]).await?;
         Ok(!rows.is_empty())
     }
+
+    async fn revoke_user_sessions(&self, user_id: Uuid) -> Result<u64, TruthError> {
+        self.db.execute(&q::REVOKE_USER_SESSIONS, &[&user_id]).await
+    }
 }

@@ -21,6 +21,4 @@ pub use pool::{
     connect_one, connect_pool, migrate, migrate_standalone, schema_status, ConnectError,
     MigrateError, PoolError, PoolSettings, SchemaStatus,
 };
-pub use queries::NamedQuery;
-pub use tls::{parse_database_url, tls_failure, SslMode, TlsOptions, TlsSetupError};
 pub use truth::PgTruth;

@@ -54,11 +54,6 @@ pub const SET_ACTIVE: NamedQuery = NamedQuery {
     sql: "UPDATE mitras SET is_active = $2, updated_at = now() WHERE id = $1",
 };
 
-pub const REVOKE_AUTH_SESSIONS: NamedQuery = NamedQuery {
-    name: "revoke_auth_sessions",
-    sql: "UPDATE auth_sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
-};
-
 /// Guard and record in one statement: the ping lands only for an active, online mitra. A
 /// heartbeat less than a second newer than the stored one is not written: pings are seconds
 /// apart, freshness is judged in tens of seconds, and while Valkey is down every ping comes

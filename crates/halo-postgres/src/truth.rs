@@ -1,5 +1,5 @@
-//! `AvailabilityTruth` over a deadpool pool: every call is one named, prepared statement, except
-//! the recount (two, in one transaction).
+//! `AvailabilityTruth`, `SettingsStore` and `MitraDirectory` over a deadpool pool: every call
+//! is one named, prepared statement, except the recount and a settings change (transactions).
 
 use crate::db::{column, first_row, run, Db};
 use crate::error::classify;
@@ -11,8 +11,8 @@ use halo_domain::{
 };
 use halo_metrics::Metrics;
 use halo_ports::{
-    AvailabilityTruth, CapacityCount, MitraFlags, MitraRow, OfflineSweep, OnlineReason,
-    SettingChange, TruthError,
+    AvailabilityTruth, CapacityCount, MitraDirectory, MitraFlags, MitraRow, OfflineSweep,
+    OnlineReason, SettingChange, SettingsStore, TruthError,
 };
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -188,12 +188,6 @@ impl AvailabilityTruth for PgTruth {
         }
     }
 
-    async fn revoke_auth_sessions(&self, user_id: MitraId) -> Result<u64, TruthError> {
-        self.db
-            .execute(&queries::REVOKE_AUTH_SESSIONS, &[&user_id.uuid()])
-            .await
-    }
-
     async fn heartbeat_fallback(
         &self,
         id: MitraId,
@@ -286,7 +280,10 @@ impl AvailabilityTruth for PgTruth {
             .execute(&queries::RECORD_HEARTBEATS, &[&ids, &stamps])
             .await
     }
+}
 
+#[async_trait]
+impl SettingsStore for PgTruth {
     async fn load_settings(&self) -> Result<AppSettings, TruthError> {
         settings_from(&self.db.query(&queries::LOAD_SETTINGS, &[]).await?)
     }
@@ -348,7 +345,10 @@ impl AvailabilityTruth for PgTruth {
             })
             .collect()
     }
+}
 
+#[async_trait]
+impl MitraDirectory for PgTruth {
     async fn create_mitra(&self, phone: &str, display_name: &str) -> Result<MitraRow, TruthError> {
         match self
             .db

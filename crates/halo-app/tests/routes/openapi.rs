@@ -1,5 +1,5 @@
-//! `GET /openapi.json` on both services: it lists exactly the contract's routes, every `$ref`
-//! resolves, the `info` is ours, and every operation, probed with no token and with an
+//! `GET /openapi.json` on both services: it lists exactly the routes of SPEC §4.2–§4.4, every
+//! `$ref` resolves, the `info` is ours, and every operation, probed with no token and with an
 //! operator's or app's token and an empty body, answers a status the document declares (never
 //! a 500) with one of the codes it declares for that status.
 
@@ -115,7 +115,7 @@ fn concrete(path: &str) -> String {
 }
 
 #[tokio::test]
-async fn both_documents_list_the_contract_routes_and_their_answers() {
+async fn both_documents_list_the_spec_routes_and_their_answers() {
     let stack = Stack::start().await;
     let operator = stack.operator().await;
     let customer = stack.customer("+628990000100").await;

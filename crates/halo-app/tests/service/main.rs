@@ -170,7 +170,7 @@ async fn a_service_starts_with_valkey_down_and_seeds_once_it_appears() {
     eventually(
         "mirror seeded after valkey appears",
         Duration::from_secs(5),
-        || async { app.availability.mirror().is_seeded().await.unwrap_or(false) },
+        || async { app.availability.mirror_trusted() },
     )
     .await;
     app.stop().await.unwrap();

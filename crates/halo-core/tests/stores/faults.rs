@@ -2,7 +2,7 @@
 
 use crate::fixture::{cap_key, instance, sorted, stack};
 use halo_core::{spawn_background, AvailabilityError, Cadences, MirrorWatch, SeedReason};
-use halo_ports::{AvailabilityMirror, CapacityCount, OnlineReason};
+use halo_ports::{CapacityCount, MirrorHotPath, OnlineReason};
 use halo_testkit::eventually;
 use halo_valkey::InvalidationEvent;
 use std::time::Duration;
@@ -112,8 +112,9 @@ async fn j_flushdb_without_reconnect_is_reseeded_within_two_seconds() {
         reconciliation: None,
         mirror_watch: Duration::from_secs(1),
         settings_refresh: Duration::from_secs(600),
+        chat_timers: Duration::from_secs(600),
     };
-    let _tasks = spawn_background(s.av.clone(), &cadences, &shutdown);
+    let _tasks = spawn_background(s.av.clone(), s.chat().await, &cadences, &shutdown);
     let () = redis::cmd("FLUSHDB")
         .query_async(&mut s.vk().await)
         .await
@@ -251,6 +252,7 @@ async fn k_config_invalidation_reaches_another_instance_and_survives_a_valkey_re
         },
     );
     subscribed(&mut events).await;
+    let publisher = crate::fixture::mirror(&s.valkey.url(), &halo_metrics::Metrics::new());
 
     for (round, value) in [(0, 5_i64), (1, 7)] {
         if round == 1 {
@@ -264,7 +266,9 @@ async fn k_config_invalidation_reaches_another_instance_and_survives_a_valkey_re
         .await
         .unwrap();
         eventually("publish reaches valkey", Duration::from_secs(5), || async {
-            s.av.mirror().publish_config_invalidate().await.is_ok()
+            halo_ports::MirrorCoordination::publish_config_invalidate(publisher.as_ref())
+                .await
+                .is_ok()
         })
         .await;
         eventually(

@@ -1,10 +1,12 @@
 //! One availability instance over real stores, plus direct store access for assertions.
 
-use halo_core::{Availability, SeedReason, SettingsCache};
+use halo_core::{
+    Availability, AvailabilityStores, Chat, DevPayments, MitraAdmin, SeedReason, SettingsCache,
+};
 use halo_domain::MitraId;
 use halo_metrics::Metrics;
-use halo_ports::{AvailabilityMirror, AvailabilityTruth, SystemClock};
-use halo_postgres::PgTruth;
+use halo_ports::{AvailabilityMirror, SettingsStore, SystemClock};
+use halo_postgres::{PgAuth, PgChat, PgTruth};
 use halo_testkit::{test_database, TestDatabase, ValkeyServer};
 use halo_valkey::{Keys, ValkeyMirror, ValkeySettings};
 use redis::AsyncCommands;
@@ -20,6 +22,8 @@ pub struct Stack {
     pub pg: tokio_postgres::Client,
     pub av: Arc<Availability>,
     pub metrics: Metrics,
+    /// The truth under `av`, for assertions that read Postgres through its port.
+    pub truth: Arc<PgTruth>,
 }
 
 pub async fn stack() -> Stack {
@@ -27,12 +31,14 @@ pub async fn stack() -> Stack {
     let valkey = ValkeyServer::start().await;
     let (av, metrics) = instance(&db, &valkey.url()).await;
     let pg = db.client().await;
+    let truth = Arc::new(PgTruth::new(db.pool().await, Metrics::new()));
     Stack {
         db,
         valkey,
         pg,
         av,
         metrics,
+        truth,
     }
 }
 
@@ -69,9 +75,7 @@ pub async fn instance_with_lag(
     let truth = Arc::new(PgTruth::new(db.pool().await, metrics.clone()));
     let settings = SettingsCache::new(truth.load_settings().await.expect("settings"));
     let av = Availability::new(
-        truth,
-        mirror(valkey_url, &metrics),
-        Arc::new(SystemClock),
+        stores(truth, mirror(valkey_url, &metrics)),
         settings,
         metrics,
     )
@@ -88,14 +92,18 @@ pub async fn instance_with_mirror(
     let metrics = Metrics::new();
     let truth = Arc::new(PgTruth::new(db.pool().await, metrics.clone()));
     let settings = SettingsCache::new(truth.load_settings().await.expect("settings"));
-    let av = Availability::new(
-        truth,
-        mirror,
-        Arc::new(SystemClock),
-        settings,
-        metrics.clone(),
-    );
+    let av = Availability::new(stores(truth, mirror), settings, metrics.clone());
     (started(av).await, metrics)
+}
+
+/// The availability stores over one Postgres truth (also the settings store) and a mirror.
+fn stores(truth: Arc<PgTruth>, mirror: Arc<dyn AvailabilityMirror>) -> AvailabilityStores {
+    AvailabilityStores {
+        truth: truth.clone(),
+        settings: truth,
+        mirror,
+        clock: Arc::new(SystemClock),
+    }
 }
 
 /// Seeds before use, as the services do before serving (an instance starts `Unseeded`); a
@@ -111,17 +119,31 @@ pub async fn counted_instance(db: &TestDatabase, valkey_url: &str) -> (Arc<Avail
     let truth = Arc::new(PgTruth::new(db.pool().await, metrics.clone()));
     let settings = SettingsCache::new(truth.load_settings().await.expect("settings"));
     let mirror = mirror(valkey_url, &metrics);
-    let av = Availability::new(
-        truth,
-        mirror,
-        Arc::new(SystemClock),
-        settings,
-        metrics.clone(),
-    );
+    let av = Availability::new(stores(truth, mirror), settings, metrics.clone());
     (started(av).await, metrics)
 }
 
 impl Stack {
+    /// The chat use cases over this stack's instance (the background loops need one).
+    pub async fn chat(&self) -> Arc<Chat> {
+        let pool = self.db.pool().await;
+        Arc::new(Chat::new(
+            Arc::new(PgChat::new(pool, Metrics::new())),
+            self.av.clone(),
+            Arc::new(DevPayments::default()),
+        ))
+    }
+
+    /// The operators' use cases over this stack's instance.
+    pub async fn admin(&self) -> MitraAdmin {
+        let pool = self.db.pool().await;
+        MitraAdmin::new(
+            self.truth.clone(),
+            Arc::new(PgAuth::new(pool, Metrics::new())),
+            self.av.clone(),
+        )
+    }
+
     pub async fn vk(&self) -> redis::aio::MultiplexedConnection {
         self.valkey.connection().await
     }
@@ -149,7 +171,7 @@ impl Stack {
         row.get(0)
     }
 
-    /// A chat session row in `status` for this mitra (the services' flows are issue #4's).
+    /// A chat session row in `status` for this mitra (the services' flows are tested by halo-app's route tests and the acceptance suite).
     pub async fn session(&self, mitra: MitraId, status: &str) -> Uuid {
         let customer = self.customer().await;
         let row = self

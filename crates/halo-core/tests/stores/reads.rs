@@ -45,7 +45,7 @@ async fn f_find_available_applies_every_rule() {
 }
 
 #[tokio::test]
-async fn f_beacon_is_cached_in_valkey_with_the_contract_shape() {
+async fn f_beacon_is_cached_in_valkey_with_the_spec_shape() {
     let s = stack().await;
     s.online_mitra().await;
     s.online_mitra().await;

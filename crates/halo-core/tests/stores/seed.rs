@@ -2,7 +2,7 @@
 
 use crate::fixture::{bulk_online_mitras, cap_key, hb_key, sorted, stack};
 use halo_core::{MirrorWatch, SeedReason};
-use halo_ports::{AvailabilityMirror, CapacityCount, SeedWrite};
+use halo_ports::{CapacityCount, MirrorHotPath, MirrorMaintenance, SeedWrite};
 use redis::AsyncCommands;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -179,7 +179,9 @@ async fn an_older_seed_never_overwrites_a_newer_one() {
     let id = s.online_mitra().await;
     let mirror = crate::fixture::mirror(&s.valkey.url(), &s.metrics);
     let older_token = mirror.write_token().await.unwrap();
-    let older_truth = s.av.truth().mirror_truth().await.unwrap();
+    let older_truth = halo_ports::AvailabilityTruth::mirror_truth(s.truth.as_ref())
+        .await
+        .unwrap();
     s.av.update_mitra_status(id, false).await.unwrap();
     s.av.seed_from_postgres(SeedReason::Reconnect)
         .await

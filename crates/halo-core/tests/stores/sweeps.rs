@@ -201,8 +201,9 @@ async fn i_background_loops_run_on_their_cadence_and_zero_disables_reconciliatio
         reconciliation: None,
         mirror_watch: Duration::from_millis(200),
         settings_refresh: Duration::from_secs(30),
+        chat_timers: Duration::from_secs(600),
     };
-    let tasks = spawn_background(s.av.clone(), &cadences, &shutdown);
+    let tasks = spawn_background(s.av.clone(), s.chat().await, &cadences, &shutdown);
     let id = s.online_mitra().await;
     let () = s.vk().await.del(hb_key(id)).await.unwrap();
     s.age_pg_heartbeat(id).await;

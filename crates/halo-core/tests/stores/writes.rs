@@ -144,7 +144,7 @@ async fn e_deactivation_revokes_sessions_sets_offline_and_blocks_heartbeats() {
     .unwrap();
     assert!(s.av.heartbeat(id).await.unwrap().online);
 
-    s.av.update_mitra_status(id, false).await.unwrap();
+    s.admin().await.set_active(id, false).await.unwrap();
     let active: bool =
         s.pg.query_one("SELECT is_active FROM mitras WHERE id = $1", &[&id.uuid()])
             .await
@@ -182,9 +182,13 @@ async fn e_deactivation_revokes_sessions_sets_offline_and_blocks_heartbeats() {
 async fn d_recounts_are_numbered_in_order() {
     let s = stack().await;
     let id = s.online_mitra().await;
-    let first = s.av.truth().count_open_sessions(id).await.unwrap();
+    let first = halo_ports::AvailabilityTruth::count_open_sessions(s.truth.as_ref(), id)
+        .await
+        .unwrap();
     s.session(id, "active").await;
-    let second = s.av.truth().count_open_sessions(id).await.unwrap();
+    let second = halo_ports::AvailabilityTruth::count_open_sessions(s.truth.as_ref(), id)
+        .await
+        .unwrap();
     assert!(second.seq > first.seq);
     assert_eq!((first.open, second.open), (0, 1));
 }

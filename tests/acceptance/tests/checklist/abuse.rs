@@ -1,4 +1,4 @@
-//! Safe on the open internet (issue 11): what a leaked token or a curious caller can learn or do.
+//! Safe on the open internet (SPEC §9): what a leaked token or a curious caller can learn or do.
 
 use halo_acceptance::Stack;
 use reqwest::Method;

@@ -1,7 +1,6 @@
-//! The testing checklist (`spec/seeds/000_*.txt`, mapped checkbox by checkbox in
-//! docs/ACCEPTANCE.md), automated over real processes: one test per checkbox, named after its
-//! section. Every wait polls with a deadline; sweep cadences are set small through the
-//! environment.
+//! The acceptance checklist (docs/ACCEPTANCE.md states every item and names its test),
+//! automated over real processes: one test per item, named after its section. Every wait
+//! polls with a deadline; sweep cadences are set small through the environment.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, reason = "test code")]
 

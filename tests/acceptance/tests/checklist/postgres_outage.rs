@@ -1,4 +1,4 @@
-//! A Postgres outage, as the contract implies (not in the checklist): Postgres is reached
+//! A Postgres outage (SPEC §3.1, §4.1; beyond the checklist): Postgres is reached
 //! through a proxy the test cuts. Heartbeats of online mitras keep working from Valkey, writes
 //! answer 503 with a code and leave nothing half-written, recovery needs nobody.
 
