@@ -222,6 +222,7 @@ fn app_state(config: &Config, service: Service, services: Services, metrics: Met
         limiter: services.limiter,
         client_address_header: config.client_address_header.clone(),
         slow_request: config.log_slow_request,
+        trace_export: config.trace_export.is_some(),
         metrics_port: Arc::new(AtomicU16::new(0)),
     }
 }

@@ -41,6 +41,9 @@ pub struct AppState {
     pub client_address_header: Option<String>,
     /// Requests slower than this are logged at WARN (`LOG_SLOW_REQUEST_MS`).
     pub slow_request: std::time::Duration,
+    /// Spans are exported (OTLP): the request span then continues the caller's trace in
+    /// OpenTelemetry too, and the logs take its trace id.
+    pub trace_export: bool,
     /// The port of the admin listener that serves public-api's `/metrics` (0: none); set once
     /// the listener is bound.
     pub metrics_port: Arc<std::sync::atomic::AtomicU16>,

@@ -27,3 +27,4 @@ mod postgres_tls;
 mod production_stores;
 mod setup;
 mod smoke;
+mod trace_export;
