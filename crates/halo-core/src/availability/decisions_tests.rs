@@ -304,6 +304,18 @@ async fn a_slow_lock_holder_is_covered_by_this_instances_last_beacon() {
     );
 }
 
+/// The lock's holder died and this instance has no beacon of its own: after a short wait it
+/// computes one from live data (not stored: the lock is not its own).
+#[tokio::test]
+async fn a_dead_lock_holder_costs_one_local_computation() {
+    let r = rig().await;
+    r.online_mitra().await;
+    r.mirror.put_beacon_lock("a dead instance");
+    assert_eq!(r.av.count_available().await.unwrap().count, 1);
+    assert_eq!(r.metrics.beacon_recomputes(), 1);
+    assert_eq!(r.mirror.calls("store_beacon"), 0);
+}
+
 // ---- health transitions and the watcher --------------------------------------------------
 
 #[tokio::test]
