@@ -1,7 +1,7 @@
 //! The apps' event streams (SPEC §9) as Server-Sent Events: `GET /api/mitra/events` and
 //! `GET /api/client/events`. The token is checked by the usual extractors before the stream
 //! starts; then each event is one `id:` / `event:` / `data:` (JSON) frame, and a comment ping
-//! every 15 s keeps proxies from closing an idle stream and lets the server notice a client
+//! (every 15 s, `SSE_PING_INTERVAL_MS`) keeps proxies from closing an idle stream and lets the server notice a client
 //! that went away (the write fails, the body is dropped, the stream leaves the hub).
 //!
 //! A small responder over actix's streaming body rather than a helper crate: what SSE needs
@@ -22,7 +22,6 @@ use serde::Serialize;
 use std::convert::Infallible;
 use std::time::Duration;
 
-const PING_EVERY: Duration = Duration::from_secs(15);
 /// Sent first: the app's reconnect delay, and the response head goes out at once.
 const PREAMBLE: &[u8] = b"retry: 1000\n\n";
 const PING: &[u8] = b": ping\n\n";
@@ -46,7 +45,7 @@ pub(crate) async fn mitra_events(
         .events
         .open(Audience::Mitra(mitra.id), last_event_id(&req))
         .await?;
-    Ok(sse(stream, AudienceKind::Mitra))
+    Ok(sse(stream, AudienceKind::Mitra, state.sse_ping))
 }
 
 #[utoipa::path(
@@ -66,7 +65,7 @@ pub(crate) async fn client_events(
         .events
         .open(Audience::Customer(customer.id), last_event_id(&req))
         .await?;
-    Ok(sse(stream, AudienceKind::Customer))
+    Ok(sse(stream, AudienceKind::Customer, state.sse_ping))
 }
 
 /// An id this server sent; anything else means "from the current state".
@@ -81,13 +80,13 @@ fn last_event_id(req: &HttpRequest) -> Option<i64> {
         .filter(|id| *id >= 0)
 }
 
-fn sse(stream: EventStream, audience: AudienceKind) -> HttpResponse {
+fn sse(stream: EventStream, audience: AudienceKind, ping: Duration) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
         // Proxies that buffer (nginx) would hold the events back.
         .insert_header(("x-accel-buffering", HeaderValue::from_static("no")))
-        .streaming(frames(stream, audience))
+        .streaming(frames(stream, audience, ping))
 }
 
 /// The body: the preamble, then events and pings until the stream ends (cut off by the hub)
@@ -95,8 +94,9 @@ fn sse(stream: EventStream, audience: AudienceKind) -> HttpResponse {
 fn frames(
     stream: EventStream,
     audience: AudienceKind,
+    every: Duration,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> {
-    let ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     futures_util::stream::unfold(
         (stream, ping, true),
         move |(mut stream, mut ping, first)| async move {

@@ -44,6 +44,8 @@ pub struct AppState {
     pub client_address_header: Option<String>,
     /// Requests slower than this are logged at WARN (`LOG_SLOW_REQUEST_MS`).
     pub slow_request: std::time::Duration,
+    /// The event streams' comment ping (`SSE_PING_INTERVAL_MS`).
+    pub sse_ping: std::time::Duration,
     /// The port of the admin listener that serves public-api's `/metrics` (0: none); set once
     /// the listener is bound.
     pub metrics_port: Arc<std::sync::atomic::AtomicU16>,

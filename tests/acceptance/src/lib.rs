@@ -12,6 +12,7 @@ mod http;
 mod instance;
 mod metrics;
 mod proxy;
+mod sse;
 mod stack;
 
 pub use binaries::{binaries, Binaries};
@@ -20,4 +21,5 @@ pub use http::{Http, Reply};
 pub use instance::{run_to_exit, Instance, Kind};
 pub use metrics::MetricsText;
 pub use proxy::PgProxy;
+pub use sse::{EventStream, SseEvent};
 pub use stack::{service_env, Customer, Mitra, Stack, StackOptions, DEV_CODE};
