@@ -1,4 +1,4 @@
-//! The apps' event streams (SPEC §9) as Server-Sent Events: `GET /api/mitra/events` and
+//! The apps' event streams (SPEC §12) as Server-Sent Events: `GET /api/mitra/events` and
 //! `GET /api/client/events`. The token is checked by the usual extractors before the stream
 //! starts; then each event is one `id:` / `event:` / `data:` (JSON) frame, and a comment ping
 //! (every 15 s, `SSE_PING_INTERVAL_MS`) keeps proxies from closing an idle stream and lets the server notice a client

@@ -62,7 +62,7 @@ struct Inner {
     pg_latency_handles: RwLock<HashMap<Box<str>, Histogram>>,
 }
 
-/// The apps' event streams (SPEC §9).
+/// The apps' event streams (SPEC §12).
 struct SseMetrics {
     open: Gauge,
     events_sent: Counter,

@@ -1,4 +1,4 @@
-//! The apps' event streams (SPEC §9): `Events::open` gives a stream its first state (or, with
+//! The apps' event streams (SPEC §12): `Events::open` gives a stream its first state (or, with
 //! `Last-Event-ID`, what it missed) from Postgres, then the live events the pump reads from the
 //! log. The log is the only source: the Valkey signal only wakes the pumps sooner, so a lost
 //! signal (Valkey down, a message published while a subscription was away) delays delivery
