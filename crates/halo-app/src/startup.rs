@@ -52,7 +52,7 @@ impl Application {
         let availability = services.availability.clone();
         let events = services.events.clone();
         let mirror = stores.mirror.clone();
-        let tasks = start_background(config, &services, stores, &shutdown_rx);
+        let tasks = start_background(config, service, &services, stores, &shutdown_rx);
         let state = app_state(config, service, services, metrics);
         let BoundServer {
             server,
@@ -194,10 +194,11 @@ async fn termination_signal() {
 }
 
 /// Every background loop, started here only: the core's (sweeps, watcher, settings reload,
-/// chat timers), the event pump, and the listeners of `config:invalidate` and of the events'
-/// wake-up channel.
+/// chat timers), the listener of `config:invalidate`, and on public-api (the only service with
+/// event streams) the event pump and the listener of its wake-up channel.
 fn start_background(
     config: &Config,
+    service: Service,
     services: &Services,
     stores: Stores,
     shutdown: &watch::Receiver<bool>,
@@ -208,18 +209,20 @@ fn start_background(
         &cadences(config),
         shutdown,
     );
-    tasks.push(tokio::spawn(
-        services.events.clone().run_pump(shutdown.clone()),
-    ));
-    let events = services.events.clone();
-    // A renewed subscription may have missed a message: both kinds wake the pump.
-    tasks.push(halo_valkey::spawn_invalidation_listener(
-        stores.subscriber.clone(),
-        stores.events_channel,
-        config.valkey_timeout,
-        shutdown.clone(),
-        move |_: InvalidationEvent| events.on_signal(),
-    ));
+    if service == Service::Public {
+        tasks.push(tokio::spawn(
+            services.events.clone().run_pump(shutdown.clone()),
+        ));
+        let events = services.events.clone();
+        // A renewed subscription may have missed a message: both kinds wake the pump.
+        tasks.push(halo_valkey::spawn_invalidation_listener(
+            stores.subscriber.clone(),
+            stores.events_channel,
+            config.valkey_timeout,
+            shutdown.clone(),
+            move |_: InvalidationEvent| events.on_signal(),
+        ));
+    }
     let availability = services.availability.clone();
     tasks.push(halo_valkey::spawn_invalidation_listener(
         stores.subscriber,
