@@ -118,3 +118,86 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+    use halo_ports::{AppEvent, WithdrawReason};
+
+    fn event(seq: i64, audience: AudienceKind, recipients: &[Uuid]) -> Arc<LoggedEvent> {
+        Arc::new(LoggedEvent {
+            seq,
+            audience,
+            recipients: recipients.to_vec(),
+            event: AppEvent::OfferWithdrawn {
+                session_id: Uuid::from_u128(1),
+                reason: WithdrawReason::Taken,
+            },
+        })
+    }
+
+    #[test]
+    fn events_reach_the_streams_of_their_recipients_only() {
+        let metrics = Metrics::new();
+        let hub = Hub::new(metrics.clone());
+        let (a, b) = (Uuid::from_u128(10), Uuid::from_u128(11));
+        let (_ra, mut a1) = hub.register((AudienceKind::Mitra, a));
+        let (_ra2, mut a2) = hub.register((AudienceKind::Mitra, a));
+        let (_rb, mut b1) = hub.register((AudienceKind::Customer, b));
+        assert_eq!(metrics.sse_streams_open(), 3);
+        hub.dispatch(&[
+            event(1, AudienceKind::Mitra, &[a]),
+            // Same id, other audience: not the customer's.
+            event(2, AudienceKind::Mitra, &[b]),
+            event(3, AudienceKind::Customer, &[b]),
+        ]);
+        assert_eq!(a1.try_recv().unwrap().seq, 1);
+        assert_eq!(a2.try_recv().unwrap().seq, 1);
+        assert!(a1.try_recv().is_err());
+        assert_eq!(b1.try_recv().unwrap().seq, 3);
+        assert!(b1.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_stream_that_does_not_read_is_cut_off_and_ends_after_what_it_holds() {
+        let metrics = Metrics::new();
+        let hub = Hub::new(metrics.clone());
+        let who = Uuid::from_u128(7);
+        let (registration, mut rx) = hub.register((AudienceKind::Mitra, who));
+        let flood: Vec<_> = (1..=STREAM_BUFFER as i64 + 1)
+            .map(|seq| event(seq, AudienceKind::Mitra, &[who]))
+            .collect();
+        hub.dispatch(&flood);
+        assert_eq!(metrics.sse_streams_dropped("slow"), 1);
+        for seq in 1..=STREAM_BUFFER as i64 {
+            assert_eq!(rx.try_recv().unwrap().seq, seq);
+        }
+        assert!(matches!(
+            rx.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+        assert_eq!(
+            metrics.sse_streams_open(),
+            1,
+            "open until the stream is dropped"
+        );
+        drop(registration);
+        assert_eq!(metrics.sse_streams_open(), 0);
+        assert!(hub.lock().is_empty());
+    }
+
+    #[test]
+    fn closing_all_ends_every_stream() {
+        let metrics = Metrics::new();
+        let hub = Hub::new(metrics.clone());
+        let (_r, mut rx) = hub.register((AudienceKind::Customer, Uuid::from_u128(3)));
+        hub.close_all();
+        assert!(matches!(
+            rx.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+        assert_eq!(metrics.sse_streams_dropped("shutdown"), 1);
+    }
+}
