@@ -46,6 +46,8 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# cpu_ms <pid>: user + system CPU time of the process so far, in milliseconds.
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$1/stat"; }
 
 ensure_tools
 if [ -z "${HALO_TEST_DATABASE_URL:-}" ]; then
@@ -94,7 +96,7 @@ log "loadgen: $STREAMS streams over A and B, $BLASTS blasts on A"
 "$BIN/loadgen" --base-url "${BASES[0]}" --sse-base-urls "${BASES[0]},${BASES[1]}" \
     --mitras "$STREAMS" --mitra-phone-start "$MITRA_PHONE_START" \
     --customers "$BLASTS" --customer-phone-start "$CUSTOMER_PHONE_START" \
-    --login-concurrency 32 --threads 1 --sse-blasts "$BLASTS" --sse-hold 8 >"$DIR/result.txt" 2>&1 &
+    --login-concurrency 32 --threads "${SSE_LOADGEN_THREADS:-1}" --sse-blasts "$BLASTS" --sse-hold 8 >"$DIR/result.txt" 2>&1 &
 LOADGEN=$!
 PIDS+=("$LOADGEN")
 # wait_for <text>: until loadgen has printed it.
@@ -107,14 +109,18 @@ wait_for() {
 # RSS after the logins (no stream yet), and while every stream is open (during the hold).
 wait_for "logged in"
 RSS_BEFORE=("$(rss_kib "${PIDS[0]}")" "$(rss_kib "${PIDS[1]}")")
+wait_for "streams open over"
+CPU_BEFORE=("$(cpu_ms "${PIDS[0]}")" "$(cpu_ms "${PIDS[1]}")")
 wait_for "offer latency from send"
+CPU_AFTER=("$(cpu_ms "${PIDS[0]}")" "$(cpu_ms "${PIDS[1]}")")
 sleep 3
 RSS_OPEN=("$(rss_kib "${PIDS[0]}")" "$(rss_kib "${PIDS[1]}")")
 wait "$LOADGEN"
 cat "$DIR/result.txt"
 for i in 0 1; do
     per=$(((RSS_OPEN[i] - RSS_BEFORE[i]) * 1024 / (STREAMS / 2)))
-    echo "public-api ${BASES[i]}: RSS ${RSS_BEFORE[i]} KiB idle, ${RSS_OPEN[i]} KiB with $((STREAMS / 2)) streams: ~$per bytes per stream" |
+    cpu=$(((CPU_AFTER[i] - CPU_BEFORE[i]) / BLASTS))
+    echo "public-api ${BASES[i]}: RSS ${RSS_BEFORE[i]} KiB idle, ${RSS_OPEN[i]} KiB with $((STREAMS / 2)) streams: ~$per bytes per stream; CPU ~$cpu ms per blast (its cancel and withdrawal included)" |
         tee -a "$DIR/result.txt"
 done
 echo "(figures in $DIR/result.txt)"
