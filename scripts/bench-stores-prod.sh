@@ -28,12 +28,9 @@ set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/bench-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 cd "$HALO_REPO_ROOT"
-
-BENCH_DIR="$HALO_DATA_DIR/bench"
-RESULTS="$BENCH_DIR/results"
-PG_PORT=55434
-VALKEY_PORT=56380
 # Below the kernel's ephemeral range (32768-60999 here): a fixed port inside it can be held for a
 # minute by some client's TIME_WAIT socket, and the server then cannot bind it.
 CLUSTER_FIRST_PORT="${BENCH_CLUSTER_PORT:-26381}"
@@ -62,31 +59,12 @@ INTERNAL_BASE="http://127.0.0.1:$INTERNAL_PORT"
 
 # The services' environment, as bench.sh sets it (see there for why), on a database of our own.
 export DATABASE_URL="postgres://halo@127.0.0.1:$PG_PORT/halo_bench_prod"
-export AUTH_JWT_SECRET="halo-bench-only-jwt-secret-do-not-use-in-prod-01"
 export PUBLIC_PORT INTERNAL_PORT METRICS_PORT
-export BIND_ADDR=127.0.0.1
-export APP_ENV=development
-export OTP_DEV_CODE="$OTP_CODE"
-export LOG_FORMAT=json
-for limit in OTP_REQUEST_PER_PHONE OTP_REQUEST_PER_ADDRESS OTP_VERIFY_PER_PHONE \
-    OTP_VERIFY_PER_ADDRESS OPERATOR_LOGIN_PER_EMAIL OPERATOR_LOGIN_PER_ADDRESS \
-    CHAT_REQUEST_PER_CUSTOMER; do
-    export "RATE_LIMIT_$limit=1000000/1"
-done
-export RUST_LOG="${BENCH_RUST_LOG:-warn}"
+bench_service_env
 unset PORT VALKEY_URL VALKEY_CLUSTER VALKEY_CA_CERT VALKEY_KEY_PREFIX # PORT would override both ports
 
-SERVICE_PIDS=()
 OWN_PG=0
 OWN_VALKEY=0
-stop_services() {
-    local pid
-    for pid in "${SERVICE_PIDS[@]}"; do
-        if _pid_alive "$pid"; then kill -TERM "$pid" 2>/dev/null || true; fi
-    done
-    for pid in "${SERVICE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    SERVICE_PIDS=()
-}
 # cleanup: stops what this script started, and only that (bench.sh's stores stay up).
 cleanup() {
     stop_services

@@ -29,12 +29,9 @@ set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/bench-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 cd "$HALO_REPO_ROOT"
-
-BENCH_DIR="$HALO_DATA_DIR/bench"
-RESULTS="$BENCH_DIR/results"
-PG_PORT=55434
-VALKEY_PORT=56380
 PUBLIC_PORT=3100
 INTERNAL_PORT=3101
 SECONDS_PER_FLOOD="${BENCH_SECONDS:-10}"
@@ -69,35 +66,11 @@ INTERNAL_BASE="http://127.0.0.1:$INTERNAL_PORT"
 ADMIN_URL="postgres://halo@127.0.0.1:$PG_PORT/postgres"
 export DATABASE_URL="postgres://halo@127.0.0.1:$PG_PORT/halo_bench"
 export VALKEY_URL="redis://127.0.0.1:$VALKEY_PORT/"
-export AUTH_JWT_SECRET="halo-bench-only-jwt-secret-do-not-use-in-prod-01"
 export PUBLIC_PORT INTERNAL_PORT METRICS_PORT
-unset PORT # it would override both ports (see halo-config)
-export BIND_ADDR=127.0.0.1
-export APP_ENV=development
-export OTP_DEV_CODE="$OTP_CODE"
-export LOG_FORMAT=json
-# The load generator logs thousands of mitras in from one address, the same ones in every
-# flood: the abuse limits would refuse it. Measured here is the service, not the limits.
-for limit in OTP_REQUEST_PER_PHONE OTP_REQUEST_PER_ADDRESS OTP_VERIFY_PER_PHONE \
-    OTP_VERIFY_PER_ADDRESS OPERATOR_LOGIN_PER_EMAIL OPERATOR_LOGIN_PER_ADDRESS \
-    CHAT_REQUEST_PER_CUSTOMER; do
-    export "RATE_LIMIT_$limit=1000000/1"
-done
-# Per-request info logs would be measured too; the figures are for the service's own work.
-export RUST_LOG="${BENCH_RUST_LOG:-warn}"
+bench_service_env
 
-SERVICE_PIDS=()
 LOADGEN_PID=""
 RSS_PID=""
-# stop_services: SIGTERM both services and wait for them to exit.
-stop_services() {
-    local pid
-    for pid in "${SERVICE_PIDS[@]}"; do
-        if _pid_alive "$pid"; then kill -TERM "$pid" 2>/dev/null || true; fi
-    done
-    for pid in "${SERVICE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    SERVICE_PIDS=()
-}
 # cleanup: stops what this script started (a background loadgen and RSS sampler, the services,
 # the stores) and drops the dump a SAVE left, so the next run's Valkey starts empty.
 cleanup() {

@@ -304,9 +304,14 @@ stop_pid() {
         _pid_alive "$pid" || return 0
         sleep 0.1
     done
-    warn "$name (pid $pid) ignored SIGTERM; killing it"
+    warn "$name (pid $pid) still there after SIGTERM; killing it"
     kill -KILL "$pid" 2>/dev/null || true
-    while _pid_alive "$pid"; do sleep 0.1; done
+    # Bounded: an exited child nobody reaped (a zombie) answers kill -0 for ever.
+    for ((i = 0; i < 50; i++)); do
+        _pid_alive "$pid" || return 0
+        sleep 0.1
+    done
+    warn "$name (pid $pid) did not go away after SIGKILL"
 }
 
 # start_valkey <dir> <port>: a daemonized valkey-server on 127.0.0.1:<port> with no persistence,

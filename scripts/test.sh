@@ -65,6 +65,26 @@ domain_is_pure() {
     fi
 }
 
+# The repository stands on its own: rules are cited from docs/ (SPEC §n), never from the
+# original contract or the seed documents outside it. The one allowed line is V1's opening
+# comment (a migration's text is part of its checksum; docs/GLOSSARY.md says how to read it,
+# and its line is allowed too).
+cites_nothing_outside() {
+    local found status=0
+    found="$(git grep -n -I -E -e '\bCONTRACT\b' -e '[Cc]ontract( ?\.md)?[[:space:],]*§' \
+        -e 'spec/seeds/' -e '000_[0-9a-f]{16}' -- ':!scripts/test.sh')" || status=$?
+    if [ "$status" -gt 1 ]; then
+        echo "git grep failed (status $status): not a git checkout?" >&2
+        return 1
+    fi
+    # shellcheck disable=SC2016 # the backquotes are text to match
+    found="$(grep -v -E '^(migrations/V1__availability_schema\.sql:1:|docs/GLOSSARY\.md:[0-9]+:`migrations/V1__availability_schema\.sql` opens with)' <<<"$found" || true)"
+    if [ -n "$found" ]; then
+        printf 'cites a document outside the repository (cite docs/SPEC.md instead):\n%s\n' "$found" >&2
+        return 1
+    fi
+}
+
 # Supply chain: crates with an open RustSec advisory stay out of the tree. The advisory
 # database cannot be fetched from every machine: `cargo deny` runs where it is installed and
 # can, and says so plainly where not; the known-bad crates are checked by name regardless.
@@ -88,6 +108,7 @@ known_bad_crates_absent() {
 
 step fmt cargo fmt --all -- --check
 step purity domain_is_pure
+step selfref cites_nothing_outside
 step supply known_bad_crates_absent
 step hadolint scripts/hadolint.sh
 step clippy cargo clippy --workspace --all-targets -- -D warnings

@@ -13,7 +13,7 @@ use clap::Parser;
 use halo_config::is_loopback_url;
 use halo_core::{Availability, AvailabilityStores, SeedReason, SettingsCache};
 use halo_metrics::Metrics;
-use halo_ports::{AvailabilityMirror, AvailabilityTruth, SettingsStore, SystemClock};
+use halo_ports::{AvailabilityTruth, MirrorMaintenance, SettingsStore, SystemClock};
 use halo_postgres::{PgTruth, Pool, PoolSettings};
 use halo_valkey::{Keys, ValkeyMirror, ValkeySettings};
 use serde::Serialize;

@@ -79,17 +79,22 @@ impl MitraAdmin {
         self.with_live_state(row).await
     }
 
-    /// Activates or deactivates a mitra; deactivation also sets it offline and revokes every
-    /// refresh session, so its app cannot get a new access token.
+    /// Activates or deactivates a mitra; deactivation also revokes every refresh session (so
+    /// its app cannot get a new access token) and sets it offline.
     pub async fn set_active(
         &self,
         id: MitraId,
         active: bool,
     ) -> Result<MitraView, AvailabilityError> {
-        self.availability.update_mitra_status(id, active).await?;
+        // SPEC §3.6's order: the flag, the sessions, then offline. A failure after the flag is
+        // answered as an error, and a retry repeats every step (each is idempotent).
+        self.availability.set_active_flag(id, active).await?;
         if !active {
             let revoked = self.auth.revoke_user_sessions(id.uuid()).await?;
             tracing::info!(mitra = %id, revoked, "revoked auth sessions of deactivated mitra");
+            self.availability
+                .set_offline(id, halo_ports::OnlineReason::Deactivated)
+                .await?;
         }
         self.view(id).await
     }

@@ -79,13 +79,24 @@ pub fn spawn_background(
         shutdown.clone(),
         move || {
             let av = av.clone();
-            async move { av.reload_settings().await }
+            async move {
+                if let Err(error) = av.reload_settings().await {
+                    tracing::warn!(error = %error, "periodic settings reload failed");
+                }
+            }
         },
     ));
-    tasks.push(every(cadences.chat_timers, shutdown.clone(), move || {
-        let chat = chat.clone();
-        async move { chat.timers_tick().await }
-    }));
+    // At once, then every tick: timers that fell due while no instance ran are applied first.
+    let first = Duration::ZERO;
+    tasks.push(every_from(
+        first,
+        cadences.chat_timers,
+        shutdown.clone(),
+        move || {
+            let chat = chat.clone();
+            async move { chat.timers_tick().await }
+        },
+    ));
     tasks
 }
 
@@ -114,7 +125,17 @@ fn spawn_watcher(
 }
 
 /// Runs `tick` every `period` (first run after one period) until shutdown.
-fn every<F, Fut>(
+fn every<F, Fut>(period: Duration, shutdown: watch::Receiver<bool>, tick: F) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    every_from(period, period, shutdown, tick)
+}
+
+/// Runs `tick` after `first`, then every `period`, until shutdown.
+fn every_from<F, Fut>(
+    first: Duration,
     period: Duration,
     mut shutdown: watch::Receiver<bool>,
     mut tick: F,
@@ -124,7 +145,7 @@ where
     Fut: Future<Output = ()> + Send,
 {
     tokio::spawn(async move {
-        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + first, period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {

@@ -45,13 +45,7 @@ fn availability_filter(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(n), &all, |b, all| {
             b.iter(|| {
                 all.iter()
-                    .filter(|s| {
-                        s.is_available(
-                            black_box(now),
-                            settings.stale_after(),
-                            settings.max_customers_per_mitra(),
-                        )
-                    })
+                    .filter(|s| s.is_available(black_box(now), settings.availability_rules()))
                     .count()
             });
         });

@@ -69,7 +69,7 @@ impl Phone {
         &self.0
     }
 
-    /// For logs: the first three and last two digits, the rest starred (`+62*********90`).
+    /// For logs: the first three and last two digits, the rest starred (`+628********90`).
     pub fn masked(&self) -> String {
         mask_digits(&self.0[1..])
     }
@@ -170,9 +170,15 @@ mod tests {
     }
 
     #[test]
-    fn roles_round_trip() {
-        for role in [Role::Customer, Role::Mitra, Role::Cc] {
-            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+    fn roles_print_and_parse_as_their_token_claim() {
+        for (role, claim) in [
+            (Role::Customer, "customer"),
+            (Role::Mitra, "mitra"),
+            (Role::Cc, "cc"),
+        ] {
+            assert_eq!(role.as_str(), claim);
+            assert_eq!(role.to_string(), claim);
+            assert_eq!(claim.parse::<Role>(), Ok(role));
         }
         assert!("admin".parse::<Role>().is_err());
     }

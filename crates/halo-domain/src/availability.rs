@@ -36,6 +36,15 @@ pub const fn has_capacity(open_sessions: u32, max_customers: u32) -> bool {
     open_sessions < max_customers
 }
 
+/// The operator settings the availability rules read (`AppSettings::availability_rules`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AvailabilityRules {
+    /// A heartbeat older than this is stale (rule 3).
+    pub stale_after: Duration,
+    /// Open sessions a mitra may hold (rule 4).
+    pub max_customers: u32,
+}
+
 impl MitraState {
     /// Can keep or extend a session it already has (rules 1–3).
     pub fn is_reachable(&self, now: OffsetDateTime, stale_after: Duration) -> bool {
@@ -43,13 +52,9 @@ impl MitraState {
     }
 
     /// Can take a new customer (rules 1–4).
-    pub fn is_available(
-        &self,
-        now: OffsetDateTime,
-        stale_after: Duration,
-        max_customers: u32,
-    ) -> bool {
-        self.is_reachable(now, stale_after) && has_capacity(self.open_sessions, max_customers)
+    pub fn is_available(&self, now: OffsetDateTime, rules: AvailabilityRules) -> bool {
+        self.is_reachable(now, rules.stale_after)
+            && has_capacity(self.open_sessions, rules.max_customers)
     }
 }
 
@@ -89,9 +94,16 @@ mod tests {
         }
     }
 
+    fn rules(max_customers: u32) -> AvailabilityRules {
+        AvailabilityRules {
+            stale_after: STALE,
+            max_customers,
+        }
+    }
+
     fn check(s: MitraState, reachable: bool, available: bool) {
         assert_eq!(s.is_reachable(NOW, STALE), reachable, "reachable {s:?}");
-        assert_eq!(s.is_available(NOW, STALE, 3), available, "available {s:?}");
+        assert_eq!(s.is_available(NOW, rules(3)), available, "available {s:?}");
     }
 
     #[test]
@@ -125,7 +137,7 @@ mod tests {
         #[test]
         fn available_implies_reachable(online: bool, active: bool, age in proptest::option::of(-100i64..500), open in 0u32..10, max in 0u32..10) {
             let s = state(online, active, age, open);
-            if s.is_available(NOW, STALE, max) {
+            if s.is_available(NOW, rules(max)) {
                 prop_assert!(s.is_reachable(NOW, STALE));
                 prop_assert!(open < max);
             }

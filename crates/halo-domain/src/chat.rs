@@ -88,18 +88,25 @@ mod tests {
     #[test]
     fn slots_and_finality() {
         use SessionStatus::*;
-        for (status, slot, done) in [
-            (Searching, false, false),
-            (PendingPayment, true, false),
-            (Active, true, false),
-            (Ended, false, true),
-            (Failed, false, true),
-            (Cancelled, false, true),
+        // The names are the `chat_sessions.status` values and the API's `status` field.
+        for (status, name, slot, done) in [
+            (Searching, "searching", false, false),
+            (PendingPayment, "pending_payment", true, false),
+            (Active, "active", true, false),
+            (Ended, "ended", false, true),
+            (Failed, "failed", false, true),
+            (Cancelled, "cancelled", false, true),
         ] {
-            assert_eq!(status.holds_slot(), slot, "{status}");
-            assert_eq!(status.is_final(), done, "{status}");
-            assert_eq!(status.as_str().parse::<SessionStatus>(), Ok(status));
+            assert_eq!(status.holds_slot(), slot, "{name}");
+            assert_eq!(status.is_final(), done, "{name}");
+            assert_eq!(status.as_str(), name);
+            assert_eq!(status.to_string(), name);
+            assert_eq!(name.parse::<SessionStatus>(), Ok(status));
         }
+        assert_eq!(
+            "paid".parse::<SessionStatus>(),
+            Err(UnknownStatus("paid".to_owned()))
+        );
     }
 
     #[test]

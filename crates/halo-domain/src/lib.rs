@@ -11,7 +11,7 @@ mod mirror_image;
 mod settings;
 
 pub use accounts::{mask_phone_numbers, InvalidPhone, Phone, Role, UnknownRole};
-pub use availability::{is_fresh, stale_cutoff, Beacon, MitraState};
+pub use availability::{is_fresh, stale_cutoff, AvailabilityRules, Beacon, MitraState};
 pub use chat::{validate_minutes, InvalidMinutes, SessionStatus};
 pub use ids::{IdParseError, MitraId};
 pub use limits::{InvalidRateLimit, LimitedAction, RateLimit, RateLimits};

@@ -158,6 +158,25 @@ mod tests {
     }
 
     #[test]
+    fn actions_are_named_as_their_counters_and_variables() {
+        use LimitedAction::*;
+        // Valkey counter keys are `<name>:<who>` (Display) and halo-config reads
+        // `RATE_LIMIT_<NAME>`: renaming one resets live counters and orphans a deployed setting.
+        for (action, name) in [
+            (OtpRequestPerPhone, "otp_request_per_phone"),
+            (OtpRequestPerAddress, "otp_request_per_address"),
+            (OtpVerifyPerPhone, "otp_verify_per_phone"),
+            (OtpVerifyPerAddress, "otp_verify_per_address"),
+            (OperatorLoginPerEmail, "operator_login_per_email"),
+            (OperatorLoginPerAddress, "operator_login_per_address"),
+            (ChatRequestPerCustomer, "chat_request_per_customer"),
+        ] {
+            assert_eq!(action.as_str(), name);
+            assert_eq!(action.to_string(), name);
+        }
+    }
+
+    #[test]
     fn the_hit_after_max_exceeds() {
         let limit = RateLimit::new(2, Duration::from_secs(1));
         assert!(!limit.exceeded_by(2));

@@ -250,6 +250,33 @@ mod tests {
     }
 
     #[test]
+    fn with_sessions_counts_mitras_not_sessions() {
+        let rows = [
+            truth(1, true, true, 2),
+            truth(2, true, false, 1),
+            truth(3, true, true, 0),
+        ];
+        assert_eq!(MirrorImage::expected_from(&rows).with_sessions(), 2);
+        assert_eq!(MirrorImage::default().with_sessions(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_expects_its_mitras_stamped_with_its_read_time() {
+        let read_at = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(42);
+        let snapshot = TruthSnapshot {
+            mitras: vec![truth(1, true, true, 2), truth(2, false, false, 0)],
+            read_at,
+        };
+        let image = snapshot.image();
+        assert_eq!(image.truth_read_at, Some(read_at));
+        let unstamped = MirrorImage {
+            truth_read_at: None,
+            ..image
+        };
+        assert_eq!(unstamped, MirrorImage::expected_from(&snapshot.mitras));
+    }
+
+    #[test]
     fn heartbeat_floor_only_for_mitras_with_a_key() {
         let at = OffsetDateTime::UNIX_EPOCH;
         let with_beat = |mut t: MitraTruth| {
@@ -302,6 +329,50 @@ mod tests {
                 actual: Some(99)
             }]
         );
+    }
+
+    #[test]
+    fn one_drifted_key_of_any_sort_is_drift() {
+        let expected = MirrorImage::expected_from(&[truth(1, true, true, 1)]);
+        let drift = |change: fn(&mut MirrorImage)| {
+            let mut actual = expected.clone();
+            change(&mut actual);
+            expected.drift_against(&actual)
+        };
+        let missing = drift(|a| a.online.clear());
+        let extra = drift(|a| {
+            a.garbage.insert("junk".into());
+        });
+        let different = drift(|a| {
+            a.capacity.insert(id(1), 3);
+        });
+        for (report, lists) in [
+            (missing, [1, 0, 0]),
+            (extra, [0, 1, 0]),
+            (different, [0, 0, 1]),
+        ] {
+            let got = [
+                report.missing.len(),
+                report.extra.len(),
+                report.different.len(),
+            ];
+            assert_eq!(got, lists, "{report:?}");
+            assert!(!report.is_empty(), "{report:?}");
+        }
+    }
+
+    #[test]
+    fn drift_kinds_are_named_as_the_api_shows_them() {
+        use DriftKind::*;
+        for (kind, name) in [
+            (Online, "online"),
+            (Deactivated, "deactivated"),
+            (Capacity, "capacity"),
+            (Heartbeat, "heartbeat"),
+            (Garbage, "garbage"),
+        ] {
+            assert_eq!(kind.as_str(), name);
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Operator-tunable settings (`app_config`), their defaults and the ranges an operator may set.
 //! Constructed only through validation, so a loaded `AppSettings` is always usable.
 
+use crate::AvailabilityRules;
 use std::fmt;
 use std::str::FromStr;
 use time::Duration;
@@ -213,6 +214,14 @@ impl AppSettings {
         Duration::seconds(self.get(SettingKey::StaleAfterSeconds).into())
     }
 
+    /// What `MitraState::is_available` reads.
+    pub fn availability_rules(&self) -> AvailabilityRules {
+        AvailabilityRules {
+            stale_after: self.stale_after(),
+            max_customers: self.max_customers_per_mitra(),
+        }
+    }
+
     pub const fn beacon_ttl_seconds(&self) -> u32 {
         self.get(SettingKey::BeaconCacheTtlSeconds)
     }
@@ -247,6 +256,73 @@ mod tests {
         assert_eq!(s.blast_timeout(), Duration::seconds(60));
         assert_eq!(s.payment_timeout(), Duration::seconds(300));
         assert_eq!(s.heartbeat_interval_seconds(), 30);
+        assert_eq!(s.max_open_requests_per_customer(), 1);
+    }
+
+    #[test]
+    fn from_pairs_sets_the_given_keys_over_the_defaults() {
+        use SettingKey::*;
+        let s = AppSettings::from_pairs([(MaxCustomersPerMitra, 7), (BlastTimeoutSeconds, 45)])
+            .unwrap();
+        assert_eq!(s.max_customers_per_mitra(), 7);
+        assert_eq!(s.blast_timeout(), Duration::seconds(45));
+        assert_eq!(s.stale_after(), Duration::seconds(90), "untouched: default");
+        assert_eq!(
+            AppSettings::from_pairs([(StaleAfterSeconds, 45)]),
+            Err(SettingError::StaleWithoutSlack {
+                stale: 45,
+                interval: 30
+            }),
+            "checked against the default interval"
+        );
+    }
+
+    #[test]
+    fn every_getter_reads_its_own_key() {
+        use SettingKey::*;
+        // Every value differs from its default and from the others.
+        let values = [
+            (MaxCustomersPerMitra, 4),
+            (StaleAfterSeconds, 120),
+            (BeaconCacheTtlSeconds, 7),
+            (BlastTimeoutSeconds, 45),
+            (PaymentTimeoutSeconds, 600),
+            (HeartbeatIntervalSeconds, 20),
+            (MaxOpenRequestsPerCustomer, 2),
+        ];
+        let s = AppSettings::from_pairs(values.map(|(k, v)| (k, i64::from(v)))).unwrap();
+        assert_eq!(s.max_customers_per_mitra(), 4);
+        assert_eq!(s.stale_after(), Duration::seconds(120));
+        assert_eq!(s.beacon_ttl_seconds(), 7);
+        assert_eq!(s.blast_timeout(), Duration::seconds(45));
+        assert_eq!(s.payment_timeout(), Duration::seconds(600));
+        assert_eq!(s.heartbeat_interval_seconds(), 20);
+        assert_eq!(s.max_open_requests_per_customer(), 2);
+        assert_eq!(
+            s.availability_rules(),
+            crate::AvailabilityRules {
+                stale_after: Duration::seconds(120),
+                max_customers: 4,
+            }
+        );
+        // `pairs` lists every key once, in `ALL` order: a settings change saves key by key from it.
+        assert_eq!(s.pairs().collect::<Vec<_>>(), values);
+    }
+
+    #[test]
+    fn errors_name_the_field_to_fix() {
+        use SettingKey::*;
+        let field = |e: SettingError| e.field();
+        assert_eq!(field("bogus".parse::<SettingKey>().unwrap_err()), "bogus");
+        assert_eq!(
+            field(AppSettings::from_pairs([(BeaconCacheTtlSeconds, 0)]).unwrap_err()),
+            "beacon_cache_ttl_seconds"
+        );
+        assert_eq!(
+            field(AppSettings::from_pairs([(HeartbeatIntervalSeconds, 60)]).unwrap_err()),
+            "stale_after_seconds, heartbeat_interval_seconds",
+            "a cross-field rule names both fields"
+        );
     }
 
     fn check(changes: &[(SettingKey, i64)], expected: Result<(), SettingError>) {
@@ -329,6 +405,7 @@ mod tests {
     fn keys_round_trip_through_their_names() {
         for key in SettingKey::ALL {
             assert_eq!(key.as_str().parse::<SettingKey>(), Ok(key));
+            assert_eq!(key.to_string(), key.as_str());
         }
         assert!(matches!(
             "bogus".parse::<SettingKey>(),

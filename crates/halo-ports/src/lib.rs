@@ -25,7 +25,8 @@ pub use events::{
 };
 pub use limits::RateCounter;
 pub use mirror::{
-    AvailabilityMirror, BeaconClaim, BeaconLock, HeartbeatOutcome, MirrorError, SeedWrite,
+    AvailabilityMirror, BeaconClaim, BeaconLock, HeartbeatOutcome, MirrorCoordination, MirrorError,
+    MirrorHotPath, MirrorMaintenance, SeedWrite,
 };
 pub use settings::{SettingChange, SettingsStore};
 pub use truth::{

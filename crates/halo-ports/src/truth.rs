@@ -105,7 +105,9 @@ pub trait AvailabilityTruth: Send + Sync + 'static {
     async fn set_active(&self, id: MitraId, active: bool) -> Result<(), TruthError>;
 
     /// Heartbeat fallback while Valkey is down: guard and record the ping in one statement.
-    /// Records the heartbeat only for an active, online mitra. `None` when the mitra is unknown.
+    /// Records the heartbeat only for an active, online mitra, and only when it is more than a
+    /// second newer than the stored one (pings are seconds apart; freshness is judged in tens
+    /// of seconds). `None` when the mitra is unknown.
     async fn heartbeat_fallback(
         &self,
         id: MitraId,
@@ -134,7 +136,8 @@ pub trait AvailabilityTruth: Send + Sync + 'static {
     /// when (the database's clock).
     async fn mirror_truth(&self) -> Result<TruthSnapshot, TruthError>;
 
-    /// Copies heartbeat timestamps to `last_heartbeat_at` in ONE statement; returns rows updated.
+    /// Copies heartbeat timestamps to `last_heartbeat_at` in ONE statement, each only over an
+    /// older value (never backwards); returns the rows it moved forward.
     async fn record_heartbeats(
         &self,
         beats: &[(MitraId, OffsetDateTime)],

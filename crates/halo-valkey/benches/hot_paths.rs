@@ -7,7 +7,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use halo_domain::{Beacon, MirrorImage, MitraId, MitraTruth};
 use halo_metrics::Metrics;
-use halo_ports::{AvailabilityMirror, BeaconLock};
+use halo_ports::{BeaconLock, MirrorCoordination, MirrorHotPath, MirrorMaintenance};
 use halo_testkit::ValkeyServer;
 use halo_valkey::{Keys, ValkeyMirror, ValkeySettings};
 use std::time::Duration;

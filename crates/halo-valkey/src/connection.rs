@@ -173,7 +173,7 @@ impl Connections {
     /// itself like the shared one), replacing one it had. Call it only on a thread that runs
     /// one Tokio runtime for its whole life (an actix worker): the connection's tasks live on
     /// that runtime. Without a runtime here, the thread keeps using the shared connection.
-    pub fn bind_to_current_thread(&self) {
+    pub(crate) fn bind_to_current_thread(&self) {
         let Some(conn) = self.new_connection() else {
             return;
         };

@@ -1,5 +1,5 @@
-//! Key names. They are part of the contract (runbooks use them); `VALKEY_KEY_PREFIX` is
-//! prepended to every key and channel.
+//! Key names. They are part of the public keyspace (SPEC §2.2; runbooks use them);
+//! `VALKEY_KEY_PREFIX` is prepended to every key and channel.
 
 use halo_domain::MitraId;
 
@@ -137,7 +137,7 @@ mod tests {
     use uuid::Uuid;
 
     #[test]
-    fn contract_key_names_with_and_without_prefix() {
+    fn spec_key_names_with_and_without_prefix() {
         let id = MitraId::new(Uuid::from_u128(7));
         let plain = Keys::new("");
         assert_eq!(plain.online(), "mitras:online");

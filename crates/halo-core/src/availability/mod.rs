@@ -152,3 +152,6 @@ impl Availability {
         }
     }
 }
+
+#[cfg(test)]
+mod decisions_tests;

@@ -28,12 +28,7 @@ impl Availability {
 
     /// The availability rule with this instance's settings and clock.
     pub(super) fn available(&self, state: &MitraState) -> bool {
-        let settings = self.settings.get();
-        state.is_available(
-            self.clock.now(),
-            settings.stale_after(),
-            settings.max_customers_per_mitra(),
-        )
+        state.is_available(self.clock.now(), self.settings.get().availability_rules())
     }
 
     /// What the status screen and the operator list show about one mitra.

@@ -42,16 +42,18 @@ impl Availability {
     }
 
     /// Reloads the settings cache from the store; on failure the cached values stay.
-    pub async fn reload_settings(&self) {
-        if let Err(error) = self.settings.reload(self.settings_store.as_ref()).await {
-            tracing::warn!(error = %error, "settings reload failed; keeping the cached values");
-        }
+    pub async fn reload_settings(
+        &self,
+    ) -> Result<halo_domain::AppSettings, halo_ports::TruthError> {
+        self.settings.reload(self.settings_store.as_ref()).await
     }
 
     /// Reloads settings and drops the beacon snapshot (a `config:invalidate` arrived, or the
     /// subscription was re-established and may have missed one).
     pub async fn on_config_invalidated(&self) {
-        self.reload_settings().await;
+        if let Err(error) = self.reload_settings().await {
+            tracing::warn!(error = %error, "settings reload failed; keeping the cached values");
+        }
         self.bust_beacon().await;
     }
 }

@@ -26,7 +26,6 @@ impl MirrorWatch {
             self.drops_seen = drops;
             health.down(&"a valkey connection was dropped");
         }
-        let was_down = health.is_down();
         match probe {
             Err(error) => {
                 health.down(&error);
@@ -35,10 +34,11 @@ impl MirrorWatch {
             Ok(false) => health.unseeded(),
             Ok(true) => {}
         }
+        // Down lasts until a seed ends it, so a server that came back empty after an outage is
+        // still a reconnect here, not a flush.
         let reason = match health.state() {
             MirrorState::Trusted => return None,
             MirrorState::Down => SeedReason::Reconnect,
-            MirrorState::Unseeded if was_down => SeedReason::Reconnect,
             MirrorState::Unseeded => SeedReason::Flushed,
             MirrorState::Behind => SeedReason::WriteFailed,
         };

@@ -40,9 +40,24 @@ impl Availability {
         Ok(())
     }
 
-    /// Deactivate or reactivate: Postgres, then the mirror; deactivation also sets the mitra
-    /// offline. (`MitraAdmin::set_active` also revokes a deactivated mitra's sessions.)
+    /// Deactivate or reactivate the mitra's availability: Postgres, then the mirror;
+    /// deactivation also sets it offline. Its auth sessions are not touched: the operators'
+    /// deactivation is `MitraAdmin::set_active`, which revokes them in between (SPEC §3.6).
     pub async fn update_mitra_status(
+        &self,
+        id: MitraId,
+        active: bool,
+    ) -> Result<(), AvailabilityError> {
+        self.set_active_flag(id, active).await?;
+        if !active {
+            self.set_offline(id, OnlineReason::Deactivated).await?;
+        }
+        Ok(())
+    }
+
+    /// `mitras.is_active`, then the mirror's deactivated set (which also takes a deactivated
+    /// mitra out of the online set). The first step of a (de)activation.
+    pub(crate) async fn set_active_flag(
         &self,
         id: MitraId,
         active: bool,
@@ -50,9 +65,6 @@ impl Availability {
         self.truth.set_active(id, active).await?;
         self.write_mirror("set_deactivated", |m| m.set_deactivated(id, !active))
             .await;
-        if !active {
-            self.set_offline(id, OnlineReason::Deactivated).await?;
-        }
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 
 use crate::fixture::{cap_key, instance, sorted, stack};
 use halo_core::{spawn_background, AvailabilityError, Cadences, MirrorWatch, SeedReason};
-use halo_ports::{AvailabilityMirror, CapacityCount, OnlineReason};
+use halo_ports::{CapacityCount, MirrorHotPath, OnlineReason};
 use halo_testkit::eventually;
 use halo_valkey::InvalidationEvent;
 use std::time::Duration;
@@ -266,7 +266,9 @@ async fn k_config_invalidation_reaches_another_instance_and_survives_a_valkey_re
         .await
         .unwrap();
         eventually("publish reaches valkey", Duration::from_secs(5), || async {
-            publisher.publish_config_invalidate().await.is_ok()
+            halo_ports::MirrorCoordination::publish_config_invalidate(publisher.as_ref())
+                .await
+                .is_ok()
         })
         .await;
         eventually(

@@ -8,8 +8,8 @@ use halo_core::{MirrorWatch, SweepOutcome};
 use halo_domain::{Beacon, MirrorImage, MitraId, MitraState};
 use halo_metrics::Metrics;
 use halo_ports::{
-    AvailabilityMirror, BeaconClaim, BeaconLock, CapacityCount, HeartbeatOutcome, MirrorError,
-    OnlineReason, SeedWrite,
+    BeaconClaim, BeaconLock, CapacityCount, HeartbeatOutcome, MirrorCoordination, MirrorError,
+    MirrorHotPath, MirrorMaintenance, OnlineReason, SeedWrite,
 };
 use halo_testkit::{test_database, ValkeyServer};
 use halo_valkey::ValkeyMirror;
@@ -36,11 +36,7 @@ impl FlakyMirror {
 }
 
 #[async_trait]
-impl AvailabilityMirror for FlakyMirror {
-    async fn ping(&self) -> Result<(), MirrorError> {
-        self.gate()?;
-        self.inner.ping().await
-    }
+impl MirrorHotPath for FlakyMirror {
     async fn heartbeat(
         &self,
         id: MitraId,
@@ -62,22 +58,6 @@ impl AvailabilityMirror for FlakyMirror {
         self.gate()?;
         self.inner.mark_offline(ids).await
     }
-    async fn fence_stale(
-        &self,
-        ids: &[MitraId],
-        cutoff: OffsetDateTime,
-    ) -> Result<Vec<MitraId>, MirrorError> {
-        self.gate()?;
-        self.inner.fence_stale(ids, cutoff).await
-    }
-    async fn restore_online(
-        &self,
-        beats: &[(MitraId, OffsetDateTime)],
-        token: u64,
-    ) -> Result<(), MirrorError> {
-        self.gate()?;
-        self.inner.restore_online(beats, token).await
-    }
     async fn set_deactivated(&self, id: MitraId, deactivated: bool) -> Result<(), MirrorError> {
         self.gate()?;
         self.inner.set_deactivated(id, deactivated).await
@@ -98,16 +78,14 @@ impl AvailabilityMirror for FlakyMirror {
         self.gate()?;
         self.inner.candidate_states().await
     }
-    async fn online_heartbeats(
-        &self,
-    ) -> Result<Vec<(MitraId, Option<OffsetDateTime>)>, MirrorError> {
-        self.gate()?;
-        self.inner.online_heartbeats().await
-    }
     async fn online_count(&self) -> Result<u64, MirrorError> {
         self.gate()?;
         self.inner.online_count().await
     }
+}
+
+#[async_trait]
+impl MirrorCoordination for FlakyMirror {
     async fn claim_beacon(&self, lock_ttl: Duration) -> Result<BeaconClaim, MirrorError> {
         self.gate()?;
         self.inner.claim_beacon(lock_ttl).await
@@ -125,6 +103,22 @@ impl AvailabilityMirror for FlakyMirror {
     async fn bust_beacon(&self) -> Result<(), MirrorError> {
         self.gate()?;
         self.inner.bust_beacon().await
+    }
+    async fn try_lease(&self, name: &str, ttl: Duration) -> Result<bool, MirrorError> {
+        self.gate()?;
+        self.inner.try_lease(name, ttl).await
+    }
+    async fn publish_config_invalidate(&self) -> Result<(), MirrorError> {
+        self.gate()?;
+        self.inner.publish_config_invalidate().await
+    }
+}
+
+#[async_trait]
+impl MirrorMaintenance for FlakyMirror {
+    async fn ping(&self) -> Result<(), MirrorError> {
+        self.gate()?;
+        self.inner.ping().await
     }
     async fn write_token(&self) -> Result<u64, MirrorError> {
         self.gate()?;
@@ -147,13 +141,27 @@ impl AvailabilityMirror for FlakyMirror {
         self.gate()?;
         self.inner.is_seeded().await
     }
-    async fn try_lease(&self, name: &str, ttl: Duration) -> Result<bool, MirrorError> {
+    async fn fence_stale(
+        &self,
+        ids: &[MitraId],
+        cutoff: OffsetDateTime,
+    ) -> Result<Vec<MitraId>, MirrorError> {
         self.gate()?;
-        self.inner.try_lease(name, ttl).await
+        self.inner.fence_stale(ids, cutoff).await
     }
-    async fn publish_config_invalidate(&self) -> Result<(), MirrorError> {
+    async fn restore_online(
+        &self,
+        beats: &[(MitraId, OffsetDateTime)],
+        token: u64,
+    ) -> Result<(), MirrorError> {
         self.gate()?;
-        self.inner.publish_config_invalidate().await
+        self.inner.restore_online(beats, token).await
+    }
+    async fn online_heartbeats(
+        &self,
+    ) -> Result<Vec<(MitraId, Option<OffsetDateTime>)>, MirrorError> {
+        self.gate()?;
+        self.inner.online_heartbeats().await
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::fixture::{bulk_online_mitras, cap_key, hb_key, sorted, stack};
 use halo_core::{MirrorWatch, SeedReason};
-use halo_ports::{AvailabilityMirror, CapacityCount, SeedWrite};
+use halo_ports::{CapacityCount, MirrorHotPath, MirrorMaintenance, SeedWrite};
 use redis::AsyncCommands;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;

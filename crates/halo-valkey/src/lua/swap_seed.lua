@@ -73,7 +73,7 @@ for _ = 1, n do
   i = i + 3
 end
 -- Heartbeats: the newest of Valkey's value and Postgres's (pings answered from Postgres while
--- Valkey was down or distrusted count); `now` where Valkey has none (contract: seeded as now).
+-- Valkey was down or distrusted count); `now` where Valkey has none (SPEC §3.5: seeded as now).
 local m = tonumber(ARGV[i]); i = i + 1
 for _ = 1, m do
   local id, floor = ARGV[i], ARGV[i + 1]

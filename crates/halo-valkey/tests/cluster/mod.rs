@@ -3,10 +3,13 @@
 //! sharded config channel delivers, and a failover of the mirror's shard is noticed (counted as
 //! a dropped connection, so the watcher reseeds) and followed.
 
-use super::{count, id, seed, truth};
 use halo_domain::{Beacon, MirrorImage};
+use halo_fakes::contract::{count, id, seed, truth};
 use halo_metrics::Metrics;
-use halo_ports::{AvailabilityMirror, BeaconClaim, HeartbeatOutcome, RateCounter};
+use halo_ports::{
+    BeaconClaim, HeartbeatOutcome, MirrorCoordination, MirrorHotPath, MirrorMaintenance,
+    RateCounter,
+};
 use halo_testkit::{eventually, ValkeyCluster};
 use halo_valkey::{InvalidationEvent, Keys, ValkeyMirror, ValkeySettings};
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,128 @@
+//! The request paths, as the adapter's commands and scripts do them (`heartbeat.lua`,
+//! `mark_online.lua`, `mark_offline.lua`, `set_deactivated.lua`, `set_capacity.lua`).
+
+use super::{stored, InMemoryMirror};
+use async_trait::async_trait;
+use halo_domain::{MitraId, MitraState};
+use halo_ports::{CapacityCount, HeartbeatOutcome, MirrorError, MirrorHotPath};
+use time::OffsetDateTime;
+
+#[async_trait]
+impl MirrorHotPath for InMemoryMirror {
+    /// A key that exists is refreshed without any other check and without a journal entry (the
+    /// adapter's `SET … XX`); only a missing key looks at the marker and the sets.
+    async fn heartbeat(
+        &self,
+        id: MitraId,
+        at: OffsetDateTime,
+    ) -> Result<HeartbeatOutcome, MirrorError> {
+        let mut s = self.enter("heartbeat")?;
+        if let Some(held) = s.heartbeat.get_mut(&id) {
+            *held = stored(at);
+            return Ok(HeartbeatOutcome::Recorded);
+        }
+        s.ensure_seeded()?;
+        if s.deactivated.contains(&id) {
+            return Ok(HeartbeatOutcome::Deactivated);
+        }
+        if !s.online.contains(&id) {
+            return Ok(HeartbeatOutcome::Offline);
+        }
+        s.heartbeat.insert(id, stored(at));
+        s.touch([id]);
+        Ok(HeartbeatOutcome::Recorded)
+    }
+
+    async fn mark_online(
+        &self,
+        id: MitraId,
+        at: OffsetDateTime,
+        capacity: CapacityCount,
+    ) -> Result<(), MirrorError> {
+        let mut s = self.enter("mark_online")?;
+        s.online.insert(id);
+        s.write_capacity_in_order(id, capacity.open, capacity.seq);
+        if !s.deactivated.contains(&id) {
+            s.heartbeat.insert(id, stored(at));
+        }
+        s.touch([id]);
+        Ok(())
+    }
+
+    async fn mark_offline(&self, ids: &[MitraId]) -> Result<(), MirrorError> {
+        if ids.is_empty() {
+            self.count("mark_offline");
+            return Ok(());
+        }
+        let mut s = self.enter("mark_offline")?;
+        for id in ids {
+            s.online.remove(id);
+            s.heartbeat.remove(id);
+        }
+        s.touch(ids.iter().copied());
+        Ok(())
+    }
+
+    async fn set_deactivated(&self, id: MitraId, deactivated: bool) -> Result<(), MirrorError> {
+        let mut s = self.enter("set_deactivated")?;
+        if deactivated {
+            s.deactivated.insert(id);
+            s.online.remove(&id);
+            s.heartbeat.remove(&id);
+        } else {
+            s.deactivated.remove(&id);
+        }
+        s.touch([id]);
+        Ok(())
+    }
+
+    /// Ordered by `seq`, not journaled (as in the adapter).
+    async fn set_capacity(&self, id: MitraId, capacity: CapacityCount) -> Result<(), MirrorError> {
+        let mut s = self.enter("set_capacity")?;
+        s.write_capacity_in_order(id, capacity.open, capacity.seq);
+        Ok(())
+    }
+
+    async fn is_deactivated(&self, id: MitraId) -> Result<bool, MirrorError> {
+        let s = self.enter("is_deactivated")?;
+        s.ensure_seeded()?;
+        Ok(s.deactivated.contains(&id))
+    }
+
+    async fn mitra_states(&self, ids: &[MitraId]) -> Result<Vec<MitraState>, MirrorError> {
+        let s = self.enter("mitra_states")?;
+        s.ensure_seeded()?;
+        Ok(ids
+            .iter()
+            .map(|id| MitraState {
+                online: s.online.contains(id),
+                active: !s.deactivated.contains(id),
+                last_heartbeat: s.heartbeat.get(id).copied(),
+                open_sessions: s.capacity.get(id).copied().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, MirrorError> {
+        let s = self.enter("candidate_states")?;
+        s.ensure_seeded()?;
+        Ok(s.online
+            .difference(&s.deactivated)
+            .map(|id| {
+                let state = MitraState {
+                    online: true,
+                    active: true,
+                    last_heartbeat: s.heartbeat.get(id).copied(),
+                    open_sessions: s.capacity.get(id).copied().unwrap_or(0),
+                };
+                (*id, state)
+            })
+            .collect())
+    }
+
+    async fn online_count(&self) -> Result<u64, MirrorError> {
+        let s = self.enter("online_count")?;
+        s.ensure_seeded()?;
+        Ok(s.online.len() as u64)
+    }
+}
