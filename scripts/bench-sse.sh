@@ -15,24 +15,24 @@ set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/bench-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 cd "$HALO_REPO_ROOT"
 
 STREAMS="${SSE_STREAMS:-10000}"
 BLASTS="${SSE_BLASTS:-10}"
 DIR="$HALO_DATA_DIR/bench-sse"
+OTP_CODE=000000
 MITRA_PHONE_START=628300000000
 CUSTOMER_PHONE_START=628400000000
 mkdir -p "$DIR"
 
 STARTED_PG=0
 DB_NAME=""
-PIDS=()
+LOADGEN=""
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        if _pid_alive "$pid"; then kill -TERM "$pid" 2>/dev/null || true; fi
-    done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if _pid_alive "$LOADGEN"; then kill -TERM "$LOADGEN" 2>/dev/null || true; fi
+    stop_services
     stop_valkey "$DIR/valkey" || true
     if [ -n "$DB_NAME" ]; then
         "$PSQL" -X -q -d "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1 || true
@@ -72,23 +72,18 @@ else
     BIN="${CARGO_TARGET_DIR:-$HALO_REPO_ROOT/target}/release"
 fi
 
-ENV=(
-    DATABASE_URL="$DATABASE_URL" VALKEY_URL="redis://127.0.0.1:$VALKEY_PORT/"
-    AUTH_JWT_SECRET="halo-bench-only-jwt-secret-do-not-use-in-prod-01"
-    APP_ENV=development OTP_DEV_CODE=000000 BIND_ADDR=127.0.0.1 LOG_FORMAT=json RUST_LOG=warn
-    RATE_LIMIT_OTP_REQUEST_PER_PHONE=1000000/1 RATE_LIMIT_OTP_REQUEST_PER_ADDRESS=1000000/1
-    RATE_LIMIT_OTP_VERIFY_PER_PHONE=1000000/1 RATE_LIMIT_OTP_VERIFY_PER_ADDRESS=1000000/1
-    RATE_LIMIT_CHAT_REQUEST_PER_CUSTOMER=1000000/1
-)
+bench_service_env
+export DATABASE_URL VALKEY_URL="redis://127.0.0.1:$VALKEY_PORT/"
 BASES=()
 for name in a b; do
     port="$(free_port)"
-    env -i PATH="$PATH" "${ENV[@]}" PUBLIC_PORT="$port" METRICS_PORT="$(free_port)" \
+    PUBLIC_PORT="$port" METRICS_PORT="$(free_port)" \
         "$BIN/public-api" >"$DIR/public-api-$name.log" 2>&1 </dev/null &
-    PIDS+=("$!")
+    SERVICE_PIDS+=("$!")
     BASES+=("http://127.0.0.1:$port")
     wait_http "http://127.0.0.1:$port/readyz" 60 "$!" || die "public-api $name not ready (see $DIR/public-api-$name.log)"
 done
+PIDS=("${SERVICE_PIDS[@]}")
 "$PSQL" -X -q -d "$DATABASE_URL" -c "INSERT INTO mitras (phone, display_name)
     SELECT '+' || ($MITRA_PHONE_START + i), 'bench mitra ' || i FROM generate_series(0, $STREAMS - 1) AS i" >/dev/null
 
@@ -98,7 +93,6 @@ log "loadgen: $STREAMS streams over A and B, $BLASTS blasts on A"
     --customers "$BLASTS" --customer-phone-start "$CUSTOMER_PHONE_START" \
     --login-concurrency 32 --threads "${SSE_LOADGEN_THREADS:-1}" --sse-blasts "$BLASTS" --sse-hold 8 >"$DIR/result.txt" 2>&1 &
 LOADGEN=$!
-PIDS+=("$LOADGEN")
 # wait_for <text>: until loadgen has printed it.
 wait_for() {
     until grep -q "$1" "$DIR/result.txt" 2>/dev/null; do
