@@ -1,7 +1,9 @@
 //! The command line both binaries share: `serve` (the default), `migrate`, `healthcheck`, and
 //! (internal-api only) `create-operator`.
 
-use crate::{create_operator, healthcheck, migrate_from_env, serve, start_from_env, Service};
+use crate::{
+    create_operator, healthcheck, migrate_from_env, serve_from_env, start_from_env, Service,
+};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -51,6 +53,7 @@ pub async fn run(service: Service) -> ExitCode {
     };
     let command = cli.command.unwrap_or(Command::Serve);
     match command {
+        Command::Serve => return serve_from_env(service).await,
         Command::Migrate => return migrate_from_env(service).await,
         Command::CreateOperator { .. } if service == Service::Public => {
             eprintln!("create-operator: run it with internal-api");
@@ -63,7 +66,7 @@ pub async fn run(service: Service) -> ExitCode {
         Err(status) => return status,
     };
     match command {
-        Command::Serve => serve(&config, service).await,
+        Command::Serve => serve_from_env(service).await,
         Command::Healthcheck => healthcheck(&config, service).await,
         Command::Migrate => migrate_from_env(service).await,
         Command::CreateOperator {

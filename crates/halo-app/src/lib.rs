@@ -18,7 +18,7 @@ pub use healthcheck::{check_health, healthcheck, HealthcheckError};
 pub use migrate::migrate_from_env;
 pub use operators::{create_operator, OperatorError};
 pub use startup::{Application, RunningApplication};
-pub use telemetry::init_tracing;
+pub use telemetry::{init_tracing, init_tracing_and_export, Telemetry, TelemetryError};
 
 use halo_config::Config;
 use std::process::ExitCode;
@@ -71,15 +71,46 @@ pub enum StartupError {
     Bind(#[source] std::io::Error),
 }
 
-/// The binaries' start: the configuration from the environment (a bad value prints one line
-/// naming the variable and exits with status 2), then logging as configured.
+/// The one-shot commands' start (healthcheck, create-operator): the configuration from the
+/// environment, then logging as configured; no trace export.
 pub fn start_from_env() -> Result<Config, ExitCode> {
-    let config = Config::from_env().map_err(|error| {
-        eprintln!("{error}");
-        ExitCode::from(2)
-    })?;
+    let config = config_from_env()?;
     init_tracing(config.log_format);
     Ok(config)
+}
+
+/// A bad value prints one line naming the variable and exits with status 2.
+fn config_from_env() -> Result<Config, ExitCode> {
+    Config::from_env().map_err(|error| {
+        eprintln!("{error}");
+        ExitCode::from(2)
+    })
+}
+
+/// `serve`, the binaries' default: the configuration, logging and (with an OTLP endpoint) trace
+/// export, then [`serve`]; the spans still queued are exported before the process exits. A
+/// bad value, or an exporter that cannot be set up, prints one line and exits with status 2.
+pub async fn serve_from_env(service: Service) -> ExitCode {
+    let config = match config_from_env() {
+        Ok(config) => config,
+        Err(status) => return status,
+    };
+    let telemetry = match &config.trace_export {
+        None => {
+            init_tracing(config.log_format);
+            Telemetry::default()
+        }
+        Some(export) => match init_tracing_and_export(config.log_format, export, service.name()) {
+            Ok(telemetry) => telemetry,
+            Err(error) => {
+                eprintln!("{}: {}", service.name(), error_chain(&error));
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let status = serve(&config, service).await;
+    telemetry.shutdown();
+    status
 }
 
 /// Builds the service and serves until SIGTERM or SIGINT; the process's exit status. A

@@ -256,6 +256,7 @@ fn app_state(config: &Config, service: Service, services: Services, metrics: Met
         client_address_header: config.client_address_header.clone(),
         slow_request: config.log_slow_request,
         sse_ping: config.sse_ping_interval,
+        trace_export: config.trace_export.is_some(),
         metrics_port: Arc::new(AtomicU16::new(0)),
     }
 }

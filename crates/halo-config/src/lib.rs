@@ -3,6 +3,7 @@
 
 mod loopback;
 mod secret;
+mod trace_export;
 
 pub use loopback::is_loopback_url;
 pub use secret::Secret;
@@ -11,6 +12,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+pub use trace_export::{Sampling, TraceExport, DEFAULT_TRACE_RATIO};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppEnv {
@@ -87,6 +89,8 @@ pub struct Config {
     /// when a separate step runs `<binary> migrate` (a deploy's migration job); the service
     /// then refuses to start while the schema is behind the build.
     pub migrate_on_start: bool,
+    /// OpenTelemetry trace export (`OTEL_EXPORTER_OTLP_ENDPOINT` and friends); `None`: off.
+    pub trace_export: Option<TraceExport>,
 }
 
 /// What the `migrate` subcommand reads: only the database and logging, so a migration job
@@ -242,13 +246,18 @@ impl Config {
             pg_pool_size: vars.positive("PG_POOL_SIZE", 16)?,
             pg_timeout: Duration::from_millis(vars.positive("PG_TIMEOUT_MS", 5000)?),
             migrate_on_start: vars.parsed("MIGRATE_ON_START", true, parse_bool)?,
+            trace_export: TraceExport::from_vars(|name| {
+                vars.optional(name).map(|v| v.trim().to_owned())
+            })?,
         })
     }
 }
 
 /// Every variable `Config::from_lookup` reads (a test records its lookups and compares), so that
 /// deploy files can be checked for names the services would ignore. `MIGRATE_ON_START` belongs
-/// to the start-up migration switch (`<binary> migrate` runs them on their own).
+/// to the start-up migration switch (`<binary> migrate` runs them on their own). The `OTEL_*`
+/// variables after `OTEL_TRACES_SAMPLER_ARG` are read by the OpenTelemetry SDK and exporter
+/// themselves, and only while exporting.
 pub const VARIABLES: &[&str] = &[
     "DATABASE_URL",
     "VALKEY_URL",
@@ -287,6 +296,18 @@ pub const VARIABLES: &[&str] = &[
     "RATE_LIMIT_OPERATOR_LOGIN_PER_ADDRESS",
     "RATE_LIMIT_CHAT_REQUEST_PER_CUSTOMER",
     "MIGRATE_ON_START",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_SERVICE_NAME",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_RESOURCE_ATTRIBUTES",
 ];
 
 /// `RATE_LIMIT_<ACTION>`, in the order of `LimitedAction::ALL` (a test checks the order).

@@ -44,6 +44,20 @@ fn defaults_follow_the_spec() {
     assert_eq!(c.valkey_timeout, Duration::from_millis(250));
     assert_eq!(c.cc_origin, None);
     assert_eq!(c.otp_dev_code, None);
+    assert_eq!(c.trace_export, None);
+}
+
+#[test]
+fn trace_export_is_on_with_an_endpoint_and_refuses_a_bad_one() {
+    let c = load(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " http://localhost:4318 ")]).expect("valid");
+    let export = c.trace_export.expect("exporting");
+    assert_eq!(export.traces_url, "http://localhost:4318/v1/traces");
+    assert_eq!(export.service_name, None);
+    check_fails(
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")],
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "not a usable OTLP endpoint",
+    );
 }
 
 #[test]
@@ -289,9 +303,15 @@ fn port_is_the_port_of_the_service_started() {
     );
 }
 
-/// Variables in `VARIABLES` that `from_lookup` does not read (none now; kept so a variable read
-/// only by another entry point can be listed here).
-const READ_ELSEWHERE: &[&str] = &[];
+/// Variables in `VARIABLES` that `from_lookup` does not read: the OpenTelemetry SDK and
+/// exporter read these themselves when exporting.
+const READ_ELSEWHERE: &[&str] = &[
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_RESOURCE_ATTRIBUTES",
+];
 
 #[test]
 fn variables_lists_exactly_what_from_lookup_reads() {
@@ -299,6 +319,9 @@ fn variables_lists_exactly_what_from_lookup_reads() {
         ("DATABASE_URL", "postgres://localhost/halo"),
         ("VALKEY_URL", "redis://127.0.0.1/"),
         ("AUTH_JWT_SECRET", SECRET),
+        // the other OTEL_* variables are read only once exporting
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
     ]
     .into_iter()
     .collect();

@@ -260,6 +260,32 @@ mod tests {
     }
 
     #[test]
+    fn a_flush_reported_while_a_seed_runs_is_not_healed_by_it() {
+        let h = health();
+        seeded(&h);
+        let ticket = h.seed_starting();
+        h.unseeded();
+        h.seed_applied(ticket);
+        assert_eq!(h.state(), MirrorState::Unseeded);
+    }
+
+    #[test]
+    fn the_watcher_is_woken_only_when_the_mirror_stops_being_trusted() {
+        use futures_util::FutureExt;
+        let h = health();
+        seeded(&h);
+        assert!(h.woken().now_or_never().is_none(), "nothing happened yet");
+        h.down(&"test");
+        assert!(h.woken().now_or_never().is_some(), "left trusted: woken");
+        seeded(&h);
+        assert_eq!(h.state(), MirrorState::Trusted);
+        assert!(
+            h.woken().now_or_never().is_none(),
+            "back to trusted: no wake"
+        );
+    }
+
+    #[test]
     fn starts_unseeded_and_a_seed_makes_it_trusted() {
         let h = health();
         assert_eq!(h.state(), MirrorState::Unseeded);

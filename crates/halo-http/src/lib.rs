@@ -46,6 +46,9 @@ pub struct AppState {
     pub slow_request: std::time::Duration,
     /// The event streams' comment ping (`SSE_PING_INTERVAL_MS`).
     pub sse_ping: std::time::Duration,
+    /// Spans are exported (OTLP): the request span then continues the caller's trace in
+    /// OpenTelemetry too, and the logs take its trace id.
+    pub trace_export: bool,
     /// The port of the admin listener that serves public-api's `/metrics` (0: none); set once
     /// the listener is bound.
     pub metrics_port: Arc<std::sync::atomic::AtomicU16>,

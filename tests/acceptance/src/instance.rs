@@ -145,6 +145,21 @@ impl Instance {
         assert!(stopped.is_ok(), "{} ignored SIGTERM", self.kind.name());
     }
 
+    /// The names of this process's threads (Linux: `/proc/<pid>/task/*/comm`, 15 characters
+    /// at most); empty once it exited.
+    pub fn thread_names(&self) -> Vec<String> {
+        let Some(pid) = self.child.as_ref().and_then(Child::id) else {
+            return Vec::new();
+        };
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return Vec::new();
+        };
+        tasks
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim_end().to_owned())
+            .collect()
+    }
+
     /// The current `/metrics` of this process (public-api: its admin listener).
     pub async fn metrics(&self) -> MetricsText {
         let url = format!(

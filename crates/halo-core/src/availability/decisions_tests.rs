@@ -239,6 +239,71 @@ async fn while_valkey_is_down_the_beacon_comes_from_postgres_once_per_ttl() {
     assert_eq!(r.mirror.total_calls(), sent);
 }
 
+#[tokio::test]
+async fn a_config_change_drops_the_local_beacon_too() {
+    let r = rig().await;
+    r.online_mitra().await;
+    r.mirror.go_down();
+    r.av.probe().await;
+    assert_eq!(r.av.count_available().await.unwrap().count, 1);
+    r.av.set_online(r.truth.add_mitra()).await.unwrap();
+    assert_eq!(
+        r.av.count_available().await.unwrap().count,
+        1,
+        "cached for the TTL"
+    );
+    r.av.bust_beacon().await;
+    assert_eq!(r.av.count_available().await.unwrap().count, 2);
+}
+
+/// Another instance holds the recompute lock: this one waits a moment for its snapshot
+/// rather than computing one of its own.
+#[tokio::test]
+async fn a_caller_that_finds_the_lock_held_waits_for_the_holders_snapshot() {
+    use halo_ports::{BeaconLock, MirrorCoordination};
+    let r = rig().await;
+    r.online_mitra().await;
+    r.mirror.put_beacon_lock("another instance");
+    let holder = r.mirror.clone();
+    let now = r.clock.now();
+    let store = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let lock = BeaconLock("another instance".into());
+        let beacon = halo_domain::Beacon::from_count(42);
+        holder
+            .store_beacon(beacon, now, Duration::from_secs(5), &lock)
+            .await
+    });
+    assert_eq!(r.av.count_available().await.unwrap().count, 42);
+    assert_eq!(r.metrics.beacon_recomputes(), 0);
+    store.await.unwrap().unwrap();
+}
+
+/// The lock's holder is slow: this instance's own last beacon still serves for a lock's
+/// lifetime past the TTL (here a TTL of one second, shorter than the lock's).
+#[tokio::test]
+async fn a_slow_lock_holder_is_covered_by_this_instances_last_beacon() {
+    let r = rig().await;
+    r.online_mitra().await;
+    let short = AppSettings::from_pairs([(halo_domain::SettingKey::BeaconCacheTtlSeconds, 1)]);
+    r.av.settings().set(short.unwrap());
+    assert_eq!(r.av.count_available().await.unwrap().count, 1);
+    r.clock.advance(Duration::from_secs(2)); // the shared snapshot expired
+    r.mirror.put_beacon_lock("a slow instance");
+    let claims = r.mirror.calls("claim_beacon");
+    assert_eq!(r.av.count_available().await.unwrap().count, 1);
+    assert_eq!(
+        r.mirror.calls("claim_beacon"),
+        claims + 1,
+        "at once, without waiting"
+    );
+    assert_eq!(
+        r.metrics.beacon_recomputes(),
+        1,
+        "served from the local copy"
+    );
+}
+
 // ---- health transitions and the watcher --------------------------------------------------
 
 #[tokio::test]
@@ -313,6 +378,7 @@ async fn the_sweep_takes_a_stale_mitra_offline_in_both_stores() {
         r.av.auto_offline_tick(None).await,
         SweepOutcome::Done { changed: 1 }
     );
+    assert_eq!(r.metrics.sweep_runs("auto_offline", "done"), 1);
     assert!(!r.truth.state_of(stale).unwrap().online);
     assert!(r.truth.state_of(fresh).unwrap().online);
     assert_eq!(r.av.find_available_mitras().await.unwrap(), vec![fresh]);
@@ -321,6 +387,13 @@ async fn the_sweep_takes_a_stale_mitra_offline_in_both_stores() {
 #[tokio::test]
 async fn the_sweep_keeps_a_mitra_whose_postgres_heartbeat_is_fresh() {
     let r = rig().await;
+    for _ in 0..3 {
+        // Earlier mirror writes: the write token the sweep reads is not the first one.
+        let other = r.online_mitra().await;
+        r.av.set_offline(other, halo_ports::OnlineReason::Manual)
+            .await
+            .unwrap();
+    }
     let id = r.online_mitra().await;
     r.clock.advance(r.stale_after() + Duration::from_secs(1));
     // A ping answered from Postgres (the mirror never saw it).
@@ -655,4 +728,14 @@ async fn an_invalidation_reloads_the_stored_settings_and_drops_the_beacon() {
         7,
         "kept on failure"
     );
+}
+
+#[tokio::test]
+async fn a_sweep_that_finds_valkey_gone_skips_and_opens_the_breaker() {
+    let r = rig().await;
+    r.online_mitra().await;
+    r.mirror.go_down();
+    assert_eq!(r.av.auto_offline_tick(None).await, SweepOutcome::Skipped);
+    assert_eq!(r.av.mirror_state(), MirrorState::Down);
+    assert_eq!(r.metrics.sweep_runs("auto_offline", "skipped"), 1);
 }

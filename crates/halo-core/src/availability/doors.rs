@@ -101,13 +101,19 @@ impl Availability {
         }
     }
 
-    /// Puts back mitras the sweep found fresh in Postgres, unless written since `token`.
+    /// Puts back mitras the auto-offline sweep found fresh in Postgres, unless written since
+    /// `token`.
     pub(super) async fn mirror_restore(
         &self,
         beats: &[(MitraId, time::OffsetDateTime)],
         token: u64,
     ) {
         if !beats.is_empty() {
+            tracing::info!(
+                sweep = "auto_offline",
+                kept = beats.len(),
+                "postgres held fresh heartbeats; kept online"
+            );
             self.write_mirror("restore_online", |m| m.restore_online(beats, token))
                 .await;
         }

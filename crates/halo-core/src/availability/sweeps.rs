@@ -181,13 +181,6 @@ impl Availability {
             }
         };
         self.mirror_restore(&swept.fresh, token).await;
-        if !swept.fresh.is_empty() {
-            tracing::info!(
-                sweep = SWEEP,
-                kept = swept.fresh.len(),
-                "postgres held fresh heartbeats; kept online"
-            );
-        }
         self.finish(
             SWEEP,
             SweepOutcome::Done {

@@ -28,3 +28,4 @@ mod production_stores;
 mod s_streams;
 mod setup;
 mod smoke;
+mod trace_export;
