@@ -231,6 +231,14 @@ impl Api {
             .map(drop)
     }
 
+    /// The customer cancels (or ends) its session.
+    pub async fn cancel(&self, token: &str, session: Uuid) -> Result<(), ApiFailure> {
+        let path = format!("/api/client/chat/sessions/{session}/end");
+        self.send(Method::POST, &path, Some(token), None)
+            .await
+            .map(drop)
+    }
+
     /// The service's Prometheus text (`/metrics`).
     pub async fn metrics_text(&self) -> Result<String, ApiFailure> {
         let response = self

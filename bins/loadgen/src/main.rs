@@ -16,6 +16,7 @@
 mod api;
 mod report;
 mod scenario;
+mod sse;
 mod stats;
 mod stores;
 
@@ -105,6 +106,17 @@ pub struct Args {
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Instead of the load: every mitra holds an event stream and this many blasts (one after
+    /// the other) measure the time to each recipient's `offer` (see `sse`).
+    #[arg(long, default_value_t = 0)]
+    sse_blasts: usize,
+    /// Where the streams are opened, round-robin (comma-separated loopback base URLs; default
+    /// the base URL).
+    #[arg(long)]
+    sse_base_urls: Option<String>,
+    /// Seconds to keep the streams open after the blasts (to read the servers' RSS).
+    #[arg(long, default_value_t = 0.0)]
+    sse_hold: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +135,8 @@ enum RunError {
     Argument(&'static str),
     #[error("--at-start `{0}` failed: {1}")]
     AtStart(String, String),
+    #[error(transparent)]
+    Sse(#[from] sse::SseError),
 }
 
 fn main() -> ExitCode {
@@ -200,6 +214,15 @@ async fn run(args: &Args) -> Result<(), RunError> {
         setup.as_secs_f64()
     );
 
+    if args.sse_blasts > 0 {
+        let settings = sse::Settings {
+            bases: args.sse_base_urls.as_deref().unwrap_or(&args.base_url),
+            blasts: args.sse_blasts,
+            concurrency: args.login_concurrency,
+            hold: Duration::from_secs_f64(args.sse_hold.max(0.0)),
+        };
+        return Ok(sse::measure(&api, &mitras, &customers, &settings).await?);
+    }
     let (stop_tx, stop) = watch::channel(false);
     let warmup = Duration::from_secs_f64(args.warmup);
     // Without a warm-up the window opens when the command is done, before any request is sent.

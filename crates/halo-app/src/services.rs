@@ -6,16 +6,17 @@ use crate::StartupError;
 use halo_auth::{Auth, AuthSettings, LogOtpSender, TokenKeys};
 use halo_config::Config;
 use halo_core::{
-    Availability, AvailabilityStores, Chat, DevPayments, Limiter, MitraAdmin, SettingsCache,
+    Availability, AvailabilityStores, Chat, DevPayments, Events, Limiter, MitraAdmin, SettingsCache,
 };
 use halo_metrics::Metrics;
 use halo_ports::{SettingsStore, SystemClock};
-use halo_postgres::{PgAuth, PgChat, PgTruth};
+use halo_postgres::{PgAuth, PgChat, PgEvents, PgTruth};
 use std::sync::Arc;
 
 pub(crate) struct Services {
     pub availability: Arc<Availability>,
     pub chat: Arc<Chat>,
+    pub events: Arc<Events>,
     pub admin: Arc<MitraAdmin>,
     pub auth: Arc<Auth>,
     pub limiter: Arc<Limiter>,
@@ -48,11 +49,19 @@ impl Services {
             Availability::new(stores_of_availability, settings, metrics.clone())
                 .with_postgres_heartbeat_lag(config.heartbeat_mirror_interval),
         );
-        let chat = Arc::new(Chat::new(
-            Arc::new(PgChat::new(stores.pool.clone(), metrics.clone())),
+        let events = Arc::new(Events::new(
+            Arc::new(PgEvents::new(stores.pool.clone(), metrics.clone())),
+            stores.events_signal.clone(),
             availability.clone(),
-            Arc::new(DevPayments::default()),
         ));
+        let chat = Arc::new(
+            Chat::new(
+                Arc::new(PgChat::new(stores.pool.clone(), metrics.clone())),
+                availability.clone(),
+                Arc::new(DevPayments::default()),
+            )
+            .with_announcer(events.announcer()),
+        );
         let admin = Arc::new(MitraAdmin::new(
             truth,
             auth_store.clone(),
@@ -81,6 +90,7 @@ impl Services {
         Ok(Self {
             availability,
             chat,
+            events,
             admin,
             auth,
             limiter,

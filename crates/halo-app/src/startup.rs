@@ -6,7 +6,7 @@ use crate::stores::Stores;
 use crate::{Service, StartupError};
 use actix_web::dev::{Server, ServerHandle};
 use halo_config::Config;
-use halo_core::{spawn_background, Availability, Cadences, SeedReason};
+use halo_core::{spawn_background, Availability, Cadences, Events, SeedReason};
 use halo_http::AppState;
 use halo_metrics::Metrics;
 use halo_valkey::InvalidationEvent;
@@ -28,6 +28,7 @@ pub struct Application {
     metrics_port: u16,
     server: Server,
     availability: Arc<Availability>,
+    events: Arc<Events>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -49,8 +50,9 @@ impl Application {
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let availability = services.availability.clone();
+        let events = services.events.clone();
         let mirror = stores.mirror.clone();
-        let tasks = start_background(config, &services, stores, &shutdown_rx);
+        let tasks = start_background(config, service, &services, stores, &shutdown_rx);
         let state = app_state(config, service, services, metrics);
         let BoundServer {
             server,
@@ -62,6 +64,7 @@ impl Application {
             metrics_port,
             server,
             availability,
+            events,
             shutdown,
             tasks,
         })
@@ -95,7 +98,7 @@ impl Application {
             }
             () = termination_signal() => tracing::info!("shutting down: finishing in-flight requests"),
         }
-        finish(handle, server, self.shutdown, self.tasks).await
+        finish(handle, server, &self.events, self.shutdown, self.tasks).await
     }
 
     /// Runs in the background and returns a handle to stop it (tests).
@@ -105,6 +108,7 @@ impl Application {
             metrics_port: self.metrics_port(),
             port: self.port,
             availability: self.availability,
+            events: self.events,
             handle,
             server: tokio::spawn(self.server),
             shutdown: self.shutdown,
@@ -119,6 +123,7 @@ pub struct RunningApplication {
     /// Where `/metrics` answers (see `Application::metrics_port`).
     pub metrics_port: u16,
     pub availability: Arc<Availability>,
+    events: Arc<Events>,
     handle: ServerHandle,
     server: JoinHandle<std::io::Result<()>>,
     shutdown: watch::Sender<bool>,
@@ -128,16 +133,27 @@ pub struct RunningApplication {
 impl RunningApplication {
     /// Graceful stop, as on SIGTERM.
     pub async fn stop(self) -> std::io::Result<()> {
-        finish(self.handle, self.server, self.shutdown, self.tasks).await
+        finish(
+            self.handle,
+            self.server,
+            &self.events,
+            self.shutdown,
+            self.tasks,
+        )
+        .await
     }
 }
 
 async fn finish(
     handle: ServerHandle,
     server: JoinHandle<std::io::Result<()>>,
+    events: &Events,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 ) -> std::io::Result<()> {
+    // Event streams never finish by themselves: end them first, or the graceful stop would
+    // wait its whole timeout for them. The apps resume on another instance.
+    events.close_streams();
     handle.stop(true).await;
     let result = server
         .await
@@ -178,9 +194,11 @@ async fn termination_signal() {
 }
 
 /// Every background loop, started here only: the core's (sweeps, watcher, settings reload,
-/// chat timers) and the `config:invalidate` listener on the store's subscription.
+/// chat timers), the listener of `config:invalidate`, and on public-api (the only service with
+/// event streams) the event pump and the listener of its wake-up channel.
 fn start_background(
     config: &Config,
+    service: Service,
     services: &Services,
     stores: Stores,
     shutdown: &watch::Receiver<bool>,
@@ -191,6 +209,20 @@ fn start_background(
         &cadences(config),
         shutdown,
     );
+    if service == Service::Public {
+        tasks.push(tokio::spawn(
+            services.events.clone().run_pump(shutdown.clone()),
+        ));
+        let events = services.events.clone();
+        // A renewed subscription may have missed a message: both kinds wake the pump.
+        tasks.push(halo_valkey::spawn_invalidation_listener(
+            stores.subscriber.clone(),
+            stores.events_channel,
+            config.valkey_timeout,
+            shutdown.clone(),
+            move |_: InvalidationEvent| events.on_signal(),
+        ));
+    }
     let availability = services.availability.clone();
     tasks.push(halo_valkey::spawn_invalidation_listener(
         stores.subscriber,
@@ -211,6 +243,7 @@ fn app_state(config: &Config, service: Service, services: Services, metrics: Met
     AppState {
         availability: services.availability,
         chat: services.chat,
+        events: services.events,
         admin: services.admin,
         auth: services.auth,
         metrics,
@@ -222,6 +255,7 @@ fn app_state(config: &Config, service: Service, services: Services, metrics: Met
         limiter: services.limiter,
         client_address_header: config.client_address_header.clone(),
         slow_request: config.log_slow_request,
+        sse_ping: config.sse_ping_interval,
         trace_export: config.trace_export.is_some(),
         metrics_port: Arc::new(AtomicU16::new(0)),
     }

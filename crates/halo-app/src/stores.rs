@@ -6,7 +6,7 @@ use crate::{Service, StartupError};
 use halo_config::Config;
 use halo_metrics::Metrics;
 use halo_postgres::{Pool, PoolSettings};
-use halo_valkey::{Keys, Subscriber, ValkeyMirror, ValkeySettings};
+use halo_valkey::{Keys, Subscriber, ValkeyEventSignal, ValkeyMirror, ValkeySettings};
 use std::sync::Arc;
 
 /// Every store connection of one instance.
@@ -16,6 +16,9 @@ pub(crate) struct Stores {
     /// The `config:invalidate` subscription's connection, and its channel.
     pub subscriber: Subscriber,
     pub config_channel: String,
+    /// The app events' wake-up: published after commits, subscribed to on `events_channel`.
+    pub events_signal: Arc<ValkeyEventSignal>,
+    pub events_channel: String,
 }
 
 impl Stores {
@@ -49,6 +52,13 @@ impl Stores {
         let (subscriber, connection) = halo_valkey::connect(&valkey)?;
         let keys = Keys::new(valkey.key_prefix.clone());
         let config_channel = keys.config_channel();
+        let events_channel = keys.events_channel();
+        let events_signal = Arc::new(ValkeyEventSignal::new(
+            connection.clone(),
+            &keys,
+            valkey.timeout,
+            metrics.clone(),
+        ));
         let mirror = Arc::new(ValkeyMirror::new(
             connection,
             keys,
@@ -60,6 +70,8 @@ impl Stores {
             mirror,
             subscriber,
             config_channel,
+            events_signal,
+            events_channel,
         })
     }
 }

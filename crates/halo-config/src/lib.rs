@@ -68,6 +68,9 @@ pub struct Config {
     pub valkey_timeout: Duration,
     /// How often each instance checks that the mirror was not flushed.
     pub mirror_watch_interval: Duration,
+    /// `SSE_PING_INTERVAL_MS` (15000): the comment ping of every event stream, which is also
+    /// how soon a client that went away is noticed (the write fails).
+    pub sse_ping_interval: Duration,
     pub pg_pool_size: usize,
     /// Pool wait/connect timeout and `statement_timeout` for Postgres.
     pub pg_timeout: Duration,
@@ -237,6 +240,9 @@ impl Config {
             mirror_watch_interval: Duration::from_millis(
                 vars.positive("MIRROR_WATCH_INTERVAL_MS", 1000)?,
             ),
+            sse_ping_interval: Duration::from_millis(
+                vars.positive("SSE_PING_INTERVAL_MS", 15_000)?,
+            ),
             pg_pool_size: vars.positive("PG_POOL_SIZE", 16)?,
             pg_timeout: Duration::from_millis(vars.positive("PG_TIMEOUT_MS", 5000)?),
             migrate_on_start: vars.parsed("MIGRATE_ON_START", true, parse_bool)?,
@@ -277,6 +283,7 @@ pub const VARIABLES: &[&str] = &[
     "LOG_SLOW_REQUEST_MS",
     "VALKEY_TIMEOUT_MS",
     "MIRROR_WATCH_INTERVAL_MS",
+    "SSE_PING_INTERVAL_MS",
     "PG_POOL_SIZE",
     "PG_TIMEOUT_MS",
     "HALO_TEST_CLOCK_OFFSET_SECONDS",

@@ -1,8 +1,10 @@
 //! The chat-session lifecycle over the `ChatStore` port: blast, targeted request, pay, accept,
 //! reject, end, extend, reroute and the durable timers. Capacity is re-derived after every
-//! transition that can change it.
+//! transition that can change it; every transition that appended app events (the store writes
+//! them in its transaction) is announced to the event pumps.
 
 use crate::error::{AvailabilityError, ChatError};
+use crate::events::Announcer;
 use crate::Availability;
 use halo_domain::{MitraId, SessionStatus};
 use halo_ports::{
@@ -29,6 +31,8 @@ pub struct Chat {
     store: Arc<dyn ChatStore>,
     availability: Arc<Availability>,
     payments: Arc<dyn PaymentProvider>,
+    /// Wakes the event pumps after a transition that appended app events (`None`: they poll).
+    announcer: Option<Announcer>,
 }
 
 impl Chat {
@@ -41,6 +45,21 @@ impl Chat {
             store,
             availability,
             payments,
+            announcer: None,
+        }
+    }
+
+    /// Announces every committed transition to the event pumps (see `Events`).
+    pub fn with_announcer(mut self, announcer: Announcer) -> Self {
+        self.announcer = Some(announcer);
+        self
+    }
+
+    /// The transition committed its app events: streams learn of them now, not at the next
+    /// poll.
+    fn announce(&self) {
+        if let Some(announcer) = &self.announcer {
+            announcer.announce();
         }
     }
 
@@ -85,7 +104,10 @@ impl Chat {
             .create_blast(customer, minutes, &mitras, self.open_limit())
             .await?
         {
-            BlastOutcome::Created(session) => session,
+            BlastOutcome::Created(session) => {
+                self.announce();
+                session
+            }
             BlastOutcome::OpenRequest(session) => {
                 return Err(ChatError::OpenRequestExists { session })
             }
@@ -123,6 +145,7 @@ impl Chat {
             .await?
         {
             TargetOutcome::Created(session) => {
+                self.announce();
                 self.recount(Some(mitra)).await;
                 Ok(session)
             }
@@ -163,6 +186,7 @@ impl Chat {
             .await
         {
             Ok(Some(paid)) => {
+                self.announce();
                 tracing::info!(session = %id, reference, "payment captured");
                 self.payment_event("captured");
                 self.recount(paid.mitra_id).await;
@@ -233,6 +257,7 @@ impl Chat {
             .await?;
         match outcome {
             AcceptOutcome::Accepted(session) => {
+                self.announce();
                 self.recount(Some(mitra)).await;
                 Ok(session)
             }
@@ -273,6 +298,7 @@ impl Chat {
             }
             return Err(ChatError::InvalidState(now.status));
         };
+        self.announce();
         self.recount(ended.mitra_id).await;
         Ok(ended)
     }
@@ -294,10 +320,13 @@ impl Chat {
         if !self.availability.is_mitra_reachable(mitra).await? {
             return Err(ChatError::BestieUnreachable);
         }
-        self.store
+        let extended = self
+            .store
             .extend(id, customer, minutes)
             .await?
-            .ok_or(ChatError::InvalidState(SessionStatus::Ended))
+            .ok_or(ChatError::InvalidState(SessionStatus::Ended))?;
+        self.announce();
+        Ok(extended)
     }
 
     /// Operator: move an active session to `to` (which must be available unless forced).
@@ -316,6 +345,7 @@ impl Chat {
         let capacity = (!force).then(|| self.max_customers());
         match self.store.reroute(id, to, capacity).await? {
             RerouteOutcome::Moved { session, from } => {
+                self.announce();
                 self.recount(from).await;
                 self.recount(Some(to)).await;
                 Ok(session)
@@ -381,6 +411,9 @@ impl Chat {
                 )
                 .await?;
             moved += batch.len();
+            if !batch.is_empty() {
+                self.announce();
+            }
             self.availability
                 .metrics()
                 .timer_transitions_applied(batch.len());

@@ -53,6 +53,7 @@ mod availability;
 mod background;
 mod chat;
 mod error;
+mod events;
 mod limits;
 mod mirror_health;
 mod settings_cache;
@@ -65,6 +66,7 @@ pub use availability::{
 pub use background::{spawn_background, Cadences};
 pub use chat::{Blast, Chat, DevPayments};
 pub use error::{AvailabilityError, ChatError, SeedError};
+pub use events::{Announcer, Delivery, EventStream, Events};
 pub use limits::{Limited, Limiter};
 pub use mirror_health::{MirrorHealth, MirrorState};
 pub use settings_cache::SettingsCache;

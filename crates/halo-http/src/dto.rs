@@ -474,3 +474,66 @@ pub struct SettingsPatch {
     #[schema(minimum = 1, maximum = 10, nullable = false)]
     pub max_open_requests_per_customer: Option<u32>,
 }
+
+/// `event: offer` on a mitra's stream: a blast reached it.
+#[derive(Serialize, ToSchema)]
+pub struct OfferEvent {
+    pub session_id: Uuid,
+    pub minutes: u32,
+    /// Accepting after this is refused (the blast timeout).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+}
+
+/// `event: offer_withdrawn` on a mitra's stream: the offer is no longer open.
+#[derive(Serialize, ToSchema)]
+pub struct OfferWithdrawnEvent {
+    pub session_id: Uuid,
+    #[schema(pattern = "^(taken|expired|cancelled)$")]
+    pub reason: &'static str,
+}
+
+/// `event: session` on a mitra's stream: one of its sessions changed (`reassigned`: an
+/// operator moved it to another mitra).
+#[derive(Serialize, ToSchema)]
+pub struct MitraSessionEvent {
+    pub session_id: Uuid,
+    #[schema(pattern = "^(pending_payment|active|ended|cancelled|reassigned)$")]
+    pub status: &'static str,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ends_at: Option<OffsetDateTime>,
+}
+
+/// `event: session` on a customer's stream: its request or session changed.
+#[derive(Serialize, ToSchema)]
+pub struct ClientSessionEvent {
+    pub session_id: Uuid,
+    #[schema(pattern = "^(searching|pending_payment|active|ended|failed|cancelled)$")]
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mitra_id: Option<Uuid>,
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ends_at: Option<OffsetDateTime>,
+}
+
+/// The `data:` of a mitra stream's events, by `event:` name.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum MitraEvent {
+    Offer(OfferEvent),
+    OfferWithdrawn(OfferWithdrawnEvent),
+    Session(MitraSessionEvent),
+}
+
+/// The `data:` of a customer stream's events (`event: session`).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ClientEvent {
+    Session(ClientSessionEvent),
+}

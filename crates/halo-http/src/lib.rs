@@ -3,6 +3,7 @@
 
 mod dto;
 mod error;
+mod events;
 mod extract;
 mod health;
 mod internal;
@@ -16,7 +17,7 @@ pub use openapi::serve_openapi;
 
 use actix_web::web;
 use halo_auth::Auth;
-use halo_core::{Availability, Chat, Limiter, MitraAdmin};
+use halo_core::{Availability, Chat, Events, Limiter, MitraAdmin};
 use halo_metrics::Metrics;
 use std::sync::Arc;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -29,6 +30,8 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub struct AppState {
     pub availability: Arc<Availability>,
     pub chat: Arc<Chat>,
+    /// The apps' event streams (`GET /api/{mitra,client}/events`).
+    pub events: Arc<Events>,
     pub admin: Arc<MitraAdmin>,
     pub auth: Arc<Auth>,
     pub metrics: Metrics,
@@ -41,6 +44,8 @@ pub struct AppState {
     pub client_address_header: Option<String>,
     /// Requests slower than this are logged at WARN (`LOG_SLOW_REQUEST_MS`).
     pub slow_request: std::time::Duration,
+    /// The event streams' comment ping (`SSE_PING_INTERVAL_MS`).
+    pub sse_ping: std::time::Duration,
     /// Spans are exported (OTLP): the request span then continues the caller's trace in
     /// OpenTelemetry too, and the logs take its trace id.
     pub trace_export: bool,

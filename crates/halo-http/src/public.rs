@@ -25,6 +25,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(go_online)
         .service(go_offline)
         .service(chat_request)
+        .service(crate::events::mitra_events)
+        .service(crate::events::client_events)
         .service(auth_providers)
         .service(otp_request)
         .service(otp_verify)

@@ -45,6 +45,7 @@ struct Inner {
     valkey_in_flight: Gauge,
     pg_pool: Family<Labels, Gauge>,
     build_info: Family<Labels, Gauge>,
+    sse: SseMetrics,
     /// Run before every render: fills the gauges read from outside (the pool's status).
     before_render: RwLock<Vec<RenderHook>>,
     /// Totals across labels, for budget assertions (Prometheus sums the families itself).
@@ -59,6 +60,39 @@ struct Inner {
     fallback_handles: RwLock<HashMap<Box<str>, Counter>>,
     valkey_latency_handles: RwLock<HashMap<Box<str>, Histogram>>,
     pg_latency_handles: RwLock<HashMap<Box<str>, Histogram>>,
+}
+
+/// The apps' event streams (SPEC §12).
+struct SseMetrics {
+    open: Gauge,
+    events_sent: Counter,
+    dropped: CounterFamily,
+}
+
+impl SseMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let open = Gauge::default();
+        registry.register(
+            "sse_streams_open",
+            "Event streams (SSE) open on this instance",
+            open.clone(),
+        );
+        let events_sent = Counter::default();
+        registry.register(
+            "sse_events_sent",
+            "Events handed to the apps' streams (SSE) by this instance",
+            events_sent.clone(),
+        );
+        Self {
+            open,
+            events_sent,
+            dropped: counter(
+                registry,
+                "sse_streams_dropped",
+                "Event streams this instance closed itself, by reason (slow: its buffer was full; shutdown)",
+            ),
+        }
+    }
 }
 
 /// One method of a route: its latency series and its counters by status.
@@ -183,8 +217,10 @@ impl Metrics {
             "1, labelled with the version and git revision this instance runs",
             build_info.clone(),
         );
+        let sse = SseMetrics::register(&mut registry);
         let inner = Inner {
             build_info,
+            sse,
             valkey_latency: histograms(
                 &mut registry,
                 "valkey_call_duration_seconds",
@@ -305,6 +341,26 @@ impl Metrics {
         self.0
             .timer_transitions
             .inc_by(u64::try_from(sessions).unwrap_or(u64::MAX));
+    }
+
+    pub fn sse_stream_opened(&self) {
+        self.0.sse.open.inc();
+    }
+
+    pub fn sse_stream_closed(&self) {
+        self.0.sse.open.dec();
+    }
+
+    pub fn sse_event_sent(&self) {
+        self.0.sse.events_sent.inc();
+    }
+
+    pub fn sse_stream_dropped(&self, reason: &str) {
+        self.0
+            .sse
+            .dropped
+            .get_or_create(&label("reason", reason))
+            .inc();
     }
 
     pub fn http_request(&self, method: &str, route: &str, status: u16, latency: Duration) {
@@ -481,6 +537,22 @@ impl Metrics {
 
     pub fn timer_transitions(&self) -> u64 {
         self.0.timer_transitions.get()
+    }
+
+    pub fn sse_streams_open(&self) -> i64 {
+        self.0.sse.open.get()
+    }
+
+    pub fn sse_events_sent(&self) -> u64 {
+        self.0.sse.events_sent.get()
+    }
+
+    pub fn sse_streams_dropped(&self, reason: &str) -> u64 {
+        self.0
+            .sse
+            .dropped
+            .get_or_create(&label("reason", reason))
+            .get()
     }
 }
 

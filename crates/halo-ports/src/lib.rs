@@ -7,6 +7,7 @@
 mod auth;
 mod chat;
 mod directory;
+mod events;
 mod limits;
 mod mirror;
 mod settings;
@@ -18,6 +19,10 @@ pub use chat::{
     PaymentProvider, RerouteOutcome, TargetOutcome, Timeouts, UnsettledPayment,
 };
 pub use directory::{MitraDirectory, MitraRow};
+pub use events::{
+    AppEvent, Audience, AudienceKind, EventLog, EventSignal, LoggedEvent, SessionView, StateAt,
+    WithdrawReason,
+};
 pub use limits::RateCounter;
 pub use mirror::{
     AvailabilityMirror, BeaconClaim, BeaconLock, HeartbeatOutcome, MirrorCoordination, MirrorError,

@@ -5,6 +5,7 @@
 use crate::chat_queries as q;
 use crate::db::{column, first_row, run, Db};
 use crate::error::classify;
+use crate::events_store::{append_events, Transition};
 use crate::queries::NamedQuery;
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Pool};
@@ -45,6 +46,28 @@ impl PgChat {
             .map(session_row)
             .transpose()
     }
+
+    /// A one-statement transition and its events, in one transaction: `None` (nothing
+    /// written) when the statement matched no session.
+    async fn transition(
+        &self,
+        query: &NamedQuery,
+        params: &[&(dyn ToSql + Sync)],
+        events: Transition,
+    ) -> Result<Option<ChatSession>, TruthError> {
+        let mut client = self.db.client().await?;
+        // Dropping the transaction without `commit` rolls it back.
+        let tx = client.transaction().await.map_err(classify)?;
+        let metrics = self.db.metrics();
+        let rows = run(&tx, metrics, query, params).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let session = session_row(row)?;
+        append_events(&tx, metrics, &[session.id], events).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(Some(session))
+    }
 }
 
 fn count(row: &Row, name: &str) -> Result<u64, TruthError> {
@@ -52,7 +75,7 @@ fn count(row: &Row, name: &str) -> Result<u64, TruthError> {
     u64::try_from(n).map_err(|e| TruthError::Query(Box::new(e)))
 }
 
-fn session_row(row: &Row) -> Result<ChatSession, TruthError> {
+pub(crate) fn session_row(row: &Row) -> Result<ChatSession, TruthError> {
     let status: String = column(row, "status")?;
     let minutes: i32 = column(row, "minutes")?;
     Ok(ChatSession {
@@ -172,6 +195,11 @@ impl ChatStore for PgChat {
         .await
         .map_err(unknown_mitra)?;
         let session = session_row(&first_row(rows, &q::CREATE_BLAST)?)?;
+        let events = Transition {
+            blast: Some(limit.timeouts.blast),
+            ..Transition::default()
+        };
+        append_events(&tx, metrics, &[session.id], events).await?;
         tx.commit().await.map_err(classify)?;
         Ok(BlastOutcome::Created(session))
     }
@@ -211,6 +239,7 @@ impl ChatStore for PgChat {
         )
         .await?;
         let session = session_row(&first_row(rows, &q::CREATE_TARGETED)?)?;
+        append_events(&tx, metrics, &[session.id], Transition::default()).await?;
         tx.commit().await.map_err(classify)?;
         Ok(TargetOutcome::Created(session))
     }
@@ -227,8 +256,12 @@ impl ChatStore for PgChat {
         reference: &str,
     ) -> Result<Option<ChatSession>, TruthError> {
         let payment = timeouts.payment.as_seconds_f64();
-        self.session_opt(&q::PAY, &[&id, &customer, &payment, &reference])
-            .await
+        self.transition(
+            &q::PAY,
+            &[&id, &customer, &payment, &reference],
+            Transition::default(),
+        )
+        .await
     }
 
     async fn start_payment(&self, id: Uuid, customer: Uuid) -> Result<u32, TruthError> {
@@ -305,6 +338,11 @@ impl ChatStore for PgChat {
             return Ok(AcceptOutcome::Taken);
         };
         let session = session_row(row)?;
+        let events = Transition {
+            taken: true,
+            ..Transition::default()
+        };
+        append_events(&tx, metrics, &[session.id], events).await?;
         tx.commit().await.map_err(classify)?;
         Ok(AcceptOutcome::Accepted(session))
     }
@@ -324,8 +362,12 @@ impl ChatStore for PgChat {
             Party::Customer(customer) => (Some(customer), None),
             Party::Mitra(mitra) => (None, Some(mitra.uuid())),
         };
-        self.session_opt(&q::END, &[&id, &customer, &mitra, &reason])
-            .await
+        self.transition(
+            &q::END,
+            &[&id, &customer, &mitra, &reason],
+            Transition::default(),
+        )
+        .await
     }
 
     async fn extend(
@@ -334,8 +376,13 @@ impl ChatStore for PgChat {
         customer: Uuid,
         minutes: u32,
     ) -> Result<Option<ChatSession>, TruthError> {
-        self.session_opt(&q::EXTEND, &[&id, &customer, &minutes_param(minutes)?])
-            .await
+        let minutes = minutes_param(minutes)?;
+        self.transition(
+            &q::EXTEND,
+            &[&id, &customer, &minutes],
+            Transition::default(),
+        )
+        .await
     }
 
     /// `MitraNotFound` when `to` does not exist.
@@ -368,6 +415,11 @@ impl ChatStore for PgChat {
         };
         let previous: Option<Uuid> = column(row, "previous_mitra_id")?;
         let session = session_row(row)?;
+        let events = Transition {
+            previous: previous.filter(|from| *from != to),
+            ..Transition::default()
+        };
+        append_events(&tx, metrics, &[session.id], events).await?;
         tx.commit().await.map_err(classify)?;
         Ok(RerouteOutcome::Moved {
             session,
@@ -395,19 +447,30 @@ impl ChatStore for PgChat {
         payment_timeout: Duration,
         limit: u32,
     ) -> Result<Vec<ChatSession>, TruthError> {
-        let rows = self
-            .db
-            .query(
-                &q::EXPIRE_DUE,
-                &[
-                    &now,
-                    &blast_timeout.as_seconds_f64(),
-                    &payment_timeout.as_seconds_f64(),
-                    &i64::from(limit),
-                ],
-            )
-            .await?;
-        rows.iter().map(session_row).collect()
+        let mut client = self.db.client().await?;
+        // Dropping the transaction without `commit` rolls it back.
+        let tx = client.transaction().await.map_err(classify)?;
+        let metrics = self.db.metrics();
+        let rows = run(
+            &tx,
+            metrics,
+            &q::EXPIRE_DUE,
+            &[
+                &now,
+                &blast_timeout.as_seconds_f64(),
+                &payment_timeout.as_seconds_f64(),
+                &i64::from(limit),
+            ],
+        )
+        .await?;
+        let moved = rows
+            .iter()
+            .map(session_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids: Vec<Uuid> = moved.iter().map(|s| s.id).collect();
+        append_events(&tx, metrics, &ids, Transition::default()).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(moved)
     }
 
     async fn count_active(&self) -> Result<u64, TruthError> {

@@ -9,6 +9,8 @@ pub const CAPACITY: &str = "mitra:capacity:";
 pub const HEARTBEAT: &str = "mitra:heartbeat:";
 pub const SNAPSHOT: &str = "availability:snapshot";
 pub const CONFIG_CHANNEL: &str = "config:invalidate";
+/// "The app-event log grew": wakes every instance's event pump (see `events`).
+pub const EVENTS_CHANNEL: &str = "events:appended";
 
 #[derive(Clone, Debug)]
 pub struct Keys {
@@ -98,6 +100,10 @@ impl Keys {
         self.key(CONFIG_CHANNEL)
     }
 
+    pub fn events_channel(&self) -> String {
+        self.key(EVENTS_CHANNEL)
+    }
+
     /// The `SORT … GET` patterns of the heartbeat and capacity keys (`<prefix>mitra:…:*`), or
     /// `None` when the prefix holds a `*`: the server substitutes the first `*` of a pattern and
     /// has no escape for it.
@@ -143,6 +149,7 @@ mod tests {
         let prefixed = Keys::new("t1:");
         assert_eq!(prefixed.online(), "t1:mitras:online");
         assert_eq!(prefixed.config_channel(), "t1:config:invalidate");
+        assert_eq!(plain.events_channel(), "events:appended");
     }
 
     #[test]

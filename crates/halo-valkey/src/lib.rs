@@ -4,6 +4,7 @@
 //! are counted so the core's watcher can reseed (the crate has no reconnect callback).
 
 mod connection;
+mod events;
 mod keys;
 mod mirror;
 mod pubsub;
@@ -11,6 +12,7 @@ mod replies;
 mod scripts;
 
 pub use connection::{connect, ConnectError, Connections, Subscriber, ValkeySettings};
+pub use events::ValkeyEventSignal;
 pub use keys::Keys;
 pub use mirror::ValkeyMirror;
 pub use pubsub::{spawn_invalidation_listener, InvalidationEvent};

@@ -1,4 +1,4 @@
-//! The `config:invalidate` subscription. The dedicated pub/sub stream just ends when Valkey goes
+//! The subscriptions (`config:invalidate`, and the app events' wake-up channel). The dedicated pub/sub stream just ends when Valkey goes
 //! away, so this loop reconnects and resubscribes by itself, pings to notice a dead peer, and
 //! reports every (re)subscription: messages published while it was away are lost (pub/sub is
 //! at-most-once), so the listener must treat a resubscription as an invalidation too.
@@ -51,7 +51,7 @@ where
             match life {
                 Ok(()) => return,
                 Err(error) => {
-                    tracing::debug!(%error, "config:invalidate subscription lost; retrying");
+                    tracing::debug!(%error, channel, "subscription lost; retrying");
                 }
             }
             tokio::select! {
@@ -77,7 +77,7 @@ where
     let pubsub = within(timeout, "connect", client.get_async_pubsub()).await?;
     let (mut sink, mut stream) = pubsub.split();
     within(timeout, "subscribe", sink.subscribe(channel)).await?;
-    tracing::info!(channel, "subscribed to config invalidations");
+    tracing::info!(channel, "subscribed");
     on_event(InvalidationEvent::Subscribed);
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
@@ -130,7 +130,7 @@ where
         .map_err(|e| e.to_string())?;
     let mut conn = within(timeout, "connect", client.get_async_connection()).await?;
     within(timeout, "subscribe", conn.ssubscribe(channel)).await?;
-    tracing::info!(channel, "subscribed to config invalidations (sharded)");
+    tracing::info!(channel, "subscribed (sharded)");
     on_event(InvalidationEvent::Subscribed);
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;

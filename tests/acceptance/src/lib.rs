@@ -13,6 +13,7 @@ mod instance;
 mod metrics;
 mod otlp;
 mod proxy;
+mod sse;
 mod stack;
 
 pub use binaries::{binaries, Binaries};
@@ -22,4 +23,5 @@ pub use instance::{run_to_exit, Instance, Kind};
 pub use metrics::MetricsText;
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use proxy::PgProxy;
+pub use sse::{EventStream, SseEvent};
 pub use stack::{service_env, Customer, Mitra, Stack, StackOptions, DEV_CODE};

@@ -28,13 +28,17 @@ impl MetricsText {
     }
 
     /// Postgres statements since `before` that no request caused: the background work (the
-    /// settings safety-net reload, the timer tick's statements) left out.
+    /// settings safety-net reload, the timer tick's statements, the event pump's reads and
+    /// pruning) left out.
     pub fn pg_from_requests_since(&self, before: &MetricsText) -> u64 {
-        const BACKGROUND: [&str; 4] = [
+        const BACKGROUND: [&str; 7] = [
             "load_settings",
             "database_now",
             "expire_due",
             "unsettled_payments",
+            "events_head",
+            "events_after",
+            "prune_events",
         ];
         let background: u64 = BACKGROUND.iter().map(|q| self.pg(q) - before.pg(q)).sum();
         self.pg_total() - before.pg_total() - background

@@ -219,6 +219,18 @@ impl Stack {
         self.http.call(method, &url, token, body.as_ref()).await
     }
 
+    /// An app's event stream (`app`: "mitra" or "client") on public-api instance `i`.
+    pub async fn events_on(
+        &self,
+        i: usize,
+        app: &str,
+        token: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<crate::EventStream, Reply> {
+        let url = self.publics[i].url(&format!("/api/{app}/events"));
+        crate::sse::open(&url, token, last_event_id).await
+    }
+
     /// An operator request to the internal-api.
     pub async fn cc(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
         let url = self.internal.url(path);

@@ -3,7 +3,7 @@
 use halo_domain::{MitraId, Phone};
 use halo_metrics::Metrics;
 use halo_ports::{BlastOutcome, ChatSession, ChatStore, OpenLimit, TargetOutcome, Timeouts};
-use halo_postgres::{PgAuth, PgChat, PoolSettings};
+use halo_postgres::{PgAuth, PgChat, PgEvents, PoolSettings};
 use halo_testkit::{test_database, TestDatabase};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -36,6 +36,7 @@ pub struct Fixture {
     pub pg: Client,
     pub auth: PgAuth,
     pub chat: PgChat,
+    pub events: PgEvents,
     pub metrics: Metrics,
 }
 
@@ -63,6 +64,7 @@ pub async fn fixture_with_pool(size: usize) -> Fixture {
     Fixture {
         auth: PgAuth::new(pool.clone(), metrics.clone()),
         chat: PgChat::new(pool.clone(), metrics.clone()),
+        events: PgEvents::new(pool.clone(), metrics.clone()),
         _db: db,
         pg,
         metrics,

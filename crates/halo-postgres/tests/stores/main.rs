@@ -1,6 +1,7 @@
 //! The auth and chat stores against a real Postgres: OTP codes, accounts and refresh sessions;
 //! every chat transition, the races it must win exactly once (accepts, capacity, timers) and the
-//! timer sweep; TLS to a server of the test's own, the schema version check. Each test owns its
+//! timer sweep; the app-event log each transition appends to (order under concurrent commits);
+//! TLS to a server of the test's own, the schema version check. Each test owns its
 //! database.
 
 // Setup helpers outside `#[test]` functions panic on purpose: a broken fixture is a failed test.
@@ -8,6 +9,7 @@
 
 mod auth;
 mod chat;
+mod events;
 mod fixture;
 mod races;
 mod schema;

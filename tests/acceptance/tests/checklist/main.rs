@@ -25,6 +25,7 @@ mod postgres_failover;
 mod postgres_outage;
 mod postgres_tls;
 mod production_stores;
+mod s_streams;
 mod setup;
 mod smoke;
 mod trace_export;

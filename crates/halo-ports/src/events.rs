@@ -1,0 +1,163 @@
+//! The app-event ports: the durable log the apps' streams are read from (Postgres), and the
+//! best-effort signal that tells other instances something was appended (Valkey pub/sub).
+//!
+//! The log is the truth: a stream is served from it alone when the signal is lost (pub/sub is
+//! at-most-once, and Valkey may be down). Events are written by the chat transitions
+//! themselves, in their own transactions (`ChatStore`); nothing here appends.
+
+use crate::{ChatSession, MirrorError, Timeouts, TruthError};
+use async_trait::async_trait;
+use halo_domain::{MitraId, SessionStatus};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+/// Who a stream is for (the events' audience and recipient).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Audience {
+    Customer(Uuid),
+    Mitra(MitraId),
+}
+
+impl Audience {
+    pub fn kind(self) -> AudienceKind {
+        match self {
+            Audience::Customer(_) => AudienceKind::Customer,
+            Audience::Mitra(_) => AudienceKind::Mitra,
+        }
+    }
+
+    pub fn id(self) -> Uuid {
+        match self {
+            Audience::Customer(id) => id,
+            Audience::Mitra(id) => id.uuid(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AudienceKind {
+    Customer,
+    Mitra,
+}
+
+/// Why an offer is no longer open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WithdrawReason {
+    /// Another mitra accepted it.
+    Taken,
+    /// The blast timed out.
+    Expired,
+    /// The customer cancelled it.
+    Cancelled,
+}
+
+impl WithdrawReason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WithdrawReason::Taken => "taken",
+            WithdrawReason::Expired => "expired",
+            WithdrawReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What a `session` event says the session is, for its recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionView {
+    Is(SessionStatus),
+    /// Moved to another mitra by an operator: no longer this (previous) mitra's.
+    Reassigned,
+}
+
+impl SessionView {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SessionView::Is(status) => status.as_str(),
+            SessionView::Reassigned => "reassigned",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppEvent {
+    /// A blast reached this mitra; it can accept until `expires_at`.
+    Offer {
+        session_id: Uuid,
+        minutes: u32,
+        expires_at: OffsetDateTime,
+    },
+    OfferWithdrawn {
+        session_id: Uuid,
+        reason: WithdrawReason,
+    },
+    Session {
+        session_id: Uuid,
+        status: SessionView,
+        mitra_id: Option<MitraId>,
+        ends_at: Option<OffsetDateTime>,
+    },
+}
+
+/// One row of the log: `seq` orders every event of every audience (see `EventLog`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedEvent {
+    pub seq: i64,
+    pub audience: AudienceKind,
+    pub recipients: Vec<Uuid>,
+    pub event: AppEvent,
+}
+
+/// A recipient's current state, read in one snapshot with the log position it reflects:
+/// every event up to `position` is in it, none after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateAt {
+    pub position: i64,
+    /// A mitra's open offers (empty for a customer).
+    pub offers: Vec<ChatSession>,
+    /// Open sessions (searching, awaiting payment or active) of the recipient.
+    pub sessions: Vec<ChatSession>,
+}
+
+/// The event log. Ordering guarantee every adapter MUST keep: `seq` is assigned in commit
+/// order, so once a reader sees `seq = n`, no event with a smaller `seq` can appear later.
+/// Reading "after the last seq seen" therefore never skips nor repeats an event.
+///
+/// # Errors
+/// `TruthError::Unavailable` when Postgres does not answer; `Query` otherwise.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// The highest `seq` committed (0 when the log is empty).
+    async fn head(&self) -> Result<i64, TruthError>;
+
+    /// Every audience's events after `after`, in `seq` order, at most `limit`.
+    async fn read_after(&self, after: i64, limit: u32) -> Result<Vec<LoggedEvent>, TruthError>;
+
+    /// One recipient's events after `after`, in `seq` order, at most `limit`; `recipients`
+    /// holds that recipient only.
+    async fn read_for(
+        &self,
+        audience: Audience,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<LoggedEvent>, TruthError>;
+
+    /// Whether every event after `after` is still in the log (not pruned), and `after` is a
+    /// position the log has reached.
+    async fn resumable(&self, after: i64) -> Result<bool, TruthError>;
+
+    /// The recipient's current state and its log position, in one snapshot.
+    async fn state(&self, audience: Audience, timeouts: Timeouts) -> Result<StateAt, TruthError>;
+
+    /// Deletes events older than `older_than` (a prefix of the log), at most `limit`.
+    async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, TruthError>;
+}
+
+/// Tells the other instances that the log grew (Valkey pub/sub). At most once, best effort: a
+/// lost signal delays delivery until their next poll of the log, nothing more.
+///
+/// # Errors
+/// `MirrorError::Unavailable` when Valkey does not answer.
+#[async_trait]
+pub trait EventSignal: Send + Sync + 'static {
+    async fn announce(&self) -> Result<(), MirrorError>;
+}

@@ -1,0 +1,232 @@
+//! `EventLog` over the pool, and `append_events`, which the chat transitions call last in their
+//! transactions. The order guarantee rests on `LOCK_EVENT_ORDER` (see migration V7).
+
+use crate::chat_queries as chat_q;
+use crate::chat_store::session_row;
+use crate::db::{column, first_row, run, Db};
+use crate::error::classify;
+use crate::event_queries as q;
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Pool};
+use halo_domain::{MitraId, SessionStatus};
+use halo_metrics::Metrics;
+use halo_ports::{
+    AppEvent, Audience, AudienceKind, ChatSession, EventLog, LoggedEvent, SessionView, StateAt,
+    Timeouts, TruthError, WithdrawReason,
+};
+use time::Duration;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::IsolationLevel;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+/// What a transition tells `append_events` beyond the sessions' new state.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Transition {
+    /// The accept: the other notified mitras get `offer_withdrawn{taken}`.
+    pub taken: bool,
+    /// A reroute: the mitra the session left gets `session{reassigned}`.
+    pub previous: Option<Uuid>,
+    /// A blast: its offers expire this long after the session was created.
+    pub blast: Option<Duration>,
+}
+
+/// Appends the events of `sessions`' transitions, last in the transaction: the order lock, then
+/// the rows (pipelined: one round trip). The caller commits right after; the lock is released
+/// only once that commit is visible.
+pub(crate) async fn append_events(
+    tx: &impl GenericClient,
+    metrics: &Metrics,
+    sessions: &[Uuid],
+    transition: Transition,
+) -> Result<(), TruthError> {
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    let taken = transition.taken.then_some(WithdrawReason::Taken.as_str());
+    let blast = transition.blast.unwrap_or(Duration::ZERO).as_seconds_f64();
+    let sessions = sessions.to_vec();
+    let params: [&(dyn ToSql + Sync); 4] = [&sessions, &taken, &transition.previous, &blast];
+    tokio::try_join!(
+        run(tx, metrics, &q::LOCK_EVENT_ORDER, &[]),
+        run(tx, metrics, &q::APPEND_TRANSITION_EVENTS, &params),
+    )?;
+    Ok(())
+}
+
+#[derive(Clone)]
+pub struct PgEvents {
+    db: Db,
+}
+
+impl PgEvents {
+    pub fn new(pool: Pool, metrics: Metrics) -> Self {
+        Self {
+            db: Db::new(pool, metrics),
+        }
+    }
+}
+
+fn bad(what: &str, value: &str) -> TruthError {
+    TruthError::Query(format!("app_events: unknown {what} {value:?}").into())
+}
+
+fn audience_kind(raw: &str) -> Result<AudienceKind, TruthError> {
+    match raw {
+        "customer" => Ok(AudienceKind::Customer),
+        "mitra" => Ok(AudienceKind::Mitra),
+        other => Err(bad("audience", other)),
+    }
+}
+
+fn audience_param(kind: AudienceKind) -> &'static str {
+    match kind {
+        AudienceKind::Customer => "customer",
+        AudienceKind::Mitra => "mitra",
+    }
+}
+
+fn reason(raw: &str) -> Result<WithdrawReason, TruthError> {
+    match raw {
+        "taken" => Ok(WithdrawReason::Taken),
+        "expired" => Ok(WithdrawReason::Expired),
+        "cancelled" => Ok(WithdrawReason::Cancelled),
+        other => Err(bad("reason", other)),
+    }
+}
+
+fn view(raw: &str) -> Result<SessionView, TruthError> {
+    if raw == "reassigned" {
+        return Ok(SessionView::Reassigned);
+    }
+    raw.parse::<SessionStatus>()
+        .map(SessionView::Is)
+        .map_err(|_| bad("status", raw))
+}
+
+fn required<T>(value: Option<T>, name: &str) -> Result<T, TruthError> {
+    value.ok_or_else(|| TruthError::Query(format!("app_events: {name} is null").into()))
+}
+
+fn event_row(row: &Row) -> Result<LoggedEvent, TruthError> {
+    let kind: String = column(row, "kind")?;
+    let session_id: Uuid = column(row, "session_id")?;
+    let event = match kind.as_str() {
+        "offer" => {
+            let minutes: i32 = required(column(row, "minutes")?, "minutes")?;
+            AppEvent::Offer {
+                session_id,
+                minutes: u32::try_from(minutes).map_err(|e| TruthError::Query(Box::new(e)))?,
+                expires_at: required(column(row, "expires_at")?, "expires_at")?,
+            }
+        }
+        "offer_withdrawn" => AppEvent::OfferWithdrawn {
+            session_id,
+            reason: reason(&required::<String>(column(row, "reason")?, "reason")?)?,
+        },
+        "session" => AppEvent::Session {
+            session_id,
+            status: view(&required::<String>(column(row, "status")?, "status")?)?,
+            mitra_id: column::<Option<Uuid>>(row, "mitra_id")?.map(MitraId::new),
+            ends_at: column(row, "ends_at")?,
+        },
+        other => return Err(bad("kind", other)),
+    };
+    Ok(LoggedEvent {
+        seq: column(row, "seq")?,
+        audience: audience_kind(&column::<String>(row, "audience")?)?,
+        recipients: column(row, "recipients")?,
+        event,
+    })
+}
+
+fn sessions(rows: &[Row]) -> Result<Vec<ChatSession>, TruthError> {
+    rows.iter().map(session_row).collect()
+}
+
+#[async_trait]
+impl EventLog for PgEvents {
+    async fn head(&self) -> Result<i64, TruthError> {
+        column(&self.db.query_one(&q::EVENTS_HEAD, &[]).await?, "head")
+    }
+
+    async fn read_after(&self, after: i64, limit: u32) -> Result<Vec<LoggedEvent>, TruthError> {
+        let rows = self
+            .db
+            .query(&q::EVENTS_AFTER, &[&after, &i64::from(limit)])
+            .await?;
+        rows.iter().map(event_row).collect()
+    }
+
+    async fn read_for(
+        &self,
+        audience: Audience,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<LoggedEvent>, TruthError> {
+        let kind = audience_param(audience.kind());
+        let rows = self
+            .db
+            .query(
+                &q::EVENTS_FOR,
+                &[&kind, &audience.id(), &after, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(event_row).collect()
+    }
+
+    async fn resumable(&self, after: i64) -> Result<bool, TruthError> {
+        column(
+            &self.db.query_one(&q::EVENTS_RESUMABLE, &[&after]).await?,
+            "resumable",
+        )
+    }
+
+    /// One read-only repeatable-read transaction: the position and the state share a snapshot.
+    async fn state(&self, audience: Audience, timeouts: Timeouts) -> Result<StateAt, TruthError> {
+        let mut client = self.db.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(classify)?;
+        let metrics = self.db.metrics();
+        let head = first_row(
+            run(&tx, metrics, &q::EVENTS_HEAD, &[]).await?,
+            &q::EVENTS_HEAD,
+        )?;
+        let id = audience.id();
+        let (offers, open) = match audience {
+            Audience::Mitra(_) => {
+                let blast = timeouts.blast.as_seconds_f64();
+                let offers: [&(dyn ToSql + Sync); 2] = [&id, &blast];
+                let open: [&(dyn ToSql + Sync); 1] = [&id];
+                tokio::try_join!(
+                    run(&tx, metrics, &chat_q::OPEN_REQUESTS, &offers),
+                    run(&tx, metrics, &q::MITRA_OPEN_SESSION_ROWS, &open),
+                )?
+            }
+            Audience::Customer(_) => (
+                Vec::new(),
+                run(&tx, metrics, &q::CUSTOMER_OPEN_SESSION_ROWS, &[&id]).await?,
+            ),
+        };
+        tx.commit().await.map_err(classify)?;
+        Ok(StateAt {
+            position: column(&head, "head")?,
+            offers: sessions(&offers)?,
+            sessions: sessions(&open)?,
+        })
+    }
+
+    async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, TruthError> {
+        self.db
+            .execute(
+                &q::PRUNE_EVENTS,
+                &[&older_than.as_seconds_f64(), &i64::from(limit)],
+            )
+            .await
+    }
+}
