@@ -258,7 +258,16 @@ impl Config {
 /// to the start-up migration switch (`<binary> migrate` runs them on their own). The `OTEL_*`
 /// variables after `OTEL_TRACES_SAMPLER_ARG` are read by the OpenTelemetry SDK and exporter
 /// themselves, and only while exporting.
-pub const VARIABLES: &[&str] = &[
+pub fn variables() -> impl Iterator<Item = &'static str> {
+    SERVICE_VARIABLES
+        .iter()
+        .chain(&RATE_LIMIT_VARIABLES)
+        .chain(TRACE_EXPORT_VARIABLES)
+        .copied()
+}
+
+/// The service's own variables (`variables` lists them with the others).
+const SERVICE_VARIABLES: &[&str] = &[
     "DATABASE_URL",
     "VALKEY_URL",
     "AUTH_JWT_SECRET",
@@ -288,14 +297,12 @@ pub const VARIABLES: &[&str] = &[
     "PG_TIMEOUT_MS",
     "HALO_TEST_CLOCK_OFFSET_SECONDS",
     "CLIENT_ADDRESS_HEADER",
-    "RATE_LIMIT_OTP_REQUEST_PER_PHONE",
-    "RATE_LIMIT_OTP_REQUEST_PER_ADDRESS",
-    "RATE_LIMIT_OTP_VERIFY_PER_PHONE",
-    "RATE_LIMIT_OTP_VERIFY_PER_ADDRESS",
-    "RATE_LIMIT_OPERATOR_LOGIN_PER_EMAIL",
-    "RATE_LIMIT_OPERATOR_LOGIN_PER_ADDRESS",
-    "RATE_LIMIT_CHAT_REQUEST_PER_CUSTOMER",
     "MIGRATE_ON_START",
+];
+
+/// OpenTelemetry's standard variables: ours up to `OTEL_TRACES_SAMPLER_ARG`, the rest read by
+/// the SDK and exporter themselves.
+const TRACE_EXPORT_VARIABLES: &[&str] = &[
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_EXPORTER_OTLP_PROTOCOL",

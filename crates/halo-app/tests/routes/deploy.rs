@@ -1,5 +1,5 @@
 //! The deploy files (`Dockerfile`, `deploy/cloudrun`, `deploy/kubernetes`) agree with the code:
-//! every variable they set is one `halo-config` reads (`halo_config::VARIABLES`), the secrets
+//! every variable they set is one `halo-config` reads (`halo_config::variables()`), the secrets
 //! come only from secret references, every probe path is a route of the service the container
 //! runs (the route list is the OpenAPI document collected from the same registration calls the
 //! services make, built in-process), containers listen on 0.0.0.0, the services skip
@@ -198,7 +198,7 @@ fn probe_path(file: &str, container: &Yaml, probe: &str) -> Option<String> {
 
 #[test]
 fn deploy_files_set_known_variables_and_probe_real_routes() {
-    let known: BTreeSet<&str> = halo_config::VARIABLES.iter().copied().collect();
+    let known: BTreeSet<&str> = halo_config::variables().collect();
     let docs = documents();
     let (image_env, healthcheck) = dockerfile();
     for key in image_env.keys() {
