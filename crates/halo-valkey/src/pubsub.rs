@@ -1,5 +1,6 @@
-//! The subscriptions (`config:invalidate`, and the app events' wake-up channel). The dedicated pub/sub stream just ends when Valkey goes
-//! away, so this loop reconnects and resubscribes by itself, pings to notice a dead peer, and
+//! The subscriptions (`config:invalidate`, and the app events' wake-up channel). The dedicated
+//! pub/sub stream just ends when Valkey goes away, so this loop reconnects and resubscribes by
+//! itself, pings to notice a dead peer, and
 //! reports every (re)subscription: messages published while it was away are lost (pub/sub is
 //! at-most-once), so the listener must treat a resubscription as an invalidation too.
 //!
@@ -75,26 +76,106 @@ where
     F: Fn(InvalidationEvent),
 {
     let pubsub = within(timeout, "connect", client.get_async_pubsub()).await?;
-    let (mut sink, mut stream) = pubsub.split();
+    let (mut sink, stream) = pubsub.split();
     within(timeout, "subscribe", sink.subscribe(channel)).await?;
     tracing::info!(channel, "subscribed");
+    let mut subscription = Standalone { sink, stream };
+    serve(&mut subscription, timeout, shutdown, on_event).await
+}
+
+/// What a subscribed connection delivered.
+enum Delivery {
+    Message,
+    /// The client subscribed again by itself (a reconnect or a failover on a cluster).
+    Resubscribed,
+    /// Nothing to report (another kind of push).
+    Nothing,
+    /// The subscription is gone: subscribe again from scratch.
+    Lost(&'static str),
+}
+
+/// A subscribed connection of either kind.
+trait Subscription {
+    async fn next(&mut self) -> Delivery;
+    async fn ping(&mut self) -> redis::RedisResult<redis::Value>;
+}
+
+/// Once subscribed: reports it, then every message, and pings every `PING_EVERY` to notice a
+/// dead peer, until shutdown (Ok) or the connection is lost (Err).
+async fn serve<S, F>(
+    subscription: &mut S,
+    timeout: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+    on_event: &F,
+) -> Result<(), String>
+where
+    S: Subscription,
+    F: Fn(InvalidationEvent),
+{
     on_event(InvalidationEvent::Subscribed);
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     loop {
         tokio::select! {
-            message = stream.next() => match message {
-                Some(_) => on_event(InvalidationEvent::Invalidated),
-                None => return Err("stream ended".into()),
+            delivery = subscription.next() => match delivery {
+                Delivery::Message => on_event(InvalidationEvent::Invalidated),
+                Delivery::Resubscribed => on_event(InvalidationEvent::Subscribed),
+                Delivery::Nothing => {}
+                Delivery::Lost(why) => return Err(why.into()),
             },
             _ = ping.tick() => {
-                let pong = tokio::time::timeout(timeout * 4, sink.ping::<redis::Value>()).await;
+                let pong = tokio::time::timeout(timeout * 4, subscription.ping()).await;
                 if !matches!(pong, Ok(Ok(_))) {
                     return Err("ping failed".into());
                 }
             }
             _ = shutdown.changed() => return Ok(()),
         }
+    }
+}
+
+/// A standalone server's dedicated pub/sub connection.
+struct Standalone {
+    sink: redis::aio::PubSubSink,
+    stream: redis::aio::PubSubStream,
+}
+
+impl Subscription for Standalone {
+    async fn next(&mut self) -> Delivery {
+        match self.stream.next().await {
+            Some(_) => Delivery::Message,
+            None => Delivery::Lost("stream ended"),
+        }
+    }
+
+    async fn ping(&mut self) -> redis::RedisResult<redis::Value> {
+        self.sink.ping().await
+    }
+}
+
+/// A cluster connection whose sharded-subscription pushes arrive on a channel.
+struct Sharded {
+    connection: redis::cluster_async::ClusterConnection,
+    pushes: tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
+}
+
+impl Subscription for Sharded {
+    async fn next(&mut self) -> Delivery {
+        match self.pushes.recv().await.map(|push| push.kind) {
+            Some(PushKind::SMessage) => Delivery::Message,
+            // The client resubscribed after a reconnect or a failover: anything published in
+            // between is lost.
+            Some(PushKind::SSubscribe) => Delivery::Resubscribed,
+            // The server dropped the subscription (its slot moved away in a failover, the old
+            // primary still alive): subscribe again from scratch.
+            Some(PushKind::SUnsubscribe) => Delivery::Lost("unsubscribed by the server"),
+            Some(_) => Delivery::Nothing,
+            None => Delivery::Lost("push channel closed"),
+        }
+    }
+
+    async fn ping(&mut self) -> redis::RedisResult<redis::Value> {
+        redis::cmd("PING").query_async(&mut self.connection).await
     }
 }
 
@@ -121,39 +202,16 @@ async fn listen_sharded<F>(
 where
     F: Fn(InvalidationEvent),
 {
-    let (pushes, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let (sender, pushes) = tokio::sync::mpsc::unbounded_channel();
     let client = spec
         .builder(true)
         .use_protocol(ProtocolVersion::RESP3)
-        .push_sender(pushes)
+        .push_sender(sender)
         .build()
         .map_err(|e| e.to_string())?;
-    let mut conn = within(timeout, "connect", client.get_async_connection()).await?;
-    within(timeout, "subscribe", conn.ssubscribe(channel)).await?;
+    let mut connection = within(timeout, "connect", client.get_async_connection()).await?;
+    within(timeout, "subscribe", connection.ssubscribe(channel)).await?;
     tracing::info!(channel, "subscribed (sharded)");
-    on_event(InvalidationEvent::Subscribed);
-    let mut ping = tokio::time::interval(PING_EVERY);
-    ping.tick().await;
-    loop {
-        tokio::select! {
-            push = received.recv() => match push.map(|push| push.kind) {
-                Some(PushKind::SMessage) => on_event(InvalidationEvent::Invalidated),
-                // The client resubscribed after a reconnect or a failover: anything published
-                // in between is lost.
-                Some(PushKind::SSubscribe) => on_event(InvalidationEvent::Subscribed),
-                // The server dropped the subscription (its slot moved away in a failover, the
-                // old primary still alive): subscribe again from scratch.
-                Some(PushKind::SUnsubscribe) => return Err("unsubscribed by the server".into()),
-                Some(_) => {}
-                None => return Err("push channel closed".into()),
-            },
-            _ = ping.tick() => {
-                let pong = tokio::time::timeout(timeout * 4, redis::cmd("PING").query_async::<redis::Value>(&mut conn)).await;
-                if !matches!(pong, Ok(Ok(_))) {
-                    return Err("ping failed".into());
-                }
-            }
-            _ = shutdown.changed() => return Ok(()),
-        }
-    }
+    let mut subscription = Sharded { connection, pushes };
+    serve(&mut subscription, timeout, shutdown, on_event).await
 }
