@@ -66,6 +66,12 @@ impl Http {
         self.call_with(method, url, token, body, &[]).await
     }
 
+    /// `GET url` carrying a W3C `traceparent` (the trace-context tests).
+    pub async fn get_traced(&self, url: &str, traceparent: &str) -> Reply {
+        let headers = [("traceparent", traceparent)];
+        self.call_with(Method::GET, url, None, None, &headers).await
+    }
+
     /// `call` with extra request headers.
     pub async fn call_with(
         &self,

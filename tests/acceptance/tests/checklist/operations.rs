@@ -46,13 +46,7 @@ async fn a_request_id_follows_the_request_through_its_log_lines() {
     let parent = format!("00-{trace}-00f067aa0ba902b7-01");
     let traced = stack
         .http
-        .call_with(
-            Method::GET,
-            &stack.public().url("/readyz"),
-            None,
-            None,
-            &[("traceparent", &parent)],
-        )
+        .get_traced(&stack.public().url("/readyz"), &parent)
         .await;
     assert_eq!(traced.request_id.as_deref(), Some(trace));
     let fresh = stack

@@ -74,25 +74,13 @@ async fn spans_reach_the_collector_continuing_the_callers_trace_and_flush_on_sig
     assert_eq!(beat.request_id.as_deref(), Some(TRACE));
     let probe = stack
         .http
-        .call_with(
-            Method::GET,
-            &stack.internal.url("/healthz"),
-            None,
-            None,
-            &headers,
-        )
+        .get_traced(&stack.internal.url("/healthz"), &parent)
         .await;
     assert_eq!(probe.status, 200);
     let unsampled = format!("00-{UNSAMPLED_TRACE}-{CALLER_SPAN}-00");
     let skipped = stack
         .http
-        .call_with(
-            Method::GET,
-            &stack.public().url("/readyz"),
-            None,
-            None,
-            &[("traceparent", &unsampled)],
-        )
+        .get_traced(&stack.public().url("/readyz"), &unsampled)
         .await;
     assert_eq!(skipped.request_id.as_deref(), Some(UNSAMPLED_TRACE));
     // No traceparent: a new trace, whose id the request's log lines carry.
