@@ -18,10 +18,21 @@ pub enum SettingKey {
     /// Open requests (searching or awaiting payment) one customer may hold at once, so one
     /// account cannot squat the capacity everybody else needs.
     MaxOpenRequestsPerCustomer,
+    /// How many mitras one offer round reaches, longest idle first (SPEC §12.4).
+    BlastMaxRecipients,
+    /// One offer round's lifetime; the next round goes to the next candidates, until the blast
+    /// timeout (SPEC §12.5).
+    OfferTimeoutSeconds,
+    /// Offers in a row a mitra may let expire before it is set offline (0: never; SPEC §12.6).
+    MissedOffersBeforeAway,
+    /// 1: a request with nobody available waits in line instead of failing (SPEC §12.7).
+    QueueWhenUnavailable,
+    /// How long a request may wait in line before it fails with `queue_timeout`.
+    QueueMaxWaitSeconds,
 }
 
 impl SettingKey {
-    pub const ALL: [SettingKey; 7] = [
+    pub const ALL: [SettingKey; 12] = [
         Self::MaxCustomersPerMitra,
         Self::StaleAfterSeconds,
         Self::BeaconCacheTtlSeconds,
@@ -29,6 +40,11 @@ impl SettingKey {
         Self::PaymentTimeoutSeconds,
         Self::HeartbeatIntervalSeconds,
         Self::MaxOpenRequestsPerCustomer,
+        Self::BlastMaxRecipients,
+        Self::OfferTimeoutSeconds,
+        Self::MissedOffersBeforeAway,
+        Self::QueueWhenUnavailable,
+        Self::QueueMaxWaitSeconds,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -40,6 +56,11 @@ impl SettingKey {
             Self::PaymentTimeoutSeconds => "payment_timeout_seconds",
             Self::HeartbeatIntervalSeconds => "heartbeat_interval_seconds",
             Self::MaxOpenRequestsPerCustomer => "max_open_requests_per_customer",
+            Self::BlastMaxRecipients => "blast_max_recipients",
+            Self::OfferTimeoutSeconds => "offer_timeout_seconds",
+            Self::MissedOffersBeforeAway => "missed_offers_before_away",
+            Self::QueueWhenUnavailable => "queue_when_unavailable",
+            Self::QueueMaxWaitSeconds => "queue_max_wait_seconds",
         }
     }
 
@@ -53,6 +74,11 @@ impl SettingKey {
             Self::PaymentTimeoutSeconds => (5, 86_400),
             Self::HeartbeatIntervalSeconds => (5, 600),
             Self::MaxOpenRequestsPerCustomer => (1, 10),
+            Self::BlastMaxRecipients => (1, 10_000),
+            Self::OfferTimeoutSeconds => (5, 3_600),
+            Self::MissedOffersBeforeAway => (0, 100),
+            Self::QueueWhenUnavailable => (0, 1),
+            Self::QueueMaxWaitSeconds => (30, 86_400),
         }
     }
 
@@ -65,6 +91,12 @@ impl SettingKey {
             Self::PaymentTimeoutSeconds => 300,
             Self::HeartbeatIntervalSeconds => 30,
             Self::MaxOpenRequestsPerCustomer => 1,
+            Self::BlastMaxRecipients => 50,
+            // One round as long as the blast: today's single-round behaviour.
+            Self::OfferTimeoutSeconds => 60,
+            Self::MissedOffersBeforeAway => 0,
+            Self::QueueWhenUnavailable => 0,
+            Self::QueueMaxWaitSeconds => 600,
         }
     }
 }
@@ -133,7 +165,7 @@ fn checked(key: SettingKey, raw: i64) -> Result<u32, SettingError> {
 /// A validated set of all operator settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppSettings {
-    values: [u32; 7],
+    values: [u32; SettingKey::ALL.len()],
 }
 
 impl Default for AppSettings {
@@ -241,6 +273,29 @@ impl AppSettings {
     pub fn payment_timeout(&self) -> Duration {
         Duration::seconds(self.get(SettingKey::PaymentTimeoutSeconds).into())
     }
+
+    pub const fn blast_max_recipients(&self) -> u32 {
+        self.get(SettingKey::BlastMaxRecipients)
+    }
+
+    /// One offer round's lifetime, never longer than the blast it belongs to.
+    pub fn offer_timeout(&self) -> Duration {
+        Duration::seconds(self.get(SettingKey::OfferTimeoutSeconds).into())
+            .min(self.blast_timeout())
+    }
+
+    /// `None`: missed offers never take a mitra offline.
+    pub fn missed_offers_before_away(&self) -> Option<u32> {
+        Some(self.get(SettingKey::MissedOffersBeforeAway)).filter(|n| *n > 0)
+    }
+
+    pub const fn queue_when_unavailable(&self) -> bool {
+        self.get(SettingKey::QueueWhenUnavailable) == 1
+    }
+
+    pub fn queue_max_wait(&self) -> Duration {
+        Duration::seconds(self.get(SettingKey::QueueMaxWaitSeconds).into())
+    }
 }
 
 #[cfg(test)]
@@ -257,6 +312,11 @@ mod tests {
         assert_eq!(s.payment_timeout(), Duration::seconds(300));
         assert_eq!(s.heartbeat_interval_seconds(), 30);
         assert_eq!(s.max_open_requests_per_customer(), 1);
+        assert_eq!(s.blast_max_recipients(), 50);
+        assert_eq!(s.offer_timeout(), Duration::seconds(60));
+        assert_eq!(s.missed_offers_before_away(), None);
+        assert!(!s.queue_when_unavailable());
+        assert_eq!(s.queue_max_wait(), Duration::seconds(600));
     }
 
     #[test]
@@ -289,6 +349,11 @@ mod tests {
             (PaymentTimeoutSeconds, 600),
             (HeartbeatIntervalSeconds, 20),
             (MaxOpenRequestsPerCustomer, 2),
+            (BlastMaxRecipients, 9),
+            (OfferTimeoutSeconds, 15),
+            (MissedOffersBeforeAway, 3),
+            (QueueWhenUnavailable, 1),
+            (QueueMaxWaitSeconds, 90),
         ];
         let s = AppSettings::from_pairs(values.map(|(k, v)| (k, i64::from(v)))).unwrap();
         assert_eq!(s.max_customers_per_mitra(), 4);
@@ -298,6 +363,11 @@ mod tests {
         assert_eq!(s.payment_timeout(), Duration::seconds(600));
         assert_eq!(s.heartbeat_interval_seconds(), 20);
         assert_eq!(s.max_open_requests_per_customer(), 2);
+        assert_eq!(s.blast_max_recipients(), 9);
+        assert_eq!(s.offer_timeout(), Duration::seconds(15));
+        assert_eq!(s.missed_offers_before_away(), Some(3));
+        assert!(s.queue_when_unavailable());
+        assert_eq!(s.queue_max_wait(), Duration::seconds(90));
         assert_eq!(
             s.availability_rules(),
             crate::AvailabilityRules {
@@ -307,6 +377,30 @@ mod tests {
         );
         // `pairs` lists every key once, in `ALL` order: a settings change saves key by key from it.
         assert_eq!(s.pairs().collect::<Vec<_>>(), values);
+    }
+
+    #[test]
+    fn an_offer_round_never_outlasts_its_blast() {
+        use SettingKey::*;
+        let s = AppSettings::from_pairs([(BlastTimeoutSeconds, 30), (OfferTimeoutSeconds, 45)])
+            .unwrap();
+        assert_eq!(s.offer_timeout(), Duration::seconds(30));
+        let s = AppSettings::from_pairs([(BlastTimeoutSeconds, 30), (OfferTimeoutSeconds, 30)])
+            .unwrap();
+        assert_eq!(s.offer_timeout(), Duration::seconds(30));
+        let s = AppSettings::from_pairs([(QueueWhenUnavailable, 0), (MissedOffersBeforeAway, 1)])
+            .unwrap();
+        assert!(!s.queue_when_unavailable());
+        assert_eq!(s.missed_offers_before_away(), Some(1));
+        check(
+            &[(QueueWhenUnavailable, 2)],
+            Err(SettingError::OutOfRange {
+                key: QueueWhenUnavailable,
+                min: 0,
+                max: 1,
+                got: 2,
+            }),
+        );
     }
 
     #[test]

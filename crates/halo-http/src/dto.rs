@@ -394,6 +394,12 @@ pub struct Settings {
     pub payment_timeout_seconds: u32,
     pub heartbeat_interval_seconds: u32,
     pub max_open_requests_per_customer: u32,
+    pub blast_max_recipients: u32,
+    pub offer_timeout_seconds: u32,
+    pub missed_offers_before_away: u32,
+    /// 0 or 1.
+    pub queue_when_unavailable: u32,
+    pub queue_max_wait_seconds: u32,
 }
 
 impl From<halo_domain::AppSettings> for Settings {
@@ -407,6 +413,11 @@ impl From<halo_domain::AppSettings> for Settings {
             payment_timeout_seconds: s.get(K::PaymentTimeoutSeconds),
             heartbeat_interval_seconds: s.get(K::HeartbeatIntervalSeconds),
             max_open_requests_per_customer: s.get(K::MaxOpenRequestsPerCustomer),
+            blast_max_recipients: s.get(K::BlastMaxRecipients),
+            offer_timeout_seconds: s.get(K::OfferTimeoutSeconds),
+            missed_offers_before_away: s.get(K::MissedOffersBeforeAway),
+            queue_when_unavailable: s.get(K::QueueWhenUnavailable),
+            queue_max_wait_seconds: s.get(K::QueueMaxWaitSeconds),
         }
     }
 }
@@ -473,6 +484,16 @@ pub struct SettingsPatch {
     pub heartbeat_interval_seconds: Option<u32>,
     #[schema(minimum = 1, maximum = 10, nullable = false)]
     pub max_open_requests_per_customer: Option<u32>,
+    #[schema(minimum = 1, maximum = 10000, nullable = false)]
+    pub blast_max_recipients: Option<u32>,
+    #[schema(minimum = 5, maximum = 3600, nullable = false)]
+    pub offer_timeout_seconds: Option<u32>,
+    #[schema(minimum = 0, maximum = 100, nullable = false)]
+    pub missed_offers_before_away: Option<u32>,
+    #[schema(minimum = 0, maximum = 1, nullable = false)]
+    pub queue_when_unavailable: Option<u32>,
+    #[schema(minimum = 30, maximum = 86400, nullable = false)]
+    pub queue_max_wait_seconds: Option<u32>,
 }
 
 /// `event: offer` on a mitra's stream: a blast reached it.
