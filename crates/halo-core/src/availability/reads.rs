@@ -3,7 +3,7 @@
 use super::{Availability, Read};
 use crate::error::AvailabilityError;
 use halo_domain::{MitraId, MitraState};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 impl Availability {
     // ---- reads: Valkey first, the same rules over Postgres otherwise ------------------------
@@ -99,6 +99,20 @@ impl Availability {
             .filter(|(_, s)| self.available(s))
             .map(|(id, _)| id)
             .collect())
+    }
+
+    /// Who one offer round reaches: at most `limit` available mitras not in `exclude`, longest
+    /// idle first (SPEC §12.5).
+    pub async fn offer_candidates(
+        &self,
+        limit: usize,
+        exclude: &BTreeSet<MitraId>,
+    ) -> Result<Vec<MitraId>, AvailabilityError> {
+        // First cut: every available mitra, in no particular order.
+        let mut found = self.find_available_mitras().await?;
+        found.retain(|id| !exclude.contains(id));
+        found.truncate(limit);
+        Ok(found)
     }
 
     pub(super) async fn candidate_states(
