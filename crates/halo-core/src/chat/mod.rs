@@ -1,0 +1,96 @@
+//! The chat-session use cases over the `ChatStore` port, by concern: `lifecycle` (blast,
+//! targeted request, accept, reject, end, extend, reroute), `payments` (pay, refunds, the
+//! outbox sweep) and `timers` (the durable timers). Capacity is re-derived after every
+//! transition that can change it; every transition that appended app events (the store writes
+//! them in its transaction) is announced to the event pumps.
+
+mod lifecycle;
+mod payments;
+mod timers;
+
+pub use payments::DevPayments;
+
+use crate::events::Announcer;
+use crate::Availability;
+use halo_domain::MitraId;
+use halo_ports::{ChatSession, ChatStore, OpenLimit, PaymentProvider, Timeouts};
+use std::sync::Arc;
+
+/// Sessions the timer sweep claims per statement.
+const TIMER_BATCH: u32 = 500;
+
+/// A blast that reached someone.
+#[derive(Debug, Clone)]
+pub struct Blast {
+    pub session: ChatSession,
+    pub notified: usize,
+}
+
+pub struct Chat {
+    store: Arc<dyn ChatStore>,
+    availability: Arc<Availability>,
+    payments: Arc<dyn PaymentProvider>,
+    /// Wakes the event pumps after a transition that appended app events (`None`: they poll).
+    announcer: Option<Announcer>,
+}
+
+impl Chat {
+    pub fn new(
+        store: Arc<dyn ChatStore>,
+        availability: Arc<Availability>,
+        payments: Arc<dyn PaymentProvider>,
+    ) -> Self {
+        Self {
+            store,
+            availability,
+            payments,
+            announcer: None,
+        }
+    }
+
+    /// Announces every committed transition to the event pumps (see `Events`).
+    pub fn with_announcer(mut self, announcer: Announcer) -> Self {
+        self.announcer = Some(announcer);
+        self
+    }
+
+    /// The transition committed its app events: streams learn of them now, not at the next
+    /// poll.
+    fn announce(&self) {
+        if let Some(announcer) = &self.announcer {
+            announcer.announce();
+        }
+    }
+
+    fn max_customers(&self) -> u32 {
+        self.availability.settings().get().max_customers_per_mitra()
+    }
+
+    fn open_limit(&self) -> OpenLimit {
+        OpenLimit {
+            max_open: self
+                .availability
+                .settings()
+                .get()
+                .max_open_requests_per_customer(),
+            timeouts: self.timeouts(),
+        }
+    }
+
+    fn timeouts(&self) -> Timeouts {
+        let settings = self.availability.settings().get();
+        Timeouts {
+            blast: settings.blast_timeout(),
+            payment: settings.payment_timeout(),
+        }
+    }
+
+    /// Best-effort capacity re-derivation: the transition already committed, so a failure
+    /// here is logged, not returned (the reconciliation sweep heals it).
+    async fn recount(&self, mitra: Option<MitraId>) {
+        let Some(mitra) = mitra else { return };
+        if let Err(error) = self.availability.recompute_capacity_for_mitra(mitra).await {
+            tracing::warn!(%mitra, error = %error, "capacity recount failed after a transition");
+        }
+    }
+}
