@@ -1,8 +1,10 @@
 //! In-memory implementations of the store ports (`InMemoryMirror` for the Valkey mirror,
 //! `InMemoryTruth` for the Postgres truth, settings and directory), for unit tests of the core's
-//! decisions that run without Postgres or Valkey, and (feature `contract`) the mirror contract
-//! suite that keeps them honest: the same cases run against `InMemoryMirror` here and against `ValkeyMirror` on a
-//! real valkey-server in halo-valkey's tests.
+//! decisions that run without Postgres or Valkey, and (feature `contract`) the contract suites
+//! that keep them honest: the mirror's (`contract`) runs against `InMemoryMirror` here and
+//! against `ValkeyMirror` on a real valkey-server in halo-valkey's tests; the truth's
+//! (`truth_contract`) against `InMemoryTruth` here and `PgTruth` on a real Postgres in
+//! halo-postgres' tests.
 //!
 //! Depends on the ports and the domain only, never on the core or an adapter.
 
@@ -12,6 +14,8 @@ mod truth;
 
 #[cfg(feature = "contract")]
 pub mod contract;
+#[cfg(feature = "contract")]
+pub mod truth_contract;
 
 pub use clock::ManualClock;
 pub use mirror::InMemoryMirror;

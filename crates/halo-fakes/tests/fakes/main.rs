@@ -1,6 +1,8 @@
-//! `InMemoryMirror`: the mirror contract (the same cases halo-valkey runs against a real
-//! valkey-server), and the switches tests use.
+//! The fakes against the contracts their real adapters pass too: `InMemoryMirror` the mirror
+//! contract (halo-valkey runs it on a real valkey-server), `InMemoryTruth` the truth contract
+//! (halo-postgres runs it on a real Postgres); and the switches tests use.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test setup may panic
 
 mod contract;
 mod switches;
+mod truth;

@@ -1,4 +1,5 @@
-//! The auth and chat stores against a real Postgres: OTP codes, accounts and refresh sessions;
+//! The stores against a real Postgres: the truth contract every truth passes (`truth`, which
+//! `InMemoryTruth` passes too); OTP codes, accounts and refresh sessions;
 //! every chat transition, the races it must win exactly once (accepts, capacity, timers) and the
 //! timer sweep; the app-event log each transition appends to (order under concurrent commits);
 //! TLS to a server of the test's own, the schema version check. Each test owns its
@@ -15,3 +16,4 @@ mod races;
 mod schema;
 mod timers;
 mod tls;
+mod truth;
