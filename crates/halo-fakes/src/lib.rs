@@ -6,9 +6,13 @@
 //! (`truth_contract`) against `InMemoryTruth` here and `PgTruth` on a real Postgres in
 //! halo-postgres' tests.
 //!
+//! `Gated` puts any port (a fake, or a real adapter in a store-backed test) behind a `Gate`
+//! that fails its calls on command and journals their order.
+//!
 //! Depends on the ports and the domain only, never on the core or an adapter.
 
 mod clock;
+mod gate;
 mod mirror;
 mod truth;
 
@@ -18,5 +22,6 @@ pub mod contract;
 pub mod truth_contract;
 
 pub use clock::ManualClock;
+pub use gate::{Gate, Gated};
 pub use mirror::InMemoryMirror;
 pub use truth::InMemoryTruth;
