@@ -121,59 +121,56 @@ async fn deactivation_sets_the_flag_then_revokes_the_sessions_then_sets_offline(
     ));
 }
 
+/// A deactivation while the gate fails `call`: the operator is told the store did not answer;
+/// then the steps it took, what Postgres holds (`active`, `online`), the mitra's live sessions
+/// and whether its app can still refresh a token; and the operator's retry finishes the job.
+async fn check_failing(
+    call: &'static str,
+    steps: &[&str],
+    stored: (bool, bool),
+    live: usize,
+    refreshes: bool,
+) {
+    let r = rig().await;
+    let id = r.online_mitra_with_sessions().await;
+    r.gate.close_call(call);
+    let from = r.gate.journal().len();
+    let answer = r.admin.set_active(id, false).await;
+    assert!(unavailable(answer), "{call} failed");
+    assert_eq!(r.steps_since(from), steps, "{call} failed");
+    assert_eq!(r.stored(id), stored, "{call} failed: (active, online)");
+    assert_eq!(r.auth.live_sessions(id.uuid()), live, "{call} failed");
+    assert_eq!(r.refreshes(id).await, refreshes, "{call} failed");
+
+    r.gate.open();
+    r.admin.set_active(id, false).await.expect("the retry");
+    assert_eq!(r.stored(id), (false, false), "after the retry");
+    assert_eq!(r.auth.live_sessions(id.uuid()), 0, "after the retry");
+}
+
+/// Still active: its sessions may live.
 #[tokio::test]
 async fn a_flag_that_fails_stops_before_the_sessions() {
-    let r = rig().await;
-    let id = r.online_mitra_with_sessions().await;
-    r.gate.close_call("truth.set_active");
-    let from = r.gate.journal().len();
-    assert!(unavailable(r.admin.set_active(id, false).await));
-    assert_eq!(r.steps_since(from), ["truth.set_active"]);
-    assert_eq!(
-        r.stored(id),
-        (true, true),
-        "still active: its sessions may live"
-    );
-    assert_eq!(r.auth.live_sessions(id.uuid()), 2);
-    assert!(r.refreshes(id).await);
+    check_failing("truth.set_active", &STEPS[..1], (true, true), 2, true).await;
 }
 
+/// Not revoked, but the flag came first: they cannot refresh.
 #[tokio::test]
 async fn a_revocation_that_fails_leaves_no_session_that_refreshes() {
-    let r = rig().await;
-    let id = r.online_mitra_with_sessions().await;
-    r.gate.close_call("auth.revoke_user_sessions");
-    let from = r.gate.journal().len();
-    assert!(unavailable(r.admin.set_active(id, false).await));
-    assert_eq!(r.steps_since(from), STEPS[..3]);
-    assert_eq!(r.stored(id), (false, true), "deactivated, not yet offline");
-    assert_eq!(r.auth.live_sessions(id.uuid()), 2, "not revoked");
-    assert!(
-        !r.refreshes(id).await,
-        "the flag came first: they cannot refresh"
-    );
-
-    r.gate.open();
-    r.admin.set_active(id, false).await.expect("the retry");
-    assert_eq!(r.auth.live_sessions(id.uuid()), 0);
-    assert_eq!(r.stored(id), (false, false));
+    check_failing(
+        "auth.revoke_user_sessions",
+        &STEPS[..3],
+        (false, true),
+        2,
+        false,
+    )
+    .await;
 }
 
+/// Still online in Postgres, its sessions revoked before.
 #[tokio::test]
 async fn going_offline_that_fails_leaves_the_sessions_revoked() {
-    let r = rig().await;
-    let id = r.online_mitra_with_sessions().await;
-    r.gate.close_call("truth.set_online");
-    let from = r.gate.journal().len();
-    assert!(unavailable(r.admin.set_active(id, false).await));
-    assert_eq!(r.steps_since(from), STEPS[..4]);
-    assert_eq!(r.stored(id), (false, true), "still online in Postgres");
-    assert_eq!(r.auth.live_sessions(id.uuid()), 0, "revoked before");
-    assert!(!r.refreshes(id).await);
-
-    r.gate.open();
-    r.admin.set_active(id, false).await.expect("the retry");
-    assert_eq!(r.stored(id), (false, false));
+    check_failing("truth.set_online", &STEPS[..4], (false, true), 0, false).await;
 }
 
 #[tokio::test]

@@ -24,22 +24,13 @@ pub trait AuthBackdoor: Send + Sync {
 #[macro_export]
 macro_rules! auth_contract {
     ($setup:path) => {
-        $crate::auth_contract!(@cases $setup;
+        $crate::contract_tests!(auth_contract, $setup, |store| &*store;
             a_session_rotates_once_and_a_replaced_token_revokes_it,
             a_session_rotates_only_for_its_role_while_unexpired,
             a_deactivated_mitras_session_does_not_rotate,
             revoking_a_users_sessions_ends_each_live_one_and_only_its,
             a_session_is_revoked_only_by_its_owner,
         );
-    };
-    (@cases $setup:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                let (auth, backdoor) = $setup().await;
-                $crate::auth_contract::$case(&*auth, &backdoor).await;
-            }
-        )*
     };
 }
 

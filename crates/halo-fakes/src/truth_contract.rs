@@ -39,7 +39,7 @@ pub trait TruthBackdoor: Send + Sync {
 #[macro_export]
 macro_rules! truth_contract {
     ($setup:path) => {
-        $crate::truth_contract!(@cases $setup;
+        $crate::contract_tests!(truth_contract, $setup, |store| &*store;
             set_online_audits_each_transition_and_stamps_going_online,
             writes_to_an_unknown_mitra_are_not_found,
             the_sweep_takes_offline_only_online_mitras_with_a_stale_heartbeat,
@@ -53,15 +53,6 @@ macro_rules! truth_contract {
             the_directory_creates_lists_and_reads_mitras,
             a_store_that_does_not_answer_is_unavailable,
         );
-    };
-    (@cases $setup:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                let (truth, backdoor) = $setup().await;
-                $crate::truth_contract::$case(&*truth, &backdoor).await;
-            }
-        )*
     };
 }
 
@@ -335,7 +326,7 @@ pub async fn the_heartbeat_fallback_records_online_active_mitras_once_a_second<
 }
 
 /// Each recount of a mitra is numbered after the one before, and a snapshot's number sits
-/// between the counts taken before and after it: the mirror keeps the newest count (SPEC §2.2).
+/// between the counts taken before and after it: the mirror keeps the newest count (SPEC §3.1).
 pub async fn recounts_are_ordered_per_mitra_and_around_a_snapshot<
     T: TruthStore,
     B: TruthBackdoor,
