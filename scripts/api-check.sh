@@ -49,14 +49,8 @@ ensure_python_tools() {
     printf '%s' "${PY_PACKAGES[*]}" >"$stamp"
 }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # ---- what this run started, stopped in reverse on exit ---------------------------------------
 
-STARTED_PG=0
-DB_NAME=""
 SERVICE_PIDS=()
 
 cleanup() {
@@ -68,11 +62,7 @@ cleanup() {
         fi
     done
     stop_valkey "$CHECK_DIR/valkey" || true
-    if [ -n "$DB_NAME" ]; then
-        "$PSQL" -X -q -d "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1 ||
-            warn "could not drop database $DB_NAME"
-    fi
-    if [ "$STARTED_PG" -eq 1 ]; then stop_postgres "$HALO_DATA_DIR/test/pg" || true; fi
+    drop_scratch_database
     if [ "$status" -ne 0 ]; then warn "api check failed; service logs in $CHECK_DIR"; fi
     exit "$status"
 }
@@ -87,18 +77,7 @@ rm -f "$CHECK_DIR"/*.log
 
 # ---- stores --------------------------------------------------------------------------------
 
-if [ -z "${HALO_TEST_DATABASE_URL:-}" ]; then
-    if ! { [ -e "$HALO_DATA_DIR/test/pg" ] && _pg_running "$(readlink -f "$HALO_DATA_DIR/test/pg")"; }; then
-        STARTED_PG=1
-    fi
-    start_postgres "$HALO_DATA_DIR/test/pg" 55433 --fast
-    HALO_TEST_DATABASE_URL="postgres://halo@127.0.0.1:55433/postgres"
-fi
-ADMIN_URL="$HALO_TEST_DATABASE_URL"
-DB_NAME="halo_api_check_$$"
-"$PSQL" -X -q -d "$ADMIN_URL" -c "CREATE DATABASE $DB_NAME" >/dev/null
-# The same server, the new database: replace the path of the admin URL.
-DATABASE_URL="$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$ADMIN_URL" "$DB_NAME")"
+scratch_database halo_api_check
 
 VALKEY_PORT="$(free_port)"
 start_valkey "$CHECK_DIR/valkey" "$VALKEY_PORT"
@@ -110,7 +89,7 @@ if [ -n "${HALO_BIN_DIR:-}" ]; then
 else
     log "cargo build -p public-api -p internal-api"
     cargo build --quiet -p public-api -p internal-api
-    BIN_DIR="${CARGO_TARGET_DIR:-$HALO_REPO_ROOT/target}/debug"
+    BIN_DIR="$(cargo_target_dir)/debug"
 fi
 
 PUBLIC_PORT="$(free_port)"

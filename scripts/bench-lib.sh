@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# What scripts/bench.sh and scripts/bench-stores-prod.sh share: the bench's stores and the
-# services' common environment. Sourced after scripts/lib.sh.
+# What the bench scripts (bench.sh, bench-stores-prod.sh, bench-otlp.sh, bench-sse.sh) share:
+# the bench's stores and the services' common environment and stop. Sourced after scripts/lib.sh,
+# which has what the other scripts need too (stores, a scratch database, free ports, the cargo
+# target directory).
 
 # shellcheck disable=SC2034 # used by the scripts that source this file
 BENCH_DIR="$HALO_DATA_DIR/bench"

@@ -60,9 +60,7 @@ ensure_tools
 mkdir -p "$DIR/results"
 log "cargo build --release (public-api, loadgen)"
 cargo build --release -p public-api -p loadgen
-TARGET_DIR="$(cargo metadata --format-version 1 --no-deps |
-    grep -o '"target_directory":"[^"]*"' | head -n 1 | cut -d'"' -f4)"
-BIN="${TARGET_DIR:-${CARGO_TARGET_DIR:-$HALO_REPO_ROOT/target}}/release"
+BIN="$(cargo_target_dir)/release"
 
 start_postgres "$DIR/pg" "$PG_PORT" --fast
 start_valkey "$DIR/valkey" "$VALKEY_PORT"

@@ -27,40 +27,22 @@ MITRA_PHONE_START=628300000000
 CUSTOMER_PHONE_START=628400000000
 mkdir -p "$DIR"
 
-STARTED_PG=0
-DB_NAME=""
 LOADGEN=""
 cleanup() {
     if _pid_alive "$LOADGEN"; then kill -TERM "$LOADGEN" 2>/dev/null || true; fi
     stop_services
     stop_valkey "$DIR/valkey" || true
-    if [ -n "$DB_NAME" ]; then
-        "$PSQL" -X -q -d "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1 || true
-    fi
-    if [ "$STARTED_PG" -eq 1 ]; then stop_postgres "$HALO_DATA_DIR/test/pg" || true; fi
+    drop_scratch_database
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 # cpu_ms <pid>: user + system CPU time of the process so far, in milliseconds.
 cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$1/stat"; }
 
 ensure_tools
-if [ -z "${HALO_TEST_DATABASE_URL:-}" ]; then
-    if ! { [ -e "$HALO_DATA_DIR/test/pg" ] && _pg_running "$(readlink -f "$HALO_DATA_DIR/test/pg")"; }; then
-        STARTED_PG=1
-    fi
-    start_postgres "$HALO_DATA_DIR/test/pg" 55433 --fast
-    HALO_TEST_DATABASE_URL="postgres://halo@127.0.0.1:55433/postgres"
-fi
-ADMIN_URL="$HALO_TEST_DATABASE_URL"
-DB_NAME="halo_bench_sse_$$"
-"$PSQL" -X -q -d "$ADMIN_URL" -c "CREATE DATABASE $DB_NAME" >/dev/null
-DATABASE_URL="$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$ADMIN_URL" "$DB_NAME")"
+scratch_database halo_bench_sse
 VALKEY_PORT="$(free_port)"
 start_valkey "$DIR/valkey" "$VALKEY_PORT"
 
@@ -69,7 +51,7 @@ if [ -n "${HALO_BIN_DIR:-}" ]; then
 else
     log "cargo build --release (public-api, loadgen)"
     cargo build --release --quiet -p public-api -p loadgen
-    BIN="${CARGO_TARGET_DIR:-$HALO_REPO_ROOT/target}/release"
+    BIN="$(cargo_target_dir)/release"
 fi
 
 bench_service_env

@@ -86,9 +86,7 @@ if [ -n "${BENCH_BIN:-}" ]; then
 else
     log "cargo build --release (public-api, internal-api, loadgen)"
     cargo build --release -p public-api -p internal-api -p loadgen
-    TARGET_DIR="$(cargo metadata --format-version 1 --no-deps |
-        grep -o '"target_directory":"[^"]*"' | head -n 1 | cut -d'"' -f4)"
-    BIN="${TARGET_DIR:-${CARGO_TARGET_DIR:-$HALO_REPO_ROOT/target}}/release"
+    BIN="$(cargo_target_dir)/release"
 fi
 PHASE_STARTED=$SECONDS # the phase's time, after the build
 for name in public-api internal-api loadgen; do

@@ -92,9 +92,7 @@ rm -f "$RESULTS"/*.json "$RESULTS"/*.txt
 
 log "cargo build --release (public-api, internal-api, loadgen, bench-stores)"
 cargo build --release -p public-api -p internal-api -p loadgen -p bench-stores
-TARGET_DIR="$(cargo metadata --format-version 1 --no-deps |
-    grep -o '"target_directory":"[^"]*"' | head -n 1 | cut -d'"' -f4)"
-BIN="${TARGET_DIR:-${CARGO_TARGET_DIR:-$HALO_REPO_ROOT/target}}/release"
+BIN="$(cargo_target_dir)/release"
 
 start_postgres "$BENCH_DIR/pg" "$PG_PORT"
 # A dump left by an interrupted run would be loaded by every (re)start below.

@@ -272,6 +272,47 @@ stop_postgres() {
     fi
 }
 
+# A throwaway database for one run of a script (scripts/api-check.sh, scripts/bench-sse.sh).
+SCRATCH_ADMIN_URL=""
+SCRATCH_DB=""
+SCRATCH_STARTED_PG=0
+
+# scratch_database <prefix>: a fresh database <prefix>_<pid> on the Postgres of
+# HALO_TEST_DATABASE_URL, else on the test Postgres (127.0.0.1:55433, .data/test/pg), started as
+# scripts/test.sh starts it when it is not running. Sets DATABASE_URL (not exported), SCRATCH_DB
+# and SCRATCH_ADMIN_URL; drop_scratch_database undoes it.
+scratch_database() {
+    [ "$#" -ge 1 ] || die "usage: scratch_database <prefix>"
+    [ -n "${PSQL:-}" ] || ensure_tools
+    SCRATCH_ADMIN_URL="${HALO_TEST_DATABASE_URL:-}"
+    if [ -z "$SCRATCH_ADMIN_URL" ]; then
+        if ! { [ -e "$HALO_DATA_DIR/test/pg" ] && _pg_running "$(readlink -f "$HALO_DATA_DIR/test/pg")"; }; then
+            SCRATCH_STARTED_PG=1
+        fi
+        start_postgres "$HALO_DATA_DIR/test/pg" 55433 --fast
+        SCRATCH_ADMIN_URL="postgres://halo@127.0.0.1:55433/postgres"
+    fi
+    SCRATCH_DB="${1}_$$"
+    "$PSQL" -X -q -d "$SCRATCH_ADMIN_URL" -c "CREATE DATABASE $SCRATCH_DB" >/dev/null
+    # The same server, the new database: replace the path of the admin URL.
+    # shellcheck disable=SC2034 # for the caller
+    DATABASE_URL="$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$SCRATCH_ADMIN_URL" "$SCRATCH_DB")"
+}
+
+# drop_scratch_database: drops the database scratch_database made, and stops the test Postgres
+# when scratch_database started it; nothing when there is none (for an EXIT trap).
+drop_scratch_database() {
+    if [ -n "$SCRATCH_DB" ]; then
+        "$PSQL" -X -q -d "$SCRATCH_ADMIN_URL" -c "DROP DATABASE IF EXISTS $SCRATCH_DB WITH (FORCE)" >/dev/null 2>&1 ||
+            warn "could not drop database $SCRATCH_DB"
+        SCRATCH_DB=""
+    fi
+    if [ "$SCRATCH_STARTED_PG" -eq 1 ]; then
+        stop_postgres "$HALO_DATA_DIR/test/pg" || true
+        SCRATCH_STARTED_PG=0
+    fi
+}
+
 # ---------------------------------------------------------------------------------------------
 # Valkey
 
@@ -595,6 +636,23 @@ stop_stunnel() {
     [ -n "$dir" ] || die "usage: stop_stunnel <dir>"
     stop_pid stunnel "$(_pidfile_pid "$dir/stunnel.pid")"
     rm -f "$dir/stunnel.pid"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Builds and ports
+
+# cargo_target_dir: the directory cargo builds into (CARGO_TARGET_DIR, a configured target-dir,
+# else target/ in the repository).
+cargo_target_dir() {
+    local dir
+    dir="$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
+        grep -o '"target_directory":"[^"]*"' | head -n 1 | cut -d'"' -f4)"
+    printf '%s\n' "${dir:-${CARGO_TARGET_DIR:-$HALO_REPO_ROOT/target}}"
+}
+
+# free_port: a TCP port on 127.0.0.1 that nothing listened on a moment ago.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -89,10 +89,7 @@ if [ "$PROFILE" = "release" ]; then CARGO_ARGS+=(--release); fi
 log "cargo ${CARGO_ARGS[*]}"
 cargo "${CARGO_ARGS[@]}"
 
-TARGET_DIR="$(cargo metadata --format-version 1 --no-deps |
-    grep -o '"target_directory":"[^"]*"' | head -n 1 | cut -d'"' -f4)"
-[ -n "$TARGET_DIR" ] || TARGET_DIR="${CARGO_TARGET_DIR:-$HALO_REPO_ROOT/target}"
-BIN_DIR="$TARGET_DIR/$PROFILE"
+BIN_DIR="$(cargo_target_dir)/$PROFILE"
 
 start_service() {
     local name="$1" pid

@@ -49,6 +49,8 @@
 //! ```
 
 mod admin;
+#[cfg(test)]
+mod admin_tests;
 mod availability;
 mod background;
 mod chat;

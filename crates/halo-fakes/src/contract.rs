@@ -33,7 +33,7 @@ pub trait Backdoor: Send + Sync {
 #[macro_export]
 macro_rules! mirror_contract {
     ($setup:path) => {
-        $crate::mirror_contract!(@cases $setup;
+        $crate::contract_tests!(contract, $setup, |mirror| &mirror;
             reads_of_an_unseeded_mirror_say_so,
             the_seed_reads_back_as_seeded,
             heartbeats_refresh_online_active_mitras_and_never_create_a_key,
@@ -51,12 +51,20 @@ macro_rules! mirror_contract {
             a_flush_unseeds_and_races_the_seed_that_read_the_token_before,
         );
     };
-    (@cases $setup:path; $($case:ident),* $(,)?) => {
+}
+
+/// What the contract macros share: one `#[tokio::test]` per case of `$suite` (a module of this
+/// crate), on the store and backdoor `$setup` made for it; `|store| <expr>` borrows the store
+/// for the case (`&*store` when it comes in an `Arc` that the backdoor shares).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! contract_tests {
+    ($suite:ident, $setup:path, |$store:ident| $borrow:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $case() {
-                let (mirror, backdoor) = $setup().await;
-                $crate::contract::$case(&mirror, &backdoor).await;
+                let ($store, backdoor) = $setup().await;
+                $crate::$suite::$case($borrow, &backdoor).await;
             }
         )*
     };

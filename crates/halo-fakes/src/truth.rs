@@ -21,9 +21,22 @@ struct Mitra {
     last_heartbeat: Option<OffsetDateTime>,
     open_sessions: u32,
     capacity_seq: u64,
+    /// Insertion order: "oldest first" among mitras created at the same instant of a clock
+    /// that did not move (Postgres' `created_at` differs from one insert to the next).
+    created: u64,
 }
 
 impl Mitra {
+    fn new(row: MitraRow, created: u64) -> Self {
+        Self {
+            row,
+            last_heartbeat: None,
+            open_sessions: 0,
+            capacity_seq: 0,
+            created,
+        }
+    }
+
     fn state(&self) -> MitraState {
         MitraState {
             online: self.row.online,
@@ -44,6 +57,8 @@ impl Mitra {
 #[derive(Debug, Default)]
 struct Tables {
     mitras: BTreeMap<MitraId, Mitra>,
+    /// Mitras created so far (the next one's `created`).
+    created: u64,
     /// `mitra_online_logs`: one row per real transition.
     online_log: Vec<(MitraId, bool, OnlineReason)>,
     settings: AppSettings,
@@ -80,15 +95,7 @@ impl InMemoryTruth {
             online: false,
             created_at: now,
         };
-        self.lock().mitras.insert(
-            id,
-            Mitra {
-                row,
-                last_heartbeat: None,
-                open_sessions: 0,
-                capacity_seq: 0,
-            },
-        );
+        self.lock().insert(row);
         id
     }
 
@@ -141,6 +148,13 @@ impl InMemoryTruth {
             return Err(TruthError::Unavailable("postgres is down (fake)".into()));
         }
         Ok(self.lock())
+    }
+}
+
+impl Tables {
+    fn insert(&mut self, row: MitraRow) {
+        self.created += 1;
+        self.mitras.insert(row.id, Mitra::new(row, self.created));
     }
 }
 
@@ -223,14 +237,21 @@ impl AvailabilityTruth for InMemoryTruth {
             return Ok(None);
         };
         // As the Postgres statement: a ping less than a second newer than the stored one is
-        // not written (pings are seconds apart; while Valkey is down every ping comes here).
-        let newer = mitra
+        // not written (pings are seconds apart; while Valkey is down every ping comes here),
+        // and `online` says whether the ping counts: recorded now, or one was recorded less
+        // than a second before it (so a deactivated mitra's ping does not count, even online).
+        let a_second_before = at - time::Duration::SECOND;
+        let recent = mitra
             .last_heartbeat
-            .is_none_or(|stored| stored < at - time::Duration::SECOND);
-        if mitra.row.active && mitra.row.online && newer {
+            .is_some_and(|stored| stored >= a_second_before);
+        let recorded = mitra.row.active && mitra.row.online && !recent;
+        if recorded {
             mitra.last_heartbeat = Some(at);
         }
-        Ok(Some(mitra.flags()))
+        Ok(Some(MitraFlags {
+            active: mitra.row.active,
+            online: recorded || (mitra.row.online && recent),
+        }))
     }
 
     async fn mitra_flags(&self, id: MitraId) -> Result<Option<MitraFlags>, TruthError> {
@@ -371,15 +392,7 @@ impl MitraDirectory for InMemoryTruth {
             online: false,
             created_at,
         };
-        tables.mitras.insert(
-            row.id,
-            Mitra {
-                row: row.clone(),
-                last_heartbeat: None,
-                open_sessions: 0,
-                capacity_seq: 0,
-            },
-        );
+        tables.insert(row.clone());
         Ok(row)
     }
 
@@ -389,13 +402,14 @@ impl MitraDirectory for InMemoryTruth {
         limit: u32,
     ) -> Result<(Vec<MitraRow>, u64), TruthError> {
         let tables = self.call()?;
-        let mut rows: Vec<MitraRow> = tables.mitras.values().map(|m| m.row.clone()).collect();
-        rows.sort_by_key(|row| (row.created_at, row.id));
-        let total = rows.len() as u64;
-        let page = rows
+        let mut mitras: Vec<&Mitra> = tables.mitras.values().collect();
+        mitras.sort_by_key(|m| (m.row.created_at, m.created));
+        let total = mitras.len() as u64;
+        let page = mitras
             .into_iter()
             .skip(usize::try_from(offset).unwrap_or(usize::MAX))
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(|m| m.row.clone())
             .collect();
         Ok((page, total))
     }

@@ -107,7 +107,9 @@ pub trait AvailabilityTruth: Send + Sync + 'static {
     /// Heartbeat fallback while Valkey is down: guard and record the ping in one statement.
     /// Records the heartbeat only for an active, online mitra, and only when it is more than a
     /// second newer than the stored one (pings are seconds apart; freshness is judged in tens
-    /// of seconds). `None` when the mitra is unknown.
+    /// of seconds). `None` when the mitra is unknown. The answer's `active` is the flag; its
+    /// `online` says whether the ping counts as an online mitra's: recorded now, or one was
+    /// less than a second before it (never for an offline mitra).
     async fn heartbeat_fallback(
         &self,
         id: MitraId,

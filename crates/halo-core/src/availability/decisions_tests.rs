@@ -421,6 +421,33 @@ async fn the_sweep_keeps_a_mitra_whose_postgres_heartbeat_is_fresh() {
     );
 }
 
+/// One tick, two stale mitras in the mirror: Postgres knows a fresh heartbeat of one (a ping it
+/// answered), which is put back and kept out of the fence; the other is fenced and goes
+/// offline in the same tick. (Fencing the fresh one instead would sweep nobody: its restored
+/// heartbeat spares it.)
+#[tokio::test]
+async fn the_sweep_keeps_the_mitra_fresh_in_postgres_and_takes_the_other_offline() {
+    let r = rig().await;
+    let fresh_in_postgres = r.online_mitra().await;
+    let stale = r.online_mitra().await;
+    r.clock.advance(r.stale_after() + Duration::from_secs(1));
+    r.truth
+        .set_heartbeat(fresh_in_postgres, Some(r.clock.now()));
+    r.truth.set_heartbeat(stale, None);
+    assert_eq!(
+        r.av.auto_offline_tick(None).await,
+        SweepOutcome::Done { changed: 1 }
+    );
+    assert!(!r.truth.state_of(stale).unwrap().online);
+    assert!(r.truth.state_of(fresh_in_postgres).unwrap().online);
+    assert_eq!(
+        r.av.find_available_mitras().await.unwrap(),
+        vec![fresh_in_postgres],
+        "the mirror holds the one Postgres kept, with its heartbeat"
+    );
+    assert_eq!(r.mirror.calls("fence_stale"), 1);
+}
+
 #[tokio::test]
 async fn the_sweep_never_runs_on_a_mirror_it_does_not_trust() {
     let r = rig().await;

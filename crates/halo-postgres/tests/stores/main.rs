@@ -1,4 +1,5 @@
-//! The auth and chat stores against a real Postgres: OTP codes, accounts and refresh sessions;
+//! The stores against a real Postgres: the contracts the fakes pass too (`truth`: the truth's,
+//! `sessions`: the refresh sessions'); OTP codes, accounts and refresh sessions;
 //! every chat transition, the races it must win exactly once (accepts, capacity, timers) and the
 //! timer sweep; the app-event log each transition appends to (order under concurrent commits);
 //! TLS to a server of the test's own, the schema version check. Each test owns its
@@ -13,5 +14,7 @@ mod events;
 mod fixture;
 mod races;
 mod schema;
+mod sessions;
 mod timers;
 mod tls;
+mod truth;
