@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SessionStatus {
+    /// Nobody could take the request; it waits in line (SPEC §12.8).
+    Queued,
     /// A blast is out; the first mitra to accept takes it.
     Searching,
     /// A targeted request holds the mitra's slot until the customer pays.
@@ -20,6 +22,7 @@ pub enum SessionStatus {
 impl SessionStatus {
     pub const fn as_str(self) -> &'static str {
         match self {
+            Self::Queued => "queued",
             Self::Searching => "searching",
             Self::PendingPayment => "pending_payment",
             Self::Active => "active",
@@ -54,6 +57,7 @@ impl FromStr for SessionStatus {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         [
+            Self::Queued,
             Self::Searching,
             Self::PendingPayment,
             Self::Active,
@@ -90,6 +94,7 @@ mod tests {
         use SessionStatus::*;
         // The names are the `chat_sessions.status` values and the API's `status` field.
         for (status, name, slot, done) in [
+            (Queued, "queued", false, false),
             (Searching, "searching", false, false),
             (PendingPayment, "pending_payment", true, false),
             (Active, "active", true, false),

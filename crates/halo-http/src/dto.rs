@@ -531,7 +531,7 @@ pub struct MitraSessionEvent {
 #[derive(Serialize, ToSchema)]
 pub struct ClientSessionEvent {
     pub session_id: Uuid,
-    #[schema(pattern = "^(searching|pending_payment|active|ended|failed|cancelled)$")]
+    #[schema(pattern = "^(queued|searching|pending_payment|active|ended|failed|cancelled)$")]
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mitra_id: Option<Uuid>,
@@ -541,6 +541,22 @@ pub struct ClientSessionEvent {
     )]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub ends_at: Option<OffsetDateTime>,
+    /// While `queued`: 1 = the next request to be offered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub queue_position: Option<u32>,
+    /// While `queued`: a moving average of recent waits in line (absent before anyone
+    /// waited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_wait_seconds: Option<u32>,
+}
+
+/// `event: away` on a mitra's stream: the system set it offline (it let
+/// `missed_offers_before_away` offers in a row expire).
+#[derive(Serialize, ToSchema)]
+pub struct AwayEvent {
+    #[schema(pattern = "^missed_offers$")]
+    pub reason: &'static str,
 }
 
 /// The `data:` of a mitra stream's events, by `event:` name.
@@ -550,6 +566,7 @@ pub enum MitraEvent {
     Offer(OfferEvent),
     OfferWithdrawn(OfferWithdrawnEvent),
     Session(MitraSessionEvent),
+    Away(AwayEvent),
 }
 
 /// The `data:` of a customer stream's events (`event: session`).

@@ -32,7 +32,7 @@ type Reply = Result<HttpResponse, ApiError>;
     tag = "mitra",
     security(("bearer" = ["mitra"])),
     params(("Last-Event-ID" = Option<String>, Header, description = "The `id` of the last event received: the stream resumes after it (else it starts with the current state: one `offer` per open offer, one `session` per open session).")),
-    responses((status = 200, content_type = "text/event-stream", body = dto::MitraEvent, description = "Server-Sent Events: `offer`, `offer_withdrawn` and `session`, each with an `id:` and a JSON `data:` line; `: ping` comments every 15 s.")),
+    responses((status = 200, content_type = "text/event-stream", body = dto::MitraEvent, description = "Server-Sent Events: `offer`, `offer_withdrawn`, `session` and `away`, each with an `id:` and a JSON `data:` line; `: ping` comments every 15 s.")),
     extensions(("x-error-codes" = json!(["ACCOUNT_INACTIVE", "NOT_FOUND", "STORE_UNAVAILABLE"])))
 )]
 #[get("/api/mitra/events")]
@@ -52,7 +52,7 @@ pub(crate) async fn mitra_events(
     tag = "client",
     security(("bearer" = ["customer"])),
     params(("Last-Event-ID" = Option<String>, Header, description = "The `id` of the last event received: the stream resumes after it (else it starts with the current state: one `session` per open request or session).")),
-    responses((status = 200, content_type = "text/event-stream", body = dto::ClientEvent, description = "Server-Sent Events: `session`, with an `id:` and a JSON `data:` line; `: ping` comments every 15 s.")),
+    responses((status = 200, content_type = "text/event-stream", body = dto::ClientEvent, description = "Server-Sent Events: `session` (with `queue_position` and `estimated_wait_seconds` while queued), with an `id:` and a JSON `data:` line; `: ping` comments every 15 s.")),
     extensions(("x-error-codes" = json!(["STORE_UNAVAILABLE"])))
 )]
 #[get("/api/client/events")]
@@ -139,6 +139,7 @@ fn event_name(event: &AppEvent) -> &'static str {
         AppEvent::Offer { .. } => "offer",
         AppEvent::OfferWithdrawn { .. } => "offer_withdrawn",
         AppEvent::Session { .. } => "session",
+        AppEvent::Away { .. } => "away",
     }
 }
 
@@ -169,6 +170,7 @@ fn mitra_event(event: &AppEvent) -> dto::MitraEvent {
             status: status.as_str(),
             ends_at,
         }),
+        AppEvent::Away { reason } => dto::MitraEvent::Away(dto::AwayEvent { reason }),
     }
 }
 
@@ -179,6 +181,7 @@ fn client_event(event: &AppEvent) -> Option<dto::ClientEvent> {
         status,
         mitra_id,
         ends_at,
+        queue,
     } = *event
     else {
         return None;
@@ -188,5 +191,7 @@ fn client_event(event: &AppEvent) -> Option<dto::ClientEvent> {
         status: status.as_str(),
         mitra_id: mitra_id.map(|id| id.uuid()),
         ends_at,
+        queue_position: queue.map(|q| q.position),
+        estimated_wait_seconds: queue.and_then(|q| q.estimated_wait_seconds),
     }))
 }

@@ -3,7 +3,7 @@
 
 use crate::TruthError;
 use async_trait::async_trait;
-use halo_domain::{MitraId, SessionStatus};
+use halo_domain::{AppSettings, MitraId, SessionStatus};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -83,23 +83,101 @@ pub enum RerouteOutcome {
 /// request be accepted or paid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
+    /// A search's whole lifetime (from its start: creation, or leaving the line).
     pub blast: Duration,
     pub payment: Duration,
+    /// One offer round's lifetime (never longer than `blast`).
+    pub offer: Duration,
+    /// How long a request may wait in line.
+    pub queue: Duration,
+}
+
+impl From<&AppSettings> for Timeouts {
+    fn from(settings: &AppSettings) -> Self {
+        Self {
+            blast: settings.blast_timeout(),
+            payment: settings.payment_timeout(),
+            offer: settings.offer_timeout(),
+            queue: settings.queue_max_wait(),
+        }
+    }
+}
+
+/// What a blast does when nobody can take it (SPEC §12.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenNobody {
+    /// The session is recorded `failed` (`no_bestie_available`).
+    Fail,
+    /// The session waits in line (`queued`).
+    Queue,
+}
+
+/// A searching session whose offer round is over: the next round goes to new candidates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueRound {
+    pub session: Uuid,
+    /// The round that ended; the next round's write succeeds only while it is still current.
+    pub round: u32,
+    /// Every mitra an earlier round of this session reached (not offered again).
+    pub offered: Vec<MitraId>,
+}
+
+/// Sessions a transition moved, and the mitras it found had missed too many offers in a row
+/// (their counter is reset and an `away` event appended; the caller sets them offline).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Moved {
+    pub sessions: Vec<ChatSession>,
+    pub away: Vec<MitraId>,
 }
 
 /// # Errors
 /// `TruthError::Unavailable` when Postgres does not answer.
 #[async_trait]
 pub trait ChatStore: Send + Sync + 'static {
-    /// A blast: a `searching` session with one notification row per mitra, or a `failed` one
-    /// (end reason `no_bestie_available`) when `notify` is empty.
+    /// A blast: a `searching` session with one offer (first round) per mitra; when `notify`
+    /// is empty, a `failed` one (end reason `no_bestie_available`) or, with
+    /// `WhenNobody::Queue`, a `queued` one at the end of the line.
     async fn create_blast(
         &self,
         customer: Uuid,
         minutes: u32,
         notify: &[MitraId],
         limit: OpenLimit,
+        nobody: WhenNobody,
     ) -> Result<BlastOutcome, TruthError>;
+
+    /// Searching sessions whose current round is over (by the database's clock), oldest due
+    /// first, at most `limit`. Not claimed: `next_round` settles races.
+    async fn due_rounds(&self, limit: u32) -> Result<Vec<DueRound>, TruthError>;
+
+    /// Starts the round after `round` if it is still the current one of a searching session:
+    /// its unanswered offers expire (`offer_withdrawn{expired}`, one missed offer each), then
+    /// `notify` get the next (which may be nobody: the search goes on until its timeout).
+    /// `missed_limit`: see `Moved::away`. `None` when another caller started it first.
+    async fn next_round(
+        &self,
+        round: &DueRound,
+        notify: &[MitraId],
+        timeouts: Timeouts,
+        missed_limit: Option<u32>,
+    ) -> Result<Option<Moved>, TruthError>;
+
+    /// The line, oldest first, at most `limit`.
+    async fn queued(&self, limit: u32) -> Result<Vec<Uuid>, TruthError>;
+
+    /// Mitras holding an open (unanswered, unexpired) offer of any session: a request leaving
+    /// the line goes to others first.
+    async fn mitras_with_open_offers(&self, timeouts: Timeouts)
+        -> Result<Vec<MitraId>, TruthError>;
+
+    /// Moves queued sessions out of the line, each to its mitras (a first round), in one
+    /// transaction; one still queued by the time it runs is skipped. Every session left in
+    /// line is told its new place. Returns the sessions that started searching.
+    async fn dispatch(
+        &self,
+        assignments: &[(Uuid, Vec<MitraId>)],
+        timeouts: Timeouts,
+    ) -> Result<Vec<ChatSession>, TruthError>;
 
     /// A targeted request holding the mitra's slot (`pending_payment`). Serialized per customer
     /// (open-request limit) and per mitra (capacity) so no count and insert can race.
@@ -141,8 +219,9 @@ pub trait ChatStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<UnsettledPayment>, TruthError>;
 
-    /// First accept wins, within the blast timeout; serialized per mitra so concurrent accepts
-    /// never exceed `max_customers`.
+    /// First accept wins, within the blast timeout and the mitra's offer round; serialized per
+    /// mitra so concurrent accepts never exceed `max_customers`. Restarts its missed-offer
+    /// count.
     async fn accept(
         &self,
         id: Uuid,
@@ -151,7 +230,8 @@ pub trait ChatStore: Send + Sync + 'static {
         timeouts: Timeouts,
     ) -> Result<AcceptOutcome, TruthError>;
 
-    /// Records a rejection of a blast that reached this mitra; false when it did not.
+    /// Records a rejection of a blast that reached this mitra (an answer: its missed-offer
+    /// count restarts); false when it did not.
     async fn reject(&self, id: Uuid, mitra: MitraId) -> Result<bool, TruthError>;
 
     /// Ends a session of this party: `active` → `ended`, `searching`/`pending_payment` →
@@ -181,8 +261,8 @@ pub trait ChatStore: Send + Sync + 'static {
         max_customers: Option<u32>,
     ) -> Result<RerouteOutcome, TruthError>;
 
-    /// Searching sessions (within the blast timeout) whose blast reached this mitra and that it
-    /// has not answered.
+    /// Searching sessions whose open offer (unanswered, within its round and the blast
+    /// timeout) this mitra holds.
     async fn open_requests(
         &self,
         mitra: MitraId,
@@ -190,16 +270,17 @@ pub trait ChatStore: Send + Sync + 'static {
     ) -> Result<Vec<ChatSession>, TruthError>;
 
     /// Claims due timers (`FOR UPDATE SKIP LOCKED`) and applies them: active past `ends_at` →
-    /// ended (`expired`); searching older than `blast_timeout` → failed (`blast_timeout`);
-    /// pending_payment older than `payment_timeout` → cancelled (`payment_timeout`). At most
-    /// `limit` per call; returns the sessions it transitioned.
+    /// ended (`expired`); searching longer than the blast timeout → failed (`blast_timeout`;
+    /// its unanswered offers count as missed, see `Moved::away`); pending_payment older than
+    /// the payment timeout → cancelled (`payment_timeout`); queued longer than the queue
+    /// timeout → failed (`queue_timeout`). At most `limit` per call.
     async fn expire_due(
         &self,
         now: OffsetDateTime,
-        blast_timeout: Duration,
-        payment_timeout: Duration,
+        timeouts: Timeouts,
+        missed_limit: Option<u32>,
         limit: u32,
-    ) -> Result<Vec<ChatSession>, TruthError>;
+    ) -> Result<Moved, TruthError>;
 
     /// Count of sessions currently `active` (dashboard).
     async fn count_active(&self) -> Result<u64, TruthError>;

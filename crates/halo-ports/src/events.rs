@@ -45,7 +45,7 @@ pub enum AudienceKind {
 pub enum WithdrawReason {
     /// Another mitra accepted it.
     Taken,
-    /// The blast timed out.
+    /// The offer's round or the blast timed out.
     Expired,
     /// The customer cancelled it.
     Cancelled,
@@ -95,7 +95,21 @@ pub enum AppEvent {
         status: SessionView,
         mitra_id: Option<MitraId>,
         ends_at: Option<OffsetDateTime>,
+        /// A queued session's place in line (customer events only).
+        queue: Option<QueuePlace>,
     },
+    /// The system set this mitra offline: it let too many offers in a row expire (the only
+    /// reason today: `missed_offers`).
+    Away { reason: &'static str },
+}
+
+/// Where a waiting request stands (SPEC §12.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuePlace {
+    /// 1 = next to be offered.
+    pub position: u32,
+    /// A moving average of recent waits; `None` before anyone has waited.
+    pub estimated_wait_seconds: Option<u32>,
 }
 
 /// One row of the log: `seq` orders every event of every audience (see `EventLog`).
@@ -112,10 +126,12 @@ pub struct LoggedEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateAt {
     pub position: i64,
-    /// A mitra's open offers (empty for a customer).
-    pub offers: Vec<ChatSession>,
-    /// Open sessions (searching, awaiting payment or active) of the recipient.
+    /// A mitra's open offers with each one's expiry (empty for a customer).
+    pub offers: Vec<(ChatSession, OffsetDateTime)>,
+    /// Open sessions (queued, searching, awaiting payment or active) of the recipient.
     pub sessions: Vec<ChatSession>,
+    /// The place in line of each queued session in `sessions`.
+    pub queue: Vec<(Uuid, QueuePlace)>,
 }
 
 /// The event log. Ordering guarantee every adapter MUST keep: `seq` is assigned in commit

@@ -15,13 +15,14 @@ mod truth;
 
 pub use auth::{AuthStore, OtpCheck, OtpSendError, OtpSender, Rotation, SessionRef, UserRecord};
 pub use chat::{
-    AcceptOutcome, BlastOutcome, ChargeKey, ChatSession, ChatStore, OpenLimit, Party, PaymentError,
-    PaymentProvider, RerouteOutcome, TargetOutcome, Timeouts, UnsettledPayment,
+    AcceptOutcome, BlastOutcome, ChargeKey, ChatSession, ChatStore, DueRound, Moved, OpenLimit,
+    Party, PaymentError, PaymentProvider, RerouteOutcome, TargetOutcome, Timeouts,
+    UnsettledPayment, WhenNobody,
 };
 pub use directory::{MitraDirectory, MitraRow};
 pub use events::{
-    AppEvent, Audience, AudienceKind, EventLog, EventSignal, LoggedEvent, SessionView, StateAt,
-    WithdrawReason,
+    AppEvent, Audience, AudienceKind, EventLog, EventSignal, LoggedEvent, QueuePlace, SessionView,
+    StateAt, WithdrawReason,
 };
 pub use limits::RateCounter;
 pub use mirror::{

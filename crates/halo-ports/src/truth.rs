@@ -33,6 +33,8 @@ pub enum OnlineReason {
     Operator,
     /// Deactivation sets the mitra offline.
     Deactivated,
+    /// It let `missed_offers_before_away` offers in a row expire (SPEC §12.7).
+    MissedOffers,
 }
 
 impl OnlineReason {
@@ -42,6 +44,7 @@ impl OnlineReason {
             Self::AutoOffline => "auto_offline",
             Self::Operator => "operator",
             Self::Deactivated => "deactivated",
+            Self::MissedOffers => "missed_offers",
         }
     }
 }

@@ -18,25 +18,155 @@ macro_rules! session_columns_c {
     };
 }
 
-/// A blast in one statement: the session (`failed` at once when nobody was available) and one
-/// notification row per distinct mitra. $1 customer, $2 minutes, $3 mitra ids.
+/// When a search that starts now schedules its next round: after one offer round, unless
+/// that reaches the blast's end (then the round lasts until the blast times out). Given the
+/// parameters holding the offer and the blast timeouts (s).
+macro_rules! first_round_ends {
+    ($offer:literal, $blast:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $offer,
+            "::float8 < ",
+            $blast,
+            "::float8 THEN now() + make_interval(secs => ",
+            $offer,
+            "::float8) END"
+        )
+    };
+}
+
+/// A blast in one statement: the session and one first-round offer per distinct mitra; with
+/// nobody to offer it to, `queued` when $4 (the line is on), else `failed` at once.
+/// $1 customer, $2 minutes, $3 mitra ids, $4 queue, $5 offer timeout (s), $6 blast timeout (s).
 pub const CREATE_BLAST: NamedQuery = NamedQuery {
     name: "create_blast",
     sql: concat!(
         "WITH s AS (
-              INSERT INTO chat_sessions (customer_id, status, minutes, ended_at, end_reason)
-              VALUES ($1, CASE WHEN cardinality($3::uuid[]) > 0 THEN 'searching' ELSE 'failed' END, $2,
-                      CASE WHEN cardinality($3::uuid[]) > 0 THEN NULL ELSE now() END,
-                      CASE WHEN cardinality($3::uuid[]) > 0 THEN NULL ELSE 'no_bestie_available' END)
+              INSERT INTO chat_sessions (customer_id, status, minutes, ended_at, end_reason,
+                                         next_round_at)
+              VALUES ($1, CASE WHEN cardinality($3::uuid[]) > 0 THEN 'searching'
+                               WHEN $4::bool THEN 'queued' ELSE 'failed' END, $2,
+                      CASE WHEN cardinality($3::uuid[]) > 0 OR $4::bool THEN NULL ELSE now() END,
+                      CASE WHEN cardinality($3::uuid[]) > 0 OR $4::bool THEN NULL
+                           ELSE 'no_bestie_available' END,
+                      CASE WHEN cardinality($3::uuid[]) > 0 THEN ",
+        first_round_ends!("$5", "$6"),
+        " END)
               RETURNING ",
         session_columns!(),
         "),
           notified AS (
-              INSERT INTO chat_request_notifications (session_id, mitra_id)
-              SELECT s.id, m.id FROM s, (SELECT DISTINCT unnest($3::uuid[]) AS id) m)
+              INSERT INTO chat_request_notifications (session_id, mitra_id, expires_at)
+              SELECT s.id, m.id, now() + make_interval(secs => LEAST($5::float8, $6::float8))
+                FROM s, (SELECT DISTINCT unnest($3::uuid[]) AS id) m)
           SELECT ",
         session_columns!(),
         " FROM s"
+    ),
+};
+
+/// Searching sessions whose round is over, with every mitra any round reached. $1 limit.
+pub const DUE_ROUNDS: NamedQuery = NamedQuery {
+    name: "due_rounds",
+    sql: "SELECT c.id, c.offer_round,
+                 ARRAY(SELECT n.mitra_id FROM chat_request_notifications n
+                        WHERE n.session_id = c.id) AS offered
+            FROM chat_sessions c
+           WHERE c.status = 'searching' AND c.next_round_at <= now()
+           ORDER BY c.next_round_at
+           LIMIT $1::int8",
+};
+
+/// The next round, only if $2 is still the current one of a search that has time left; it
+/// ends one offer round from now unless that reaches the search's end. $1 session, $2 round,
+/// $3 offer timeout (s), $4 blast timeout (s).
+pub const NEXT_ROUND: NamedQuery = NamedQuery {
+    name: "next_round",
+    sql: concat!(
+        "UPDATE chat_sessions
+            SET offer_round = offer_round + 1,
+                next_round_at = CASE
+                    WHEN now() + make_interval(secs => $3::float8)
+                         < COALESCE(searching_since, created_at) + make_interval(secs => $4::float8)
+                    THEN now() + make_interval(secs => $3::float8) END
+          WHERE id = $1 AND status = 'searching' AND offer_round = $2::int4
+            AND COALESCE(searching_since, created_at) > now() - make_interval(secs => $4::float8)
+         RETURNING ",
+        session_columns!()
+    ),
+};
+
+/// The unanswered offers of sessions $1 expire now (a round ended, or the blast timed out):
+/// each one a missed offer of its mitra.
+pub const EXPIRE_OPEN_OFFERS: NamedQuery = NamedQuery {
+    name: "expire_open_offers",
+    sql: "UPDATE chat_request_notifications SET response = 'expired', responded_at = now()
+           WHERE session_id = ANY($1::uuid[]) AND response IS NULL
+          RETURNING mitra_id",
+};
+
+/// A round's offers, open until the round or the search ends, whichever is first; a mitra
+/// an earlier round reached is not offered again. $1 session, $2 mitras, $3 offer timeout
+/// (s), $4 blast timeout (s).
+pub const INSERT_OFFERS: NamedQuery = NamedQuery {
+    name: "insert_offers",
+    sql: "INSERT INTO chat_request_notifications (session_id, mitra_id, expires_at)
+          SELECT c.id, m.id,
+                 LEAST(now() + make_interval(secs => $3::float8),
+                       COALESCE(c.searching_since, c.created_at) + make_interval(secs => $4::float8))
+            FROM chat_sessions c, (SELECT DISTINCT unnest($2::uuid[]) AS id) m
+           WHERE c.id = $1
+          ON CONFLICT (session_id, mitra_id) DO NOTHING",
+};
+
+/// Counts missed offers ($1: one entry per missed offer, in any order), locking the mitras
+/// in id order (two sweeps never deadlock). At $2 in a row (NULL: never) the count restarts
+/// and the mitra is returned as `away`.
+pub const COUNT_MISSED: NamedQuery = NamedQuery {
+    name: "count_missed_offers",
+    sql: "WITH missed AS (
+              SELECT id, count(*)::int4 AS n FROM unnest($1::uuid[]) AS id GROUP BY id),
+          locked AS (
+              SELECT m.id FROM mitras m JOIN missed USING (id) ORDER BY m.id FOR NO KEY UPDATE)
+          UPDATE mitras m
+             SET missed_offers = CASE WHEN $2::int4 IS NOT NULL
+                                       AND m.missed_offers + missed.n >= $2::int4
+                                      THEN 0 ELSE m.missed_offers + missed.n END
+            FROM missed, locked
+           WHERE m.id = missed.id AND locked.id = m.id
+          RETURNING m.id, ($2::int4 IS NOT NULL AND m.missed_offers = 0) AS away",
+};
+
+/// The line, oldest first. $1 limit.
+pub const QUEUED: NamedQuery = NamedQuery {
+    name: "queued_sessions",
+    sql: "SELECT id FROM chat_sessions WHERE status = 'queued'
+           ORDER BY created_at, id LIMIT $1::int8",
+};
+
+/// Mitras holding an open offer (recent notifications only: none older than a blast can be
+/// open). $1 blast timeout (s).
+pub const OPEN_OFFER_HOLDERS: NamedQuery = NamedQuery {
+    name: "open_offer_holders",
+    sql: "SELECT DISTINCT n.mitra_id FROM chat_request_notifications n
+            JOIN chat_sessions c ON c.id = n.session_id
+           WHERE n.response IS NULL AND c.status = 'searching'
+             AND n.created_at > now() - make_interval(secs => $1::float8)
+             AND COALESCE(n.expires_at, n.created_at + make_interval(secs => $1::float8)) > now()",
+};
+
+/// A request leaves the line: its search starts now. $1 session, $2 offer timeout (s), $3
+/// blast timeout (s).
+pub const DISPATCH: NamedQuery = NamedQuery {
+    name: "dispatch_queued",
+    sql: concat!(
+        "UPDATE chat_sessions
+            SET status = 'searching', searching_since = now(), next_round_at = ",
+        first_round_ends!("$2", "$3"),
+        "
+          WHERE id = $1 AND status = 'queued'
+         RETURNING ",
+        session_columns!()
     ),
 };
 
@@ -48,15 +178,19 @@ pub const LOCK_CUSTOMER: NamedQuery = NamedQuery {
 };
 
 /// The customer's open requests, oldest first, after `LOCK_CUSTOMER`: searching within the blast
-/// timeout, awaiting payment within the payment timeout (older ones are the timer's to close).
-/// $1 customer, $2 blast timeout (s), $3 payment timeout (s).
+/// timeout, awaiting payment within the payment timeout, queued within the queue timeout (older
+/// ones are the timer's to close). $1 customer, $2 blast, $3 payment, $4 queue timeout (s).
 pub const OPEN_REQUESTS_OF_CUSTOMER: NamedQuery = NamedQuery {
     name: "open_requests_of_customer",
     sql: "SELECT id FROM chat_sessions
            WHERE customer_id = $1
-             AND ((status = 'searching' AND created_at > now() - make_interval(secs => $2::float8))
+             AND ((status = 'searching'
+                   AND COALESCE(searching_since, created_at)
+                       > now() - make_interval(secs => $2::float8))
                OR (status = 'pending_payment'
-                   AND created_at > now() - make_interval(secs => $3::float8)))
+                   AND created_at > now() - make_interval(secs => $3::float8))
+               OR (status = 'queued'
+                   AND created_at > now() - make_interval(secs => $4::float8)))
            ORDER BY created_at, id",
 };
 
@@ -77,20 +211,24 @@ pub const MITRA_OPEN_SESSIONS: NamedQuery = NamedQuery {
            WHERE mitra_id = $1 AND status IN ('active', 'pending_payment')",
 };
 
-/// Whether the blast reached the mitra (and it did not reject it), and its open-session count
-/// (after `LOCK_MITRA`). $1 session, $2 mitra.
+/// Whether the mitra holds an open offer of the session (unanswered, its round not over) or
+/// already won it (a retry), and its open-session count (after `LOCK_MITRA`). $1 session,
+/// $2 mitra.
 pub const ACCEPT_CHECK: NamedQuery = NamedQuery {
     name: "accept_check",
     sql: "SELECT EXISTS (SELECT 1 FROM chat_request_notifications
                           WHERE session_id = $1 AND mitra_id = $2
-                            AND response IS DISTINCT FROM 'rejected') AS offered,
+                            AND (response = 'accepted'
+                                 OR (response IS NULL
+                                     AND (expires_at IS NULL OR expires_at > now())))) AS offered,
                  (SELECT count(*) FROM chat_sessions
                    WHERE mitra_id = $2 AND status IN ('active', 'pending_payment')) AS open",
 };
 
 /// First accept wins: only a `searching` session within the blast timeout matches (a late timer
-/// tick changes nothing); the notification is marked only when the session was taken. The
-/// clock starts now. $1 session, $2 mitra, $3 blast timeout (s).
+/// tick changes nothing); the notification is marked and the mitra's missed-offer count
+/// restarts only when the session was taken. The clock starts now. $1 session, $2 mitra,
+/// $3 blast timeout (s).
 pub const ACCEPT_SESSION: NamedQuery = NamedQuery {
     name: "accept_session",
     sql: concat!(
@@ -99,13 +237,16 @@ pub const ACCEPT_SESSION: NamedQuery = NamedQuery {
                  SET status = 'active', mitra_id = $2, accepted_at = now(),
                      ends_at = now() + make_interval(mins => minutes)
                WHERE id = $1 AND status = 'searching'
-                 AND created_at > now() - make_interval(secs => $3::float8)
+                 AND COALESCE(searching_since, created_at) > now() - make_interval(secs => $3::float8)
            RETURNING ",
         session_columns!(),
         "),
           marked AS (
               UPDATE chat_request_notifications SET response = 'accepted', responded_at = now()
-               WHERE session_id = $1 AND mitra_id = $2 AND EXISTS (SELECT 1 FROM s))
+               WHERE session_id = $1 AND mitra_id = $2 AND EXISTS (SELECT 1 FROM s)),
+          answered AS (
+              UPDATE mitras SET missed_offers = 0
+               WHERE id = $2 AND missed_offers <> 0 AND EXISTS (SELECT 1 FROM s))
           SELECT ",
         session_columns!(),
         " FROM s"
@@ -187,30 +328,41 @@ pub const UNSETTLED_PAYMENTS: NamedQuery = NamedQuery {
            ORDER BY p.updated_at LIMIT $2::int8",
 };
 
-/// Records a rejection (never over an earlier answer); `reached` = the blast reached the mitra.
-/// $1 session, $2 mitra.
+/// Records a rejection (never over an earlier answer; an answer restarts the mitra's
+/// missed-offer count); `reached` = the blast reached the mitra. $1 session, $2 mitra.
 pub const REJECT: NamedQuery = NamedQuery {
     name: "reject_request",
     sql: "WITH answered AS (
               UPDATE chat_request_notifications SET response = 'rejected', responded_at = now()
-               WHERE session_id = $1 AND mitra_id = $2 AND response IS NULL)
+               WHERE session_id = $1 AND mitra_id = $2 AND response IS NULL
+              RETURNING mitra_id),
+          counted AS (
+              UPDATE mitras SET missed_offers = 0
+               WHERE id IN (SELECT mitra_id FROM answered) AND missed_offers <> 0)
           SELECT EXISTS (SELECT 1 FROM chat_request_notifications
                           WHERE session_id = $1 AND mitra_id = $2) AS reached",
 };
 
 /// Ends or cancels an open session of one party: exactly one of $2 (customer) and $3 (mitra) is
-/// set, so the other comparison is NULL and only the party's own column decides.
-/// $1 session, $2 customer, $3 mitra, $4 reason.
+/// set, so the other comparison is NULL and only the party's own column decides. Also says
+/// whether it left the line (the others' places change). $1 session, $2 customer, $3 mitra,
+/// $4 reason.
 pub const END: NamedQuery = NamedQuery {
     name: "end_session",
     sql: concat!(
-        "UPDATE chat_sessions
-            SET status = CASE WHEN status = 'active' THEN 'ended' ELSE 'cancelled' END,
-                ended_at = now(), end_reason = $4
-          WHERE id = $1 AND status IN ('active', 'searching', 'pending_payment')
-            AND (customer_id = $2::uuid OR mitra_id = $3::uuid)
-         RETURNING ",
-        session_columns!()
+        "WITH old AS (
+              SELECT id, status FROM chat_sessions
+               WHERE id = $1 AND status IN ('active', 'searching', 'pending_payment', 'queued')
+                 AND (customer_id = $2::uuid OR mitra_id = $3::uuid)
+                 FOR UPDATE)
+          UPDATE chat_sessions c
+             SET status = CASE WHEN c.status = 'active' THEN 'ended' ELSE 'cancelled' END,
+                 ended_at = now(), end_reason = $4
+            FROM old
+           WHERE c.id = old.id
+          RETURNING ",
+        session_columns_c!(),
+        ", old.status = 'queued' AS left_line"
     ),
 };
 
@@ -243,24 +395,29 @@ pub const REROUTE: NamedQuery = NamedQuery {
     ),
 };
 
-/// Only notifications younger than the blast timeout can be open, which bounds the index range
-/// scan however long the mitra's history. $1 mitra, $2 blast timeout (s).
+/// The mitra's open offers, each with its expiry. Only notifications younger than the blast
+/// timeout can be open, which bounds the index range scan however long the mitra's history.
+/// $1 mitra, $2 blast timeout (s).
 pub const OPEN_REQUESTS: NamedQuery = NamedQuery {
     name: "open_requests",
     sql: concat!(
         "SELECT ",
         session_columns_c!(),
-        " FROM chat_request_notifications n
+        ", COALESCE(n.expires_at, n.created_at + make_interval(secs => $2::float8))
+             AS offer_expires_at
+           FROM chat_request_notifications n
            JOIN chat_sessions c ON c.id = n.session_id
           WHERE n.mitra_id = $1 AND n.response IS NULL AND c.status = 'searching'
             AND n.created_at > now() - make_interval(secs => $2::float8)
+            AND COALESCE(n.expires_at, n.created_at + make_interval(secs => $2::float8)) > now()
+            AND COALESCE(c.searching_since, c.created_at) > now() - make_interval(secs => $2::float8)
           ORDER BY c.created_at DESC, c.id"
     ),
 };
 
 /// The timer sweep in one statement. `SKIP LOCKED` lets several instances sweep at once, each
 /// claiming different rows; a row another caller already moved fails the recheck of the locked
-/// version and is left out. $1 now, $2 blast timeout (s), $3 payment timeout (s), $4 limit.
+/// version and is left out. $1 now, $2 blast, $3 payment, $5 queue timeout (s), $4 limit.
 pub const EXPIRE_DUE: NamedQuery = NamedQuery {
     name: "expire_due",
     sql: concat!(
@@ -268,18 +425,22 @@ pub const EXPIRE_DUE: NamedQuery = NamedQuery {
               SELECT id FROM chat_sessions
                WHERE (status = 'active' AND ends_at <= $1::timestamptz)
                   OR (status = 'searching'
-                      AND created_at <= $1::timestamptz - $2::float8 * interval '1 second')
+                      AND COALESCE(searching_since, created_at)
+                          <= $1::timestamptz - $2::float8 * interval '1 second')
                   OR (status = 'pending_payment'
                       AND created_at <= $1::timestamptz - $3::float8 * interval '1 second')
+                  OR (status = 'queued'
+                      AND created_at <= $1::timestamptz - $5::float8 * interval '1 second')
                ORDER BY CASE status WHEN 'active' THEN ends_at ELSE created_at END
                LIMIT $4::int8
                  FOR UPDATE SKIP LOCKED)
           UPDATE chat_sessions c
              SET status = CASE c.status WHEN 'active' THEN 'ended'
-                                        WHEN 'searching' THEN 'failed'
-                                        ELSE 'cancelled' END,
+                                        WHEN 'pending_payment' THEN 'cancelled'
+                                        ELSE 'failed' END,
                  end_reason = CASE c.status WHEN 'active' THEN 'expired'
                                             WHEN 'searching' THEN 'blast_timeout'
+                                            WHEN 'queued' THEN 'queue_timeout'
                                             ELSE 'payment_timeout' END,
                  ended_at = $1::timestamptz
             FROM due

@@ -5,15 +5,15 @@
 use crate::chat_queries as q;
 use crate::db::{column, first_row, run, Db};
 use crate::error::classify;
-use crate::events_store::{append_events, Transition};
+use crate::events_store::{append_away, append_events, Transition};
 use crate::queries::NamedQuery;
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Pool};
 use halo_domain::{MitraId, SessionStatus};
 use halo_metrics::Metrics;
 use halo_ports::{
-    AcceptOutcome, BlastOutcome, ChatSession, ChatStore, OpenLimit, Party, RerouteOutcome,
-    TargetOutcome, Timeouts, TruthError, UnsettledPayment,
+    AcceptOutcome, BlastOutcome, ChatSession, ChatStore, DueRound, Moved, OpenLimit, Party,
+    RerouteOutcome, TargetOutcome, Timeouts, TruthError, UnsettledPayment, WhenNobody,
 };
 use time::{Duration, OffsetDateTime};
 use tokio_postgres::error::SqlState;
@@ -68,6 +68,43 @@ impl PgChat {
         tx.commit().await.map_err(classify)?;
         Ok(Some(session))
     }
+
+    /// Counts missed offers (one entry per offer) in a transaction of its own, after the one
+    /// that expired them: it locks mitra rows, which the expiring transaction must not hold
+    /// while it holds session rows (accept takes them the other way round). Returns the
+    /// mitras that reached `limit` in a row, with their `away` events appended.
+    async fn count_missed(
+        &self,
+        missed: &[Uuid],
+        limit: Option<u32>,
+    ) -> Result<Vec<MitraId>, TruthError> {
+        if missed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let limit = limit.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await.map_err(classify)?;
+        let metrics = self.db.metrics();
+        let missed = missed.to_vec();
+        let rows = run(&tx, metrics, &q::COUNT_MISSED, &[&missed, &limit]).await?;
+        let mut away = Vec::new();
+        for row in &rows {
+            if column::<bool>(row, "away")? {
+                away.push(column::<Uuid>(row, "id")?);
+            }
+        }
+        append_away(&tx, metrics, &away).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(away.into_iter().map(MitraId::new).collect())
+    }
+}
+
+fn seconds(duration: Duration) -> f64 {
+    duration.as_seconds_f64()
+}
+
+fn ids(rows: &[Row], name: &str) -> Result<Vec<Uuid>, TruthError> {
+    rows.iter().map(|row| column(row, name)).collect()
 }
 
 fn count(row: &Row, name: &str) -> Result<u64, TruthError> {
@@ -137,8 +174,9 @@ async fn open_request_over_limit(
         &q::OPEN_REQUESTS_OF_CUSTOMER,
         &[
             &customer,
-            &limit.timeouts.blast.as_seconds_f64(),
-            &limit.timeouts.payment.as_seconds_f64(),
+            &seconds(limit.timeouts.blast),
+            &seconds(limit.timeouts.payment),
+            &seconds(limit.timeouts.queue),
         ],
     )
     .await?;
@@ -176,6 +214,7 @@ impl ChatStore for PgChat {
         minutes: u32,
         notify: &[MitraId],
         limit: OpenLimit,
+        nobody: WhenNobody,
     ) -> Result<BlastOutcome, TruthError> {
         let mitras: Vec<Uuid> = notify.iter().map(|id| id.uuid()).collect();
         let minutes = minutes_param(minutes)?;
@@ -186,11 +225,19 @@ impl ChatStore for PgChat {
         if let Some(open) = open_request_over_limit(&tx, metrics, customer, limit).await? {
             return Ok(BlastOutcome::OpenRequest(open));
         }
+        let queue = nobody == WhenNobody::Queue;
         let rows = run(
             &tx,
             metrics,
             &q::CREATE_BLAST,
-            &[&customer, &minutes, &mitras],
+            &[
+                &customer,
+                &minutes,
+                &mitras,
+                &queue,
+                &seconds(limit.timeouts.offer),
+                &seconds(limit.timeouts.blast),
+            ],
         )
         .await
         .map_err(unknown_mitra)?;
@@ -362,12 +409,22 @@ impl ChatStore for PgChat {
             Party::Customer(customer) => (Some(customer), None),
             Party::Mitra(mitra) => (None, Some(mitra.uuid())),
         };
-        self.transition(
-            &q::END,
-            &[&id, &customer, &mitra, &reason],
-            Transition::default(),
-        )
-        .await
+        let mut client = self.db.client().await?;
+        // Dropping the transaction without `commit` rolls it back.
+        let tx = client.transaction().await.map_err(classify)?;
+        let metrics = self.db.metrics();
+        let rows = run(&tx, metrics, &q::END, &[&id, &customer, &mitra, &reason]).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let session = session_row(row)?;
+        let events = Transition {
+            left_line: column(row, "left_line")?,
+            ..Transition::default()
+        };
+        append_events(&tx, metrics, &[session.id], events).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(Some(session))
     }
 
     async fn extend(
@@ -443,10 +500,10 @@ impl ChatStore for PgChat {
     async fn expire_due(
         &self,
         now: OffsetDateTime,
-        blast_timeout: Duration,
-        payment_timeout: Duration,
+        timeouts: Timeouts,
+        missed_limit: Option<u32>,
         limit: u32,
-    ) -> Result<Vec<ChatSession>, TruthError> {
+    ) -> Result<Moved, TruthError> {
         let mut client = self.db.client().await?;
         // Dropping the transaction without `commit` rolls it back.
         let tx = client.transaction().await.map_err(classify)?;
@@ -457,9 +514,10 @@ impl ChatStore for PgChat {
             &q::EXPIRE_DUE,
             &[
                 &now,
-                &blast_timeout.as_seconds_f64(),
-                &payment_timeout.as_seconds_f64(),
+                &seconds(timeouts.blast),
+                &seconds(timeouts.payment),
                 &i64::from(limit),
+                &seconds(timeouts.queue),
             ],
         )
         .await?;
@@ -467,10 +525,151 @@ impl ChatStore for PgChat {
             .iter()
             .map(session_row)
             .collect::<Result<Vec<_>, _>>()?;
+        let reason = |s: &ChatSession, r: &str| s.end_reason.as_deref() == Some(r);
+        let timed_out: Vec<Uuid> = moved
+            .iter()
+            .filter(|s| reason(s, "blast_timeout"))
+            .map(|s| s.id)
+            .collect();
+        let missed = if timed_out.is_empty() {
+            Vec::new()
+        } else {
+            let rows = run(&tx, metrics, &q::EXPIRE_OPEN_OFFERS, &[&timed_out]).await?;
+            ids(&rows, "mitra_id")?
+        };
         let ids: Vec<Uuid> = moved.iter().map(|s| s.id).collect();
-        append_events(&tx, metrics, &ids, Transition::default()).await?;
+        let events = Transition {
+            left_line: moved.iter().any(|s| reason(s, "queue_timeout")),
+            ..Transition::default()
+        };
+        append_events(&tx, metrics, &ids, events).await?;
         tx.commit().await.map_err(classify)?;
-        Ok(moved)
+        let away = self.count_missed(&missed, missed_limit).await?;
+        Ok(Moved {
+            sessions: moved,
+            away,
+        })
+    }
+
+    async fn due_rounds(&self, limit: u32) -> Result<Vec<DueRound>, TruthError> {
+        let rows = self.db.query(&q::DUE_ROUNDS, &[&i64::from(limit)]).await?;
+        rows.iter()
+            .map(|row| {
+                let round: i32 = column(row, "offer_round")?;
+                let offered: Vec<Uuid> = column(row, "offered")?;
+                Ok(DueRound {
+                    session: column(row, "id")?,
+                    round: u32::try_from(round).map_err(|e| TruthError::Query(Box::new(e)))?,
+                    offered: offered.into_iter().map(MitraId::new).collect(),
+                })
+            })
+            .collect()
+    }
+
+    async fn next_round(
+        &self,
+        round: &DueRound,
+        notify: &[MitraId],
+        timeouts: Timeouts,
+        missed_limit: Option<u32>,
+    ) -> Result<Option<Moved>, TruthError> {
+        let number = i32::try_from(round.round).map_err(|e| TruthError::Query(Box::new(e)))?;
+        let (offer, blast) = (seconds(timeouts.offer), seconds(timeouts.blast));
+        let mut client = self.db.client().await?;
+        // Dropping the transaction without `commit` rolls it back.
+        let tx = client.transaction().await.map_err(classify)?;
+        let metrics = self.db.metrics();
+        let rows = run(
+            &tx,
+            metrics,
+            &q::NEXT_ROUND,
+            &[&round.session, &number, &offer, &blast],
+        )
+        .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let session = session_row(row)?;
+        let expired = run(&tx, metrics, &q::EXPIRE_OPEN_OFFERS, &[&vec![session.id]]).await?;
+        let missed = ids(&expired, "mitra_id")?;
+        let mitras: Vec<Uuid> = notify.iter().map(|id| id.uuid()).collect();
+        run(
+            &tx,
+            metrics,
+            &q::INSERT_OFFERS,
+            &[&session.id, &mitras, &offer, &blast],
+        )
+        .await
+        .map_err(unknown_mitra)?;
+        let events = Transition {
+            blast: Some(timeouts.blast),
+            ..Transition::default()
+        };
+        append_events(&tx, metrics, &[session.id], events).await?;
+        tx.commit().await.map_err(classify)?;
+        let away = self.count_missed(&missed, missed_limit).await?;
+        Ok(Some(Moved {
+            sessions: vec![session],
+            away,
+        }))
+    }
+
+    async fn queued(&self, limit: u32) -> Result<Vec<Uuid>, TruthError> {
+        let rows = self.db.query(&q::QUEUED, &[&i64::from(limit)]).await?;
+        ids(&rows, "id")
+    }
+
+    async fn mitras_with_open_offers(
+        &self,
+        timeouts: Timeouts,
+    ) -> Result<Vec<MitraId>, TruthError> {
+        let rows = self
+            .db
+            .query(&q::OPEN_OFFER_HOLDERS, &[&seconds(timeouts.blast)])
+            .await?;
+        Ok(ids(&rows, "mitra_id")?
+            .into_iter()
+            .map(MitraId::new)
+            .collect())
+    }
+
+    async fn dispatch(
+        &self,
+        assignments: &[(Uuid, Vec<MitraId>)],
+        timeouts: Timeouts,
+    ) -> Result<Vec<ChatSession>, TruthError> {
+        let (offer, blast) = (seconds(timeouts.offer), seconds(timeouts.blast));
+        let mut client = self.db.client().await?;
+        // Dropping the transaction without `commit` rolls it back.
+        let tx = client.transaction().await.map_err(classify)?;
+        let metrics = self.db.metrics();
+        let mut started = Vec::new();
+        for (id, notify) in assignments {
+            let rows = run(&tx, metrics, &q::DISPATCH, &[id, &offer, &blast]).await?;
+            let Some(row) = rows.first() else { continue };
+            let mitras: Vec<Uuid> = notify.iter().map(|m| m.uuid()).collect();
+            run(
+                &tx,
+                metrics,
+                &q::INSERT_OFFERS,
+                &[id, &mitras, &offer, &blast],
+            )
+            .await
+            .map_err(unknown_mitra)?;
+            started.push(session_row(row)?);
+        }
+        if started.is_empty() {
+            return Ok(started);
+        }
+        let ids: Vec<Uuid> = started.iter().map(|s| s.id).collect();
+        let events = Transition {
+            blast: Some(timeouts.blast),
+            left_line: true,
+            ..Transition::default()
+        };
+        append_events(&tx, metrics, &ids, events).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(started)
     }
 
     async fn count_active(&self) -> Result<u64, TruthError> {

@@ -6,7 +6,8 @@ use crate::queries::NamedQuery;
 /// The columns every read returns, read by name into a `LoggedEvent`.
 macro_rules! event_columns {
     () => {
-        "seq, audience, kind, session_id, status, mitra_id, minutes, ends_at, expires_at, reason"
+        "seq, audience, kind, session_id, status, mitra_id, minutes, ends_at, expires_at, reason, \
+         queue_position, estimated_wait_seconds"
     };
 }
 
@@ -18,57 +19,128 @@ pub const LOCK_EVENT_ORDER: NamedQuery = NamedQuery {
     sql: "SELECT pg_advisory_xact_lock(hashtext('halo.app_events'), 0)::text",
 };
 
+/// A moving average of recent waits in line (the last 20 requests that left it within the
+/// hour), in whole seconds; NULL before anyone waited.
+macro_rules! recent_wait {
+    () => {
+        "(SELECT round(avg(extract(epoch FROM w.searching_since - w.created_at)))::int4
+            FROM (SELECT searching_since, created_at FROM chat_sessions
+                   WHERE searching_since > now() - interval '1 hour'
+                   ORDER BY searching_since DESC LIMIT 20) w)"
+    };
+}
+
+/// The places in line: every queued session with its position (1 = next).
+macro_rules! line {
+    () => {
+        "(SELECT id, row_number() OVER (ORDER BY created_at, id)::int4 AS position
+            FROM chat_sessions WHERE status = 'queued')"
+    };
+}
+
 /// The events of the transitions of sessions $1, derived from their state as this transaction
 /// left it (after `LOCK_EVENT_ORDER`):
-/// - `session` to the customer, to the session's mitra, and (`reassigned`) to $3, the mitra a
-///   reroute took it from;
-/// - `offer` to every notified mitra while the session is searching (a blast), expiring $4
-///   seconds after it was created;
+/// - `session` to the customer (with its place in line while queued), to the session's mitra,
+///   and (`reassigned`) to $3, the mitra a reroute took it from;
+/// - `offer` to every mitra holding an unanswered offer while the session is searching (a
+///   blast, or its next round), expiring with the offer;
 /// - `offer_withdrawn` to the notified mitras that did not answer, when the blast ended:
-///   failed → `expired`, cancelled → `cancelled`, active → $2 (`taken`, passed by the accept
-///   only: a later transition of an active session withdraws nothing again).
+///   cancelled → `cancelled`, active → $2 (`taken`, passed by the accept only: a later
+///   transition of an active session withdraws nothing again); and `expired` to the mitras
+///   whose offers this transaction expired (a round or the blast timed out).
 ///
 /// $1 sessions, $2 withdraw reason of an accept, $3 previous mitra, $4 blast timeout (s).
 pub const APPEND_TRANSITION_EVENTS: NamedQuery = NamedQuery {
     name: "append_transition_events",
-    sql: "WITH s AS (
-              SELECT id, customer_id, mitra_id, status, minutes, created_at, ends_at
+    sql: concat!(
+        "WITH s AS (
+              SELECT id, customer_id, mitra_id, status, minutes, created_at, searching_since,
+                     ends_at
                 FROM chat_sessions WHERE id = ANY($1::uuid[])),
           unanswered AS (
-              SELECT n.session_id, array_agg(n.mitra_id ORDER BY n.mitra_id) AS mitras
+              SELECT n.session_id, array_agg(n.mitra_id ORDER BY n.mitra_id) AS mitras,
+                     max(COALESCE(n.expires_at, COALESCE(s.searching_since, s.created_at)
+                                                + make_interval(secs => $4::float8)))
+                         AS expires_at
                 FROM chat_request_notifications n JOIN s ON s.id = n.session_id
                WHERE n.response IS NULL
                GROUP BY n.session_id),
+          just_expired AS (
+              SELECT n.session_id, array_agg(n.mitra_id ORDER BY n.mitra_id) AS mitras
+                FROM chat_request_notifications n JOIN s ON s.id = n.session_id
+               WHERE n.response = 'expired' AND n.responded_at = now()
+               GROUP BY n.session_id),
+          place AS (SELECT line.* FROM ",
+        line!(),
+        " line JOIN s USING (id)),
           e AS (
               SELECT s.id, 1 AS ord, 'customer' AS audience, ARRAY[s.customer_id] AS recipients,
                      'session' AS kind, s.status, s.mitra_id, s.minutes, s.ends_at,
-                     NULL::timestamptz AS expires_at, NULL::text AS reason
-                FROM s
+                     NULL::timestamptz AS expires_at, NULL::text AS reason,
+                     place.position AS queue_position,
+                     CASE WHEN place.position IS NOT NULL THEN ",
+        recent_wait!(),
+        " END AS estimated_wait_seconds
+                FROM s LEFT JOIN place USING (id)
               UNION ALL
               SELECT s.id, 2, 'mitra', ARRAY[s.mitra_id], 'session', s.status, s.mitra_id,
-                     s.minutes, s.ends_at, NULL, NULL
+                     s.minutes, s.ends_at, NULL, NULL, NULL, NULL
                 FROM s WHERE s.mitra_id IS NOT NULL
               UNION ALL
               SELECT s.id, 3, 'mitra', ARRAY[$3::uuid], 'session', 'reassigned', s.mitra_id,
-                     s.minutes, s.ends_at, NULL, NULL
+                     s.minutes, s.ends_at, NULL, NULL, NULL, NULL
                 FROM s WHERE $3::uuid IS NOT NULL
               UNION ALL
-              SELECT s.id, 4, 'mitra', u.mitras, 'offer', NULL, NULL, s.minutes, NULL,
-                     s.created_at + make_interval(secs => $4::float8), NULL
+              SELECT s.id, 4, 'mitra', x.mitras, 'offer_withdrawn', NULL, NULL, NULL, NULL, NULL,
+                     'expired', NULL, NULL
+                FROM s JOIN just_expired x ON x.session_id = s.id
+              UNION ALL
+              SELECT s.id, 5, 'mitra', u.mitras, 'offer', NULL, NULL, s.minutes, NULL,
+                     u.expires_at, NULL, NULL, NULL
                 FROM s JOIN unanswered u ON u.session_id = s.id
                WHERE s.status = 'searching'
               UNION ALL
-              SELECT s.id, 5, 'mitra', u.mitras, 'offer_withdrawn', NULL, NULL, NULL, NULL, NULL,
+              SELECT s.id, 6, 'mitra', u.mitras, 'offer_withdrawn', NULL, NULL, NULL, NULL, NULL,
                      CASE s.status WHEN 'failed' THEN 'expired'
                                    WHEN 'cancelled' THEN 'cancelled'
-                                   WHEN 'active' THEN $2::text END
+                                   WHEN 'active' THEN $2::text END,
+                     NULL, NULL
                 FROM s JOIN unanswered u ON u.session_id = s.id
                WHERE s.status IN ('failed', 'cancelled') OR (s.status = 'active' AND $2::text IS NOT NULL))
           INSERT INTO app_events (seq, audience, recipients, kind, session_id, status, mitra_id,
-                                  minutes, ends_at, expires_at, reason)
+                                  minutes, ends_at, expires_at, reason, queue_position,
+                                  estimated_wait_seconds)
           SELECT nextval('app_events_seq'), audience, recipients, kind, id, status, mitra_id,
-                 minutes, ends_at, expires_at, reason
-            FROM (SELECT * FROM e ORDER BY id, ord) ordered",
+                 minutes, ends_at, expires_at, reason, queue_position, estimated_wait_seconds
+            FROM (SELECT * FROM e ORDER BY id, ord) ordered"
+    ),
+};
+
+/// After sessions left the line: every customer still in it is told its new place (one
+/// `session` event each, in line order), after `LOCK_EVENT_ORDER`.
+pub const APPEND_QUEUE_PLACES: NamedQuery = NamedQuery {
+    name: "append_queue_places",
+    sql: concat!(
+        "WITH wait AS (SELECT ",
+        recent_wait!(),
+        " AS seconds)
+          INSERT INTO app_events (seq, audience, recipients, kind, session_id, status, minutes,
+                                  queue_position, estimated_wait_seconds)
+          SELECT nextval('app_events_seq'), 'customer', ARRAY[c.customer_id], 'session', c.id,
+                 'queued', c.minutes, line.position, wait.seconds
+            FROM ",
+        line!(),
+        " line JOIN chat_sessions c USING (id), wait
+           ORDER BY line.position"
+    ),
+};
+
+/// `away` to mitras $1, set offline for missed offers (after `LOCK_EVENT_ORDER`).
+pub const APPEND_AWAY: NamedQuery = NamedQuery {
+    name: "append_away",
+    sql: "INSERT INTO app_events (seq, audience, recipients, kind, reason)
+          SELECT nextval('app_events_seq'), 'mitra', ARRAY[m], 'away', 'missed_offers'
+            FROM unnest($1::uuid[]) AS m",
 };
 
 pub const EVENTS_HEAD: NamedQuery = NamedQuery {
@@ -112,20 +184,31 @@ pub const EVENTS_RESUMABLE: NamedQuery = NamedQuery {
 pub const MITRA_OPEN_SESSION_ROWS: NamedQuery = NamedQuery {
     name: "mitra_open_session_rows",
     sql: "SELECT id, customer_id, mitra_id, status, minutes, created_at, accepted_at, ends_at,
-                 ended_at, end_reason
+                 ended_at, end_reason,
+                 NULL::int4 AS queue_position, NULL::int4 AS estimated_wait_seconds
             FROM chat_sessions
            WHERE mitra_id = $1 AND status IN ('active', 'pending_payment')
            ORDER BY created_at, id",
 };
 
-/// A customer's open sessions (searching, awaiting payment or active). $1 customer.
+/// A customer's open sessions (queued, searching, awaiting payment or active), a queued
+/// one with its place in line. $1 customer.
 pub const CUSTOMER_OPEN_SESSION_ROWS: NamedQuery = NamedQuery {
     name: "customer_open_session_rows",
-    sql: "SELECT id, customer_id, mitra_id, status, minutes, created_at, accepted_at, ends_at,
-                 ended_at, end_reason
-            FROM chat_sessions
-           WHERE customer_id = $1 AND status IN ('searching', 'active', 'pending_payment')
-           ORDER BY created_at, id",
+    sql: concat!(
+        "SELECT c.id, c.customer_id, c.mitra_id, c.status, c.minutes, c.created_at,
+                c.accepted_at, c.ends_at, c.ended_at, c.end_reason,
+                line.position AS queue_position,
+                CASE WHEN line.position IS NOT NULL THEN ",
+        recent_wait!(),
+        " END AS estimated_wait_seconds
+           FROM chat_sessions c LEFT JOIN ",
+        line!(),
+        " line USING (id)
+          WHERE c.customer_id = $1
+            AND c.status IN ('queued', 'searching', 'active', 'pending_payment')
+          ORDER BY c.created_at, c.id"
+    ),
 };
 
 /// Deletes the oldest events up to the newest one older than $1 seconds: always a prefix of

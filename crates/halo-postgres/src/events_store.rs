@@ -11,8 +11,8 @@ use deadpool_postgres::{GenericClient, Pool};
 use halo_domain::{MitraId, SessionStatus};
 use halo_metrics::Metrics;
 use halo_ports::{
-    AppEvent, Audience, AudienceKind, ChatSession, EventLog, LoggedEvent, SessionView, StateAt,
-    Timeouts, TruthError, WithdrawReason,
+    AppEvent, Audience, AudienceKind, ChatSession, EventLog, LoggedEvent, OnlineReason, QueuePlace,
+    SessionView, StateAt, Timeouts, TruthError, WithdrawReason,
 };
 use time::Duration;
 use tokio_postgres::types::ToSql;
@@ -27,8 +27,11 @@ pub(crate) struct Transition {
     pub taken: bool,
     /// A reroute: the mitra the session left gets `session{reassigned}`.
     pub previous: Option<Uuid>,
-    /// A blast: its offers expire this long after the session was created.
+    /// The blast timeout: offers written before rounds existed expire this long after their
+    /// search started.
     pub blast: Option<Duration>,
+    /// Sessions left the line: everyone still in it gets its new place.
+    pub left_line: bool,
 }
 
 /// Appends the events of `sessions`' transitions, last in the transaction: the order lock, then
@@ -50,6 +53,27 @@ pub(crate) async fn append_events(
     tokio::try_join!(
         run(tx, metrics, &q::LOCK_EVENT_ORDER, &[]),
         run(tx, metrics, &q::APPEND_TRANSITION_EVENTS, &params),
+    )?;
+    if transition.left_line {
+        run(tx, metrics, &q::APPEND_QUEUE_PLACES, &[]).await?;
+    }
+    Ok(())
+}
+
+/// Appends `away` for mitras set offline for missed offers, last in the transaction.
+pub(crate) async fn append_away(
+    tx: &impl GenericClient,
+    metrics: &Metrics,
+    mitras: &[Uuid],
+) -> Result<(), TruthError> {
+    if mitras.is_empty() {
+        return Ok(());
+    }
+    let mitras = mitras.to_vec();
+    let params: [&(dyn ToSql + Sync); 1] = [&mitras];
+    tokio::try_join!(
+        run(tx, metrics, &q::LOCK_EVENT_ORDER, &[]),
+        run(tx, metrics, &q::APPEND_AWAY, &params),
     )?;
     Ok(())
 }
@@ -108,9 +132,33 @@ fn required<T>(value: Option<T>, name: &str) -> Result<T, TruthError> {
     value.ok_or_else(|| TruthError::Query(format!("app_events: {name} is null").into()))
 }
 
+/// A queued session's place, from the `queue_position` / `estimated_wait_seconds` columns.
+fn queue_place(row: &Row) -> Result<Option<QueuePlace>, TruthError> {
+    let position: Option<i32> = column(row, "queue_position")?;
+    let wait: Option<i32> = column(row, "estimated_wait_seconds")?;
+    let unsigned = |n: i32| u32::try_from(n).map_err(|e| TruthError::Query(Box::new(e)));
+    Ok(match position {
+        Some(position) => Some(QueuePlace {
+            position: unsigned(position)?,
+            estimated_wait_seconds: wait.map(unsigned).transpose()?,
+        }),
+        None => None,
+    })
+}
+
 fn event_row(row: &Row) -> Result<LoggedEvent, TruthError> {
     let kind: String = column(row, "kind")?;
-    let session_id: Uuid = column(row, "session_id")?;
+    if kind == "away" {
+        return Ok(LoggedEvent {
+            seq: column(row, "seq")?,
+            audience: audience_kind(&column::<String>(row, "audience")?)?,
+            recipients: column(row, "recipients")?,
+            event: AppEvent::Away {
+                reason: OnlineReason::MissedOffers.as_str(),
+            },
+        });
+    }
+    let session_id: Uuid = required(column(row, "session_id")?, "session_id")?;
     let event = match kind.as_str() {
         "offer" => {
             let minutes: i32 = required(column(row, "minutes")?, "minutes")?;
@@ -129,6 +177,7 @@ fn event_row(row: &Row) -> Result<LoggedEvent, TruthError> {
             status: view(&required::<String>(column(row, "status")?, "status")?)?,
             mitra_id: column::<Option<Uuid>>(row, "mitra_id")?.map(MitraId::new),
             ends_at: column(row, "ends_at")?,
+            queue: queue_place(row)?,
         },
         other => return Err(bad("kind", other)),
     };
@@ -214,10 +263,23 @@ impl EventLog for PgEvents {
             ),
         };
         tx.commit().await.map_err(classify)?;
+        let offers = offers
+            .iter()
+            .map(|row| Ok((session_row(row)?, column(row, "offer_expires_at")?)))
+            .collect::<Result<_, TruthError>>()?;
+        let queue = open
+            .iter()
+            .filter_map(|row| match queue_place(row) {
+                Ok(Some(place)) => Some(column(row, "id").map(|id| (id, place))),
+                Ok(None) => None,
+                Err(error) => Some(Err(error)),
+            })
+            .collect::<Result<_, TruthError>>()?;
         Ok(StateAt {
             position: column(&head, "head")?,
-            offers: sessions(&offers)?,
+            offers,
             sessions: sessions(&open)?,
+            queue,
         })
     }
 

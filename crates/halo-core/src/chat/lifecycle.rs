@@ -4,17 +4,37 @@
 use super::{Blast, Chat};
 use crate::error::{AvailabilityError, ChatError};
 use halo_domain::{MitraId, SessionStatus};
-use halo_ports::{AcceptOutcome, BlastOutcome, ChatSession, Party, RerouteOutcome, TargetOutcome};
+use halo_ports::{
+    AcceptOutcome, BlastOutcome, ChatSession, Party, RerouteOutcome, TargetOutcome, WhenNobody,
+};
+use std::collections::BTreeSet;
 use uuid::Uuid;
 
 impl Chat {
-    /// Blast to every available mitra (capacity excluded). Nobody available → the session is
-    /// recorded as `failed` and the error carries it.
+    /// Offers the request to the first `blast_max_recipients` candidates (SPEC §12.5). Nobody
+    /// available → the session is recorded as `failed` and the error carries it; or, with
+    /// `queue_when_unavailable`, it waits in line (so does every request while others wait:
+    /// the line is first come, first served).
     pub async fn blast(&self, customer: Uuid, minutes: u32) -> Result<Blast, ChatError> {
-        let mitras = self.availability.find_available_mitras().await?;
+        let settings = self.availability.settings().get();
+        let queueing = settings.queue_when_unavailable();
+        let line_ahead = queueing && !self.store.queued(1).await?.is_empty();
+        let mitras = if line_ahead {
+            Vec::new()
+        } else {
+            let limit = settings.blast_max_recipients() as usize;
+            self.availability
+                .offer_candidates(limit, &BTreeSet::new())
+                .await?
+        };
+        let nobody = if queueing {
+            WhenNobody::Queue
+        } else {
+            WhenNobody::Fail
+        };
         let session = match self
             .store
-            .create_blast(customer, minutes, &mitras, self.open_limit())
+            .create_blast(customer, minutes, &mitras, self.open_limit(), nobody)
             .await?
         {
             BlastOutcome::Created(session) => {
@@ -25,6 +45,14 @@ impl Chat {
                 return Err(ChatError::OpenRequestExists { session })
             }
         };
+        if session.status == SessionStatus::Queued {
+            // Capacity may be free right now (the line ahead just left it): offer it at once.
+            self.offer_freed_capacity().await;
+            return Ok(Blast {
+                session,
+                notified: 0,
+            });
+        }
         if mitras.is_empty() {
             return Err(ChatError::NoBestieAvailable {
                 session: Box::new(session),
@@ -122,6 +150,9 @@ impl Chat {
         };
         self.announce();
         self.recount(ended.mitra_id).await;
+        if ended.mitra_id.is_some() {
+            self.offer_freed_capacity().await;
+        }
         Ok(ended)
     }
 

@@ -6,6 +6,8 @@
 
 mod lifecycle;
 mod payments;
+mod queue;
+mod rounds;
 mod timers;
 
 pub use payments::DevPayments;
@@ -13,7 +15,7 @@ pub use payments::DevPayments;
 use crate::events::Announcer;
 use crate::Availability;
 use halo_domain::MitraId;
-use halo_ports::{ChatSession, ChatStore, OpenLimit, PaymentProvider, Timeouts};
+use halo_ports::{ChatSession, ChatStore, OnlineReason, OpenLimit, PaymentProvider, Timeouts};
 use std::sync::Arc;
 
 /// Sessions the timer sweep claims per statement.
@@ -78,10 +80,22 @@ impl Chat {
     }
 
     fn timeouts(&self) -> Timeouts {
-        let settings = self.availability.settings().get();
-        Timeouts {
-            blast: settings.blast_timeout(),
-            payment: settings.payment_timeout(),
+        Timeouts::from(&self.availability.settings().get())
+    }
+
+    /// Mitras a transition found had missed too many offers in a row (their `away` event is
+    /// already in the log): set offline, with the audit reason `missed_offers`. Best effort,
+    /// like a recount: the transition committed.
+    async fn send_away(&self, mitras: &[MitraId]) {
+        for &mitra in mitras {
+            tracing::info!(%mitra, "mitra set offline: missed offers in a row");
+            if let Err(error) = self
+                .availability
+                .set_offline(mitra, OnlineReason::MissedOffers)
+                .await
+            {
+                tracing::warn!(%mitra, error = %error, "could not set a mitra that missed its offers offline");
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 //! The durable chat timers: one tick applies every due timer (claimed with SKIP LOCKED, so
-//! instances never double-process) and settles unsettled payments.
+//! instances never double-process), starts the offer rounds that are due, offers freed
+//! capacity to the line, and settles unsettled payments.
 
 use super::{Chat, TIMER_BATCH};
 use crate::error::ChatError;
@@ -7,13 +8,23 @@ use halo_domain::MitraId;
 use std::collections::BTreeSet;
 
 impl Chat {
-    /// One tick of the chat timers (see `Cadences::chat_timers`): due timers applied, then
-    /// unsettled payments refunded. Failures are logged; the next tick tries again.
+    /// One tick of the chat timers (see `Cadences::chat_timers`). Failures are logged; the
+    /// next tick tries again.
     pub async fn timers_tick(&self) {
         match self.expire_due().await {
             Ok(0) => {}
             Ok(moved) => tracing::info!(moved, "chat timers applied"),
             Err(error) => tracing::warn!(error = %error, "chat timer tick failed"),
+        }
+        match self.next_rounds().await {
+            Ok(0) => {}
+            Ok(rounds) => tracing::debug!(rounds, "offer rounds started"),
+            Err(error) => tracing::warn!(error = %error, "offer round tick failed"),
+        }
+        match self.dispatch_queue().await {
+            Ok(0) => {}
+            Ok(started) => tracing::info!(started, "queued requests offered"),
+            Err(error) => tracing::warn!(error = %error, "queue dispatch failed"),
         }
         match self.settle_payments().await {
             Ok(0) => {}
@@ -22,10 +33,10 @@ impl Chat {
         }
     }
 
-    /// One timer tick: applies every due timer (claimed with SKIP LOCKED, so instances never
-    /// double-process) and re-derives the capacity of every mitra involved. Due by the
-    /// database's clock, not this instance's (one that runs ahead must not end paid sessions
-    /// early). Returns how many sessions it moved.
+    /// Applies every due timer and re-derives the capacity of every mitra involved; sets
+    /// offline the mitras whose expired offers made too many in a row. Due by the database's
+    /// clock, not this instance's (one that runs ahead must not end paid sessions early).
+    /// Returns how many sessions it moved.
     pub async fn expire_due(&self) -> Result<usize, ChatError> {
         let settings = self.availability.settings().get();
         let now = self.store.database_now().await?;
@@ -35,23 +46,24 @@ impl Chat {
                 .store
                 .expire_due(
                     now,
-                    settings.blast_timeout(),
-                    settings.payment_timeout(),
+                    self.timeouts(),
+                    settings.missed_offers_before_away(),
                     TIMER_BATCH,
                 )
                 .await?;
-            moved += batch.len();
-            if !batch.is_empty() {
+            let count = batch.sessions.len();
+            moved += count;
+            if count > 0 {
                 self.announce();
             }
-            self.availability
-                .metrics()
-                .timer_transitions_applied(batch.len());
-            let mitras: BTreeSet<MitraId> = batch.iter().filter_map(|s| s.mitra_id).collect();
+            self.availability.metrics().timer_transitions_applied(count);
+            let mitras: BTreeSet<MitraId> =
+                batch.sessions.iter().filter_map(|s| s.mitra_id).collect();
             for mitra in mitras {
                 self.recount(Some(mitra)).await;
             }
-            if batch.len() < TIMER_BATCH as usize {
+            self.send_away(&batch.away).await;
+            if count < TIMER_BATCH as usize {
                 return Ok(moved);
             }
         }

@@ -15,8 +15,8 @@ mod hub;
 use crate::error::ChatError;
 use crate::Availability;
 use halo_ports::{
-    AppEvent, Audience, ChatSession, EventLog, EventSignal, LoggedEvent, MirrorError, SessionView,
-    StateAt, Timeouts, TruthError,
+    AppEvent, Audience, ChatSession, EventLog, EventSignal, LoggedEvent, MirrorError, QueuePlace,
+    SessionView, StateAt, Timeouts, TruthError,
 };
 use hub::{Hub, Registration};
 use std::collections::VecDeque;
@@ -128,11 +128,7 @@ impl Events {
     }
 
     fn timeouts(&self) -> Timeouts {
-        let settings = self.availability.settings().get();
-        Timeouts {
-            blast: settings.blast_timeout(),
-            payment: settings.payment_timeout(),
-        }
+        Timeouts::from(&self.availability.settings().get())
     }
 
     /// A stream for `audience`: the events after `last_event_id` when the log still has them
@@ -200,13 +196,19 @@ impl Events {
     /// The state as events, all with the state's position as their id: a reconnect with it
     /// resumes right after the state.
     fn state_events(&self, state: StateAt) -> VecDeque<Delivery> {
-        let blast = self.timeouts().blast;
-        let offers = state.offers.iter().map(|s| AppEvent::Offer {
+        let offers = state.offers.iter().map(|(s, expires_at)| AppEvent::Offer {
             session_id: s.id,
             minutes: s.minutes,
-            expires_at: s.created_at + blast,
+            expires_at: *expires_at,
         });
-        let sessions = state.sessions.iter().map(session_event);
+        let place = |id| {
+            state
+                .queue
+                .iter()
+                .find(|(queued, _)| *queued == id)
+                .map(|(_, place)| *place)
+        };
+        let sessions = state.sessions.iter().map(|s| session_event(s, place(s.id)));
         offers
             .chain(sessions)
             .map(|event| Delivery {
@@ -290,12 +292,13 @@ impl Events {
     }
 }
 
-fn session_event(session: &ChatSession) -> AppEvent {
+fn session_event(session: &ChatSession, queue: Option<QueuePlace>) -> AppEvent {
     AppEvent::Session {
         session_id: session.id,
         status: SessionView::Is(session.status),
         mitra_id: session.mitra_id,
         ends_at: session.ends_at,
+        queue,
     }
 }
 

@@ -3,7 +3,9 @@
 
 use crate::fixture::{created, fixture, now, NO_LIMIT, T};
 use halo_domain::{MitraId, SessionStatus};
-use halo_ports::{AcceptOutcome, ChatStore, Party, RerouteOutcome, TargetOutcome, TruthError};
+use halo_ports::{
+    AcceptOutcome, ChatStore, Party, RerouteOutcome, TargetOutcome, TruthError, WhenNobody,
+};
 use time::Duration;
 use uuid::Uuid;
 
@@ -17,7 +19,7 @@ async fn a_blast_reaches_each_mitra_once() {
     let notify = [mitras[0], mitras[1], mitras[2], mitras[0]];
     let session = created(
         f.chat
-            .create_blast(customer, 15, &notify, NO_LIMIT)
+            .create_blast(customer, 15, &notify, NO_LIMIT, WhenNobody::Fail)
             .await
             .unwrap(),
     );
@@ -58,7 +60,7 @@ async fn a_blast_nobody_can_take_fails_at_once() {
     let customer = f.customer().await;
     let session = created(
         f.chat
-            .create_blast(customer, 10, &[], NO_LIMIT)
+            .create_blast(customer, 10, &[], NO_LIMIT, WhenNobody::Fail)
             .await
             .unwrap(),
     );
@@ -78,7 +80,13 @@ async fn a_blast_to_an_unknown_mitra_is_refused() {
     let customer = f.customer().await;
     let refused = f
         .chat
-        .create_blast(customer, 10, &[MitraId::new(Uuid::new_v4())], NO_LIMIT)
+        .create_blast(
+            customer,
+            10,
+            &[MitraId::new(Uuid::new_v4())],
+            NO_LIMIT,
+            WhenNobody::Fail,
+        )
         .await;
     assert!(
         matches!(refused, Err(TruthError::MitraNotFound)),
@@ -568,7 +576,7 @@ async fn an_unknown_customer_is_a_query_error() {
     let mitra = f.mitra().await;
     let refused = f
         .chat
-        .create_blast(Uuid::new_v4(), 10, &[mitra], NO_LIMIT)
+        .create_blast(Uuid::new_v4(), 10, &[mitra], NO_LIMIT, WhenNobody::Fail)
         .await;
     assert!(matches!(refused, Err(TruthError::Query(_))), "{refused:?}");
 }

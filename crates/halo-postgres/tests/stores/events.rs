@@ -5,7 +5,7 @@ use crate::fixture::{fixture, fixture_with_pool, Fixture, NO_LIMIT, T};
 use halo_domain::{MitraId, SessionStatus};
 use halo_ports::{
     AppEvent, Audience, AudienceKind, ChatStore, EventLog, LoggedEvent, Party, SessionView,
-    WithdrawReason,
+    WhenNobody, WithdrawReason,
 };
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -45,6 +45,7 @@ fn session(
         status: SessionView::Is(status),
         mitra_id: mitra,
         ends_at,
+        queue: None,
     }
 }
 
@@ -178,11 +179,7 @@ async fn a_cancelled_or_expired_blast_withdraws_its_offers() {
     )
     .await;
     let now = f.chat.database_now().await.unwrap();
-    let moved = f
-        .chat
-        .expire_due(now, T.blast, T.payment, 100)
-        .await
-        .unwrap();
+    let moved = f.chat.expire_due(now, T, None, 100).await.unwrap().sessions;
     assert_eq!(moved.len(), 1);
     assert_eq!(
         since(&f, head).await,
@@ -249,6 +246,7 @@ async fn targeted_pay_extend_and_reroute_tell_both_parties() {
             status: SessionView::Reassigned,
             mitra_id: Some(mitras[1]),
             ends_at: moved.ends_at,
+            queue: None,
         },
     ));
     assert_eq!(since(&f, head).await, expected);
@@ -297,7 +295,7 @@ async fn an_uncommitted_event_holds_back_every_later_one() {
     .unwrap();
     let chat = f.chat.clone();
     let blast = tokio::spawn(async move {
-        chat.create_blast(customer, 10, &mitras, NO_LIMIT)
+        chat.create_blast(customer, 10, &mitras, NO_LIMIT, WhenNobody::Fail)
             .await
             .unwrap()
     });
@@ -329,6 +327,7 @@ impl SessionOf for AppEvent {
             AppEvent::Offer { session_id, .. }
             | AppEvent::OfferWithdrawn { session_id, .. }
             | AppEvent::Session { session_id, .. } => *session_id,
+            AppEvent::Away { .. } => Uuid::nil(),
         }
     }
 }
@@ -349,7 +348,7 @@ async fn a_reader_following_the_log_under_concurrent_commits_misses_nothing() {
             let (chat, mitras) = (f.chat.clone(), mitras.clone());
             tokio::spawn(async move {
                 let blast = match chat
-                    .create_blast(customer, 10, &mitras, NO_LIMIT)
+                    .create_blast(customer, 10, &mitras, NO_LIMIT, WhenNobody::Fail)
                     .await
                     .unwrap()
                 {
@@ -402,7 +401,15 @@ async fn the_first_state_and_its_position_share_one_snapshot() {
     let active = f.active(mitras[0], 10).await;
     let state = f.events.state(Audience::Mitra(mitras[0]), T).await.unwrap();
     assert_eq!(state.position, f.events.head().await.unwrap());
-    assert_eq!(state.offers, vec![blast.clone()]);
+    assert_eq!(
+        state.offers.iter().map(|(s, _)| s).collect::<Vec<_>>(),
+        vec![&blast]
+    );
+    assert_eq!(
+        state.offers[0].1,
+        blast.created_at + T.offer,
+        "the round's end"
+    );
     assert_eq!(
         state.sessions.iter().map(|s| s.id).collect::<Vec<_>>(),
         vec![active.id]

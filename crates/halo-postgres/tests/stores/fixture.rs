@@ -2,7 +2,9 @@
 
 use halo_domain::{MitraId, Phone};
 use halo_metrics::Metrics;
-use halo_ports::{BlastOutcome, ChatSession, ChatStore, OpenLimit, TargetOutcome, Timeouts};
+use halo_ports::{
+    BlastOutcome, ChatSession, ChatStore, OpenLimit, TargetOutcome, Timeouts, WhenNobody,
+};
 use halo_postgres::{PgAuth, PgChat, PgEvents, PoolSettings};
 use halo_testkit::{test_database, TestDatabase};
 use std::time::Duration;
@@ -28,6 +30,8 @@ pub fn created(outcome: BlastOutcome) -> ChatSession {
 pub const T: Timeouts = Timeouts {
     blast: time::Duration::minutes(10),
     payment: time::Duration::minutes(10),
+    offer: time::Duration::minutes(10),
+    queue: time::Duration::minutes(10),
 };
 
 pub struct Fixture {
@@ -147,7 +151,7 @@ impl Fixture {
         let customer = self.customer().await;
         created(
             self.chat
-                .create_blast(customer, minutes, mitras, NO_LIMIT)
+                .create_blast(customer, minutes, mitras, NO_LIMIT, WhenNobody::Fail)
                 .await
                 .expect("create_blast"),
         )

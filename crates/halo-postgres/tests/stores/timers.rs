@@ -12,6 +12,21 @@ use uuid::Uuid;
 const BLAST: Duration = Duration::seconds(60);
 const PAYMENT: Duration = Duration::seconds(300);
 
+/// One sweep with these timeouts (missed offers never send anyone away): what it moved.
+async fn sweep(f: &Fixture, at: OffsetDateTime, limit: u32) -> Vec<halo_ports::ChatSession> {
+    let timeouts = halo_ports::Timeouts {
+        blast: BLAST,
+        payment: PAYMENT,
+        offer: BLAST,
+        queue: Duration::minutes(10),
+    };
+    f.chat
+        .expire_due(at, timeouts, None, limit)
+        .await
+        .expect("expire_due")
+        .sessions
+}
+
 /// `per_kind` sessions of each of the three kinds due at `at`, and as many due a second later;
 /// returns (due, not due) ids, each as `[active, pending, searching]` triples.
 async fn sessions(f: &Fixture, per_kind: usize, at: OffsetDateTime) -> (Vec<Uuid>, Vec<Uuid>) {
@@ -45,7 +60,7 @@ async fn each_timer_ends_its_kind_with_its_reason() {
     let f = fixture().await;
     let at = now();
     let (due, early) = sessions(&f, 1, at).await;
-    let mut swept = f.chat.expire_due(at, BLAST, PAYMENT, 100).await.unwrap();
+    let mut swept = sweep(&f, at, 100).await;
     swept.sort_by_key(|s| s.id);
     let mut expected = due.clone();
     expected.sort();
@@ -73,17 +88,9 @@ async fn each_timer_ends_its_kind_with_its_reason() {
             "not due yet"
         );
     }
-    assert_eq!(
-        f.chat.expire_due(at, BLAST, PAYMENT, 100).await.unwrap(),
-        vec![],
-        "each timer fires once"
-    );
+    assert_eq!(sweep(&f, at, 100).await, vec![], "each timer fires once");
     // A second later the rest are due.
-    let later = f
-        .chat
-        .expire_due(at + Duration::seconds(1), BLAST, PAYMENT, 100)
-        .await
-        .unwrap();
+    let later = sweep(&f, at + Duration::seconds(1), 100).await;
     assert_eq!(later.len(), 3);
 }
 
@@ -95,7 +102,7 @@ async fn a_sweep_takes_at_most_its_limit() {
     assert_eq!(due.len(), 9);
     let mut seen = HashSet::new();
     for expected in [4, 4, 1, 0] {
-        let swept = f.chat.expire_due(at, BLAST, PAYMENT, 4).await.unwrap();
+        let swept = sweep(&f, at, 4).await;
         assert_eq!(swept.len(), expected);
         for s in swept {
             assert!(seen.insert(s.id));
@@ -117,7 +124,7 @@ async fn concurrent_sweepers_claim_each_due_session_once() {
             tokio::spawn(async move {
                 let mut claimed = Vec::new();
                 loop {
-                    let batch = f.chat.expire_due(at, BLAST, PAYMENT, 7).await.unwrap();
+                    let batch = sweep(&f, at, 7).await;
                     if batch.is_empty() {
                         return claimed;
                     }
@@ -142,8 +149,5 @@ async fn concurrent_sweepers_claim_each_due_session_once() {
         i64::try_from(early.len()).unwrap(),
         "sessions not yet due were left alone"
     );
-    assert_eq!(
-        f.chat.expire_due(at, BLAST, PAYMENT, 7).await.unwrap(),
-        vec![]
-    );
+    assert_eq!(sweep(&f, at, 7).await, vec![]);
 }
