@@ -28,4 +28,5 @@ mod production_stores;
 mod s_streams;
 mod setup;
 mod smoke;
+mod t_offers;
 mod trace_export;

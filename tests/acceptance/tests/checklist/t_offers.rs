@@ -1,0 +1,242 @@
+//! Section T — bounded, fair offers (SPEC §12.5–§12.8): a round reaches at most
+//! `blast_max_recipients` mitras, longest idle first; an unanswered round goes to the next
+//! candidates; a mitra that lets too many offers expire in a row is set away; a request with
+//! nobody available waits in line, and the oldest waiter gets the freed slot.
+
+use crate::common::DEADLINE;
+use halo_acceptance::{eventually, Customer, EventStream, Mitra, SseEvent, Stack};
+use reqwest::Method;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Long enough for a live event to arrive (the pumps poll every second); quiet periods are
+/// asserted with it.
+const QUIET: Duration = Duration::from_millis(2500);
+
+/// The shortest round an operator may set: every round test waits for it once.
+const ROUND_SECONDS: u32 = 5;
+
+async fn stream(stack: &Stack, role: &str, token: &str) -> EventStream {
+    stack
+        .events_on(0, role, token, None)
+        .await
+        .unwrap_or_else(|reply| panic!("{role} stream refused: {reply:?}"))
+}
+
+fn session_of(event: &SseEvent) -> &str {
+    event.data["session_id"].as_str().expect("session_id")
+}
+
+async fn blast(stack: &Stack, customer: &Customer) -> (String, String) {
+    let created = stack.blast(customer).await.expect(201);
+    (
+        created["session_id"]
+            .as_str()
+            .expect("session_id")
+            .to_owned(),
+        created["status"].as_str().expect("status").to_owned(),
+    )
+}
+
+/// Mitras online one after another, so the first is the longest idle.
+async fn online_in_order(stack: &Stack, n: usize) -> Vec<Mitra> {
+    let mut mitras = Vec::new();
+    for _ in 0..n {
+        mitras.push(stack.online_mitra().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    mitras
+}
+
+#[tokio::test]
+async fn t_a_round_reaches_the_longest_idle_then_the_next_candidates() {
+    let stack = Stack::start().await;
+    stack.set_config("blast_max_recipients", 2).await;
+    stack
+        .set_config("offer_timeout_seconds", ROUND_SECONDS)
+        .await;
+    let mitras = online_in_order(&stack, 4).await;
+    let mut streams = Vec::new();
+    for mitra in &mitras {
+        streams.push(stream(&stack, "mitra", &mitra.token).await);
+    }
+    let customer = stack.customer().await;
+    let created = stack.blast(&customer).await.expect(201);
+    assert_eq!(created["notified"], 2, "bounded by blast_max_recipients");
+    let session = created["session_id"].as_str().unwrap().to_owned();
+
+    // Round one: the two longest idle.
+    for stream in &mut streams[..2] {
+        let offer = stream.next().await;
+        assert_eq!(
+            (offer.event.as_str(), session_of(&offer)),
+            ("offer", session.as_str())
+        );
+    }
+    for stream in &mut streams[2..] {
+        assert_eq!(stream.drain(QUIET).await, vec![], "not in the first round");
+    }
+
+    // The round ends unanswered: withdrawn from the first two, offered to the other two.
+    for stream in &mut streams[..2] {
+        let withdrawn = stream.next().await;
+        assert_eq!(withdrawn.event, "offer_withdrawn");
+        assert_eq!(withdrawn.data["reason"], "expired");
+    }
+    for stream in &mut streams[2..] {
+        let offer = stream.next().await;
+        assert_eq!(
+            (offer.event.as_str(), session_of(&offer)),
+            ("offer", session.as_str())
+        );
+    }
+    let late = stack.accept(&mitras[0], &session).await;
+    assert_eq!(
+        late.status, 404,
+        "an expired round's offer is gone: {late:?}"
+    );
+    let won = stack.accept(&mitras[2], &session).await.expect(200);
+    assert_eq!(won["status"], "active");
+    let lost = streams[3].next().await;
+    assert_eq!(
+        (lost.event.as_str(), lost.data["reason"].as_str()),
+        ("offer_withdrawn", Some("taken"))
+    );
+    // Nobody of round one is offered it again, nor told anything more.
+    for stream in &mut streams[..2] {
+        assert_eq!(stream.drain(QUIET).await, vec![]);
+    }
+}
+
+#[tokio::test]
+async fn t_a_mitra_that_misses_offers_in_a_row_is_set_away() {
+    let stack = Stack::start().await;
+    stack.set_config("missed_offers_before_away", 2).await;
+    stack
+        .set_config("blast_timeout_seconds", ROUND_SECONDS)
+        .await;
+    stack
+        .set_config("offer_timeout_seconds", ROUND_SECONDS)
+        .await;
+    let careless = stack.online_mitra().await;
+    let answering = stack.online_mitra().await;
+    let mut careless_stream = stream(&stack, "mitra", &careless.token).await;
+    let mut answering_stream = stream(&stack, "mitra", &answering.token).await;
+
+    // Two requests at once; `answering` rejects the first, lets the second expire.
+    let (first, _) = blast(&stack, &stack.customer().await).await;
+    let (second, _) = blast(&stack, &stack.customer().await).await;
+    let reject = format!("/api/mitra/chat/requests/{first}/reject");
+    let rejected = stack
+        .app(Method::POST, &reject, &answering.token, None)
+        .await;
+    assert!(rejected.status < 300, "reject: {rejected:?}");
+
+    let away = loop {
+        let event = careless_stream.next().await;
+        if event.event == "away" {
+            break event;
+        }
+        assert!(
+            ["offer", "offer_withdrawn"].contains(&event.event.as_str()),
+            "{event:?}"
+        );
+    };
+    assert_eq!(away.data["reason"], "missed_offers");
+    eventually("careless mitra offline in Postgres", DEADLINE, || async {
+        !stack.pg_is_online(careless.id).await
+    })
+    .await;
+    let logged = stack
+        .pg_count(
+            "SELECT count(*) FROM mitra_online_logs
+              WHERE mitra_id = $1 AND status = 'offline' AND reason = 'missed_offers'",
+            careless.id,
+        )
+        .await;
+    assert_eq!(logged, 1);
+    // One miss after an answer is not two in a row.
+    let seen: BTreeSet<String> = answering_stream
+        .drain(QUIET)
+        .await
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert!(!seen.contains("away"), "{seen:?}");
+    assert!(stack.pg_is_online(answering.id).await);
+    for session in [first, second] {
+        assert_eq!(
+            stack.session_status(session.parse().unwrap()).await,
+            "failed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn t_the_line_moves_and_the_oldest_waiter_gets_the_freed_slot() {
+    let stack = Stack::start().await;
+    stack.set_config("max_customers_per_mitra", 1).await;
+    stack.set_config("queue_when_unavailable", 1).await;
+    let mitra = stack.online_mitra().await;
+    let mut mitra_stream = stream(&stack, "mitra", &mitra.token).await;
+    let busy = stack.start_chat(&mitra).await;
+    // Its offer and session events so far are not what this test is about.
+    mitra_stream.drain(QUIET).await;
+
+    let (oldest, newest) = (stack.customer().await, stack.customer().await);
+    let mut oldest_stream = stream(&stack, "client", &oldest.token).await;
+    let mut newest_stream = stream(&stack, "client", &newest.token).await;
+    let (first, status) = blast(&stack, &oldest).await;
+    assert_eq!(status, "queued", "nobody available: it waits");
+    let (second, status) = blast(&stack, &newest).await;
+    assert_eq!(status, "queued");
+    let place = oldest_stream.next().await;
+    assert_eq!(
+        (
+            session_of(&place),
+            place.data["status"].as_str(),
+            place.data["queue_position"].as_u64()
+        ),
+        (first.as_str(), Some("queued"), Some(1))
+    );
+    let place = newest_stream.next().await;
+    assert_eq!(
+        (session_of(&place), place.data["queue_position"].as_u64()),
+        (second.as_str(), Some(2))
+    );
+
+    // The slot frees: the oldest waiter is offered it, the other moves up.
+    stack.end_chat(&mitra, busy).await;
+    let offer = loop {
+        let event = mitra_stream.next().await;
+        if event.event == "offer" {
+            break event;
+        }
+    };
+    assert_eq!(session_of(&offer), first, "the oldest waiter first");
+    let searching = oldest_stream.next().await;
+    assert_eq!(searching.data["status"], "searching");
+    let moved = newest_stream.next().await;
+    assert_eq!(
+        (
+            moved.data["status"].as_str(),
+            moved.data["queue_position"].as_u64()
+        ),
+        (Some("queued"), Some(1))
+    );
+    assert!(moved.data["estimated_wait_seconds"].is_u64(), "{moved:?}");
+    stack.accept(&mitra, &first).await.expect(200);
+    assert_eq!(oldest_stream.next().await.data["status"], "active");
+    // The other still waits (the only mitra is busy again), and is offered nothing yet.
+    assert_eq!(
+        stack.session_status(second.parse().unwrap()).await,
+        "queued"
+    );
+    let quiet: Vec<SseEvent> = mitra_stream
+        .drain(QUIET)
+        .await
+        .into_iter()
+        .filter(|e| e.event == "offer")
+        .collect();
+    assert_eq!(quiet, vec![]);
+}
