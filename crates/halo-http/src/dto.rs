@@ -569,9 +569,18 @@ pub enum MitraEvent {
     Away(AwayEvent),
 }
 
-/// The `data:` of a customer stream's events (`event: session`).
+/// `event: availability` on a customer's stream: the number of available mitras went from
+/// zero to non-zero or back (the count it was seen with; the beacon has the live one).
+#[derive(Serialize, ToSchema)]
+pub struct AvailabilityEvent {
+    pub available: bool,
+    pub count: u32,
+}
+
+/// The `data:` of a customer stream's events, by `event:` name.
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum ClientEvent {
     Session(ClientSessionEvent),
+    Availability(AvailabilityEvent),
 }

@@ -52,7 +52,7 @@ pub(crate) async fn mitra_events(
     tag = "client",
     security(("bearer" = ["customer"])),
     params(("Last-Event-ID" = Option<String>, Header, description = "The `id` of the last event received: the stream resumes after it (else it starts with the current state: one `session` per open request or session).")),
-    responses((status = 200, content_type = "text/event-stream", body = dto::ClientEvent, description = "Server-Sent Events: `session` (with `queue_position` and `estimated_wait_seconds` while queued), with an `id:` and a JSON `data:` line; `: ping` comments every 15 s.")),
+    responses((status = 200, content_type = "text/event-stream", body = dto::ClientEvent, description = "Server-Sent Events: `session` (with `queue_position` and `estimated_wait_seconds` while queued) and `availability`, each with an `id:` and a JSON `data:` line; `: ping` comments every 15 s.")),
     extensions(("x-error-codes" = json!(["STORE_UNAVAILABLE"])))
 )]
 #[get("/api/client/events")]
@@ -119,7 +119,7 @@ fn frames(
 /// `None` for an event the audience has no shape for (none is written; see `client_event`).
 fn frame(delivery: &Delivery, audience: AudienceKind) -> Option<Bytes> {
     let data = match audience {
-        AudienceKind::Mitra => json(&mitra_event(&delivery.event)),
+        AudienceKind::Mitra => json(&mitra_event(&delivery.event)?),
         AudienceKind::Customer => json(&client_event(&delivery.event)?),
     };
     let name = event_name(&delivery.event);
@@ -140,11 +140,13 @@ fn event_name(event: &AppEvent) -> &'static str {
         AppEvent::OfferWithdrawn { .. } => "offer_withdrawn",
         AppEvent::Session { .. } => "session",
         AppEvent::Away { .. } => "away",
+        AppEvent::Availability { .. } => "availability",
     }
 }
 
-fn mitra_event(event: &AppEvent) -> dto::MitraEvent {
-    match *event {
+/// A mitra's log holds no `availability` event (the audience column says so).
+fn mitra_event(event: &AppEvent) -> Option<dto::MitraEvent> {
+    Some(match *event {
         AppEvent::Offer {
             session_id,
             minutes,
@@ -171,11 +173,19 @@ fn mitra_event(event: &AppEvent) -> dto::MitraEvent {
             ends_at,
         }),
         AppEvent::Away { reason } => dto::MitraEvent::Away(dto::AwayEvent { reason }),
-    }
+        AppEvent::Availability { .. } => return None,
+    })
 }
 
-/// A customer's log holds `session` events only (the audience column says so).
+/// A customer's log holds `session` and `availability` events only (the audience column says
+/// so).
 fn client_event(event: &AppEvent) -> Option<dto::ClientEvent> {
+    if let AppEvent::Availability { available, count } = *event {
+        return Some(dto::ClientEvent::Availability(dto::AvailabilityEvent {
+            available,
+            count,
+        }));
+    }
     let AppEvent::Session {
         session_id,
         status,

@@ -98,6 +98,9 @@ pub enum AppEvent {
         /// A queued session's place in line (customer events only).
         queue: Option<QueuePlace>,
     },
+    /// To every customer: the number of available mitras went from zero to non-zero or back
+    /// (`count` is the one the change was seen with).
+    Availability { available: bool, count: u32 },
     /// The system set this mitra offline: it let too many offers in a row expire (the only
     /// reason today: `missed_offers`).
     Away { reason: &'static str },
@@ -117,6 +120,7 @@ pub struct QueuePlace {
 pub struct LoggedEvent {
     pub seq: i64,
     pub audience: AudienceKind,
+    /// Empty: every stream of the audience.
     pub recipients: Vec<Uuid>,
     pub event: AppEvent,
 }
@@ -132,6 +136,8 @@ pub struct StateAt {
     pub sessions: Vec<ChatSession>,
     /// The place in line of each queued session in `sessions`.
     pub queue: Vec<(Uuid, QueuePlace)>,
+    /// A customer's: the newest `availability` event in the log, if any.
+    pub availability: Option<AppEvent>,
 }
 
 /// The event log. Ordering guarantee every adapter MUST keep: `seq` is assigned in commit
@@ -163,6 +169,11 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// The recipient's current state and its log position, in one snapshot.
     async fn state(&self, audience: Audience, timeouts: Timeouts) -> Result<StateAt, TruthError>;
+
+    /// Appends an `availability` event with `count` unless the newest one already says the
+    /// same (zero or not), under the log's order; true when it appended. Several instances
+    /// seeing the same change append it once.
+    async fn append_availability(&self, count: u32) -> Result<bool, TruthError>;
 
     /// Deletes events older than `older_than` (a prefix of the log), at most `limit`.
     async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, TruthError>;

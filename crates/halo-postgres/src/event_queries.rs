@@ -7,7 +7,7 @@ use crate::queries::NamedQuery;
 macro_rules! event_columns {
     () => {
         "seq, audience, kind, session_id, status, mitra_id, minutes, ends_at, expires_at, reason, \
-         queue_position, estimated_wait_seconds"
+         queue_position, estimated_wait_seconds, available_count"
     };
 }
 
@@ -135,6 +135,29 @@ pub const APPEND_QUEUE_PLACES: NamedQuery = NamedQuery {
     ),
 };
 
+/// An `availability` event to every customer with count $1, unless the newest one says the
+/// same (after `LOCK_EVENT_ORDER`).
+pub const APPEND_AVAILABILITY: NamedQuery = NamedQuery {
+    name: "append_availability",
+    sql: "WITH newest AS (
+              SELECT available_count FROM app_events WHERE kind = 'availability'
+               ORDER BY seq DESC LIMIT 1)
+          INSERT INTO app_events (seq, audience, recipients, kind, available_count)
+          SELECT nextval('app_events_seq'), 'customer', '{}', 'availability', $1::int4
+           WHERE NOT EXISTS (SELECT 1 FROM newest WHERE (available_count > 0) = ($1::int4 > 0))
+          RETURNING seq",
+};
+
+/// The newest `availability` event, for a customer stream's first state.
+pub const NEWEST_AVAILABILITY: NamedQuery = NamedQuery {
+    name: "newest_availability",
+    sql: concat!(
+        "SELECT ",
+        event_columns!(),
+        ", recipients FROM app_events WHERE kind = 'availability' ORDER BY seq DESC LIMIT 1"
+    ),
+};
+
 /// `away` to mitras $1, set offline for missed offers (after `LOCK_EVENT_ORDER`).
 pub const APPEND_AWAY: NamedQuery = NamedQuery {
     name: "append_away",
@@ -158,15 +181,16 @@ pub const EVENTS_AFTER: NamedQuery = NamedQuery {
     ),
 };
 
-/// A resume: one recipient's events (a range scan of the recent log; the recipient is named
-/// alone in `recipients`). $1 audience, $2 recipient, $3 after, $4 limit.
+/// A resume: one recipient's events, its own and those to its whole audience (a range scan of
+/// the recent log; the recipient is named alone in `recipients`). $1 audience, $2 recipient, $3 after, $4 limit.
 pub const EVENTS_FOR: NamedQuery = NamedQuery {
     name: "events_for",
     sql: concat!(
         "SELECT ",
         event_columns!(),
         ", ARRAY[$2::uuid] AS recipients FROM app_events
-          WHERE seq > $3 AND audience = $1 AND $2::uuid = ANY(recipients)
+          WHERE seq > $3 AND audience = $1
+            AND ($2::uuid = ANY(recipients) OR recipients = '{}')
           ORDER BY seq LIMIT $4"
     ),
 };

@@ -148,6 +148,18 @@ fn queue_place(row: &Row) -> Result<Option<QueuePlace>, TruthError> {
 
 fn event_row(row: &Row) -> Result<LoggedEvent, TruthError> {
     let kind: String = column(row, "kind")?;
+    if kind == "availability" {
+        let count: i32 = required(column(row, "available_count")?, "available_count")?;
+        return Ok(LoggedEvent {
+            seq: column(row, "seq")?,
+            audience: audience_kind(&column::<String>(row, "audience")?)?,
+            recipients: column(row, "recipients")?,
+            event: AppEvent::Availability {
+                available: count > 0,
+                count: u32::try_from(count).map_err(|e| TruthError::Query(Box::new(e)))?,
+            },
+        });
+    }
     if kind == "away" {
         return Ok(LoggedEvent {
             seq: column(row, "seq")?,
@@ -247,6 +259,15 @@ impl EventLog for PgEvents {
             &q::EVENTS_HEAD,
         )?;
         let id = audience.id();
+        let availability = match audience {
+            Audience::Customer(_) => run(&tx, metrics, &q::NEWEST_AVAILABILITY, &[])
+                .await?
+                .first()
+                .map(event_row)
+                .transpose()?
+                .map(|logged| logged.event),
+            Audience::Mitra(_) => None,
+        };
         let (offers, open) = match audience {
             Audience::Mitra(_) => {
                 let blast = timeouts.blast.as_seconds_f64();
@@ -280,7 +301,22 @@ impl EventLog for PgEvents {
             offers,
             sessions: sessions(&open)?,
             queue,
+            availability,
         })
+    }
+
+    async fn append_availability(&self, count: u32) -> Result<bool, TruthError> {
+        let count = i32::try_from(count).unwrap_or(i32::MAX);
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await.map_err(classify)?;
+        let metrics = self.db.metrics();
+        let params: [&(dyn ToSql + Sync); 1] = [&count];
+        let (_, appended) = tokio::try_join!(
+            run(&tx, metrics, &q::LOCK_EVENT_ORDER, &[]),
+            run(&tx, metrics, &q::APPEND_AVAILABILITY, &params),
+        )?;
+        tx.commit().await.map_err(classify)?;
+        Ok(!appended.is_empty())
     }
 
     async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, TruthError> {

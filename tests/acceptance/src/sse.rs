@@ -90,6 +90,17 @@ impl EventStream {
             .expect("an event within 10 s")
     }
 
+    /// A customer stream's next event other than `availability` (which comes whenever the
+    /// fleet goes between nobody and somebody available, SPEC §12.9), within 10 s each.
+    pub async fn next_session(&mut self) -> SseEvent {
+        loop {
+            let event = self.next().await;
+            if event.event != "availability" {
+                return event;
+            }
+        }
+    }
+
     /// Every event that arrives within `wait`.
     pub async fn drain(&mut self, wait: Duration) -> Vec<SseEvent> {
         let mut events = Vec::new();

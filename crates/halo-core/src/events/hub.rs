@@ -86,24 +86,39 @@ impl Hub {
             return;
         }
         for event in events {
+            if event.recipients.is_empty() {
+                // To the whole audience.
+                for ((audience, _), slots) in streams.iter_mut() {
+                    if *audience == event.audience {
+                        slots.retain(|slot| self.hand(slot, event));
+                    }
+                }
+                continue;
+            }
             for recipient in &event.recipients {
                 let Some(slots) = streams.get_mut(&(event.audience, *recipient)) else {
                     continue;
                 };
-                slots.retain(|slot| match slot.tx.try_send(event.clone()) {
-                    Ok(()) => true,
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        self.metrics.sse_stream_dropped("slow");
-                        tracing::info!(
-                            event = "sse.dropped",
-                            reason = "slow",
-                            "event stream cut off: its client does not read"
-                        );
-                        false
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => false,
-                });
+                slots.retain(|slot| self.hand(slot, event));
             }
+        }
+    }
+
+    /// Hands one event to one stream; false when the stream is gone or cut off (its client
+    /// does not read), so the caller drops its slot.
+    fn hand(&self, slot: &Slot, event: &Arc<LoggedEvent>) -> bool {
+        match slot.tx.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.metrics.sse_stream_dropped("slow");
+                tracing::info!(
+                    event = "sse.dropped",
+                    reason = "slow",
+                    "event stream cut off: its client does not read"
+                );
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
 

@@ -39,6 +39,9 @@ const RESUME_MAX: usize = 5_000;
 /// How long events are kept for resumes, and how often older ones are pruned.
 const RETENTION: time::Duration = time::Duration::hours(1);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often the pump looks whether the beacon went between zero and non-zero (the beacon
+/// itself changes at most once per `beacon_cache_ttl_seconds`).
+const AVAILABILITY_CHECK: Duration = Duration::from_secs(1);
 const PRUNE_BATCH: u32 = 10_000;
 
 /// One event for a stream: `id` is what the app sends back as `Last-Event-ID`.
@@ -209,7 +212,11 @@ impl Events {
                 .map(|(_, place)| *place)
         };
         let sessions = state.sessions.iter().map(|s| session_event(s, place(s.id)));
-        offers
+        state
+            .availability
+            .clone()
+            .into_iter()
+            .chain(offers)
             .chain(sessions)
             .map(|event| Delivery {
                 id: state.position,
@@ -227,6 +234,9 @@ impl Events {
         };
         self.ready.store(true, Ordering::Release);
         let mut prune = tokio::time::interval(PRUNE_EVERY);
+        let mut availability = tokio::time::interval(AVAILABILITY_CHECK);
+        availability.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut available = None;
         loop {
             position = self.catch_up(position).await;
             let poll = if self.availability.health().is_trusted() {
@@ -238,6 +248,7 @@ impl Events {
                 () = self.announcer.wake.notified() => {}
                 () = tokio::time::sleep(poll) => {}
                 _ = prune.tick() => self.prune().await,
+                _ = availability.tick() => self.check_availability(&mut available).await,
                 _ = shutdown.changed() => break,
             }
         }
@@ -280,6 +291,31 @@ impl Events {
             if !full {
                 return position;
             }
+        }
+    }
+
+    /// The customers' `availability` event: appended when the beacon (cached per TTL, so this
+    /// costs no recompute) went from zero to non-zero or back since this instance last
+    /// looked; the log drops the same change seen by another instance.
+    async fn check_availability(&self, available: &mut Option<bool>) {
+        let beacon = match self.availability.count_available().await {
+            Ok(beacon) => beacon,
+            Err(error) => {
+                tracing::debug!(error = %error, "availability check failed; retrying");
+                return;
+            }
+        };
+        if *available == Some(beacon.available()) {
+            return;
+        }
+        match self.log.append_availability(beacon.count).await {
+            Ok(appended) => {
+                *available = Some(beacon.available());
+                if appended {
+                    self.announcer.announce();
+                }
+            }
+            Err(error) => tracing::debug!(error = %error, "availability event not appended"),
         }
     }
 

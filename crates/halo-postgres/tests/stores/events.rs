@@ -327,7 +327,7 @@ impl SessionOf for AppEvent {
             AppEvent::Offer { session_id, .. }
             | AppEvent::OfferWithdrawn { session_id, .. }
             | AppEvent::Session { session_id, .. } => *session_id,
-            AppEvent::Away { .. } => Uuid::nil(),
+            AppEvent::Away { .. } | AppEvent::Availability { .. } => Uuid::nil(),
         }
     }
 }

@@ -74,7 +74,7 @@ async fn s_offer_pushed_across_instances_and_withdrawn_from_the_losers() {
         assert_eq!(offer.data["minutes"], 15);
         assert!(offer.data["expires_at"].is_string());
     }
-    let searching = client.next().await;
+    let searching = client.next_session().await;
     assert_eq!(
         (searching.event.as_str(), searching.data["status"].as_str()),
         ("session", Some("searching"))
@@ -92,7 +92,7 @@ async fn s_offer_pushed_across_instances_and_withdrawn_from_the_losers() {
         assert_eq!(session_of(&withdrawn), session);
         assert_eq!(withdrawn.data["reason"], "taken");
     }
-    let accepted = client.next().await;
+    let accepted = client.next_session().await;
     assert_eq!(accepted.data["status"], "active");
     assert_eq!(accepted.data["mitra_id"], mitras[0].id.to_string());
     // Nothing else was said to anyone.

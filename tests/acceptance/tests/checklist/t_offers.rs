@@ -4,7 +4,7 @@
 //! nobody available waits in line, and the oldest waiter gets the freed slot.
 
 use crate::common::DEADLINE;
-use halo_acceptance::{eventually, Customer, EventStream, Mitra, SseEvent, Stack};
+use halo_acceptance::{eventually, Customer, EventStream, Mitra, SseEvent, Stack, StackOptions};
 use reqwest::Method;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -190,7 +190,7 @@ async fn t_the_line_moves_and_the_oldest_waiter_gets_the_freed_slot() {
     assert_eq!(status, "queued", "nobody available: it waits");
     let (second, status) = blast(&stack, &newest).await;
     assert_eq!(status, "queued");
-    let place = oldest_stream.next().await;
+    let place = oldest_stream.next_session().await;
     assert_eq!(
         (
             session_of(&place),
@@ -199,7 +199,7 @@ async fn t_the_line_moves_and_the_oldest_waiter_gets_the_freed_slot() {
         ),
         (first.as_str(), Some("queued"), Some(1))
     );
-    let place = newest_stream.next().await;
+    let place = newest_stream.next_session().await;
     assert_eq!(
         (session_of(&place), place.data["queue_position"].as_u64()),
         (second.as_str(), Some(2))
@@ -214,9 +214,9 @@ async fn t_the_line_moves_and_the_oldest_waiter_gets_the_freed_slot() {
         }
     };
     assert_eq!(session_of(&offer), first, "the oldest waiter first");
-    let searching = oldest_stream.next().await;
+    let searching = oldest_stream.next_session().await;
     assert_eq!(searching.data["status"], "searching");
-    let moved = newest_stream.next().await;
+    let moved = newest_stream.next_session().await;
     assert_eq!(
         (
             moved.data["status"].as_str(),
@@ -226,7 +226,7 @@ async fn t_the_line_moves_and_the_oldest_waiter_gets_the_freed_slot() {
     );
     assert!(moved.data["estimated_wait_seconds"].is_u64(), "{moved:?}");
     stack.accept(&mitra, &first).await.expect(200);
-    assert_eq!(oldest_stream.next().await.data["status"], "active");
+    assert_eq!(oldest_stream.next_session().await.data["status"], "active");
     // The other still waits (the only mitra is busy again), and is offered nothing yet.
     assert_eq!(
         stack.session_status(second.parse().unwrap()).await,
@@ -239,4 +239,38 @@ async fn t_the_line_moves_and_the_oldest_waiter_gets_the_freed_slot() {
         .filter(|e| e.event == "offer")
         .collect();
     assert_eq!(quiet, vec![]);
+}
+
+#[tokio::test]
+async fn t_customers_are_told_when_anyone_becomes_available_once() {
+    let stack = Stack::with(StackOptions::default().publics(2)).await;
+    stack.set_config("beacon_cache_ttl_seconds", 1).await;
+    let customer = stack.customer().await;
+    let mut client = stream(&stack, "client", &customer.token).await;
+    let availability = |events: &[SseEvent]| -> Vec<(bool, u64)> {
+        events
+            .iter()
+            .filter(|e| e.event == "availability")
+            .map(|e| {
+                let available = e.data["available"].as_bool().expect("available");
+                (available, e.data["count"].as_u64().expect("count"))
+            })
+            .collect()
+    };
+    // Nobody online: the first word is "nobody" (from the state or the first check).
+    let first = client.next().await;
+    assert_eq!(availability(&[first]), vec![(false, 0)]);
+
+    let mitra = stack.online_mitra().await;
+    let told = client.next().await;
+    assert_eq!(availability(&[told]), vec![(true, 1)]);
+    // Both instances saw the change; the log kept it once. A second mitra changes nothing.
+    let second = stack.online_mitra().await;
+    assert_eq!(availability(&client.drain(QUIET).await), vec![]);
+
+    stack.toggle(&mitra, false).await.expect(200);
+    stack.toggle(&second, false).await.expect(200);
+    let told = client.next().await;
+    assert_eq!(availability(&[told]), vec![(false, 0)]);
+    assert_eq!(availability(&client.drain(QUIET).await), vec![]);
 }
