@@ -528,6 +528,32 @@ mod tests {
     }
 
     #[test]
+    fn the_stream_documents_name_every_event_shape() {
+        let api = utoipa::openapi::OpenApiBuilder::new()
+            .components(Some(
+                utoipa::openapi::ComponentsBuilder::new()
+                    .schema_from::<crate::dto::MitraEvent>()
+                    .schema_from::<crate::dto::ClientEvent>()
+                    .build(),
+            ))
+            .build();
+        let doc = document(api, "public-api").unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let shapes = |name: &str| schemas[name]["oneOf"].to_string();
+        for shape in [
+            "OfferEvent",
+            "OfferWithdrawnEvent",
+            "MitraSessionEvent",
+            "AwayEvent",
+        ] {
+            assert!(shapes("MitraEvent").contains(shape), "{shape}");
+        }
+        for shape in ["ClientSessionEvent", "AvailabilityEvent"] {
+            assert!(shapes("ClientEvent").contains(shape), "{shape}");
+        }
+    }
+
+    #[test]
     fn settings_patch_ranges_are_the_domain_ranges() {
         let schema = serde_json::to_value(crate::dto::SettingsPatch::schema()).unwrap();
         for key in SettingKey::ALL {

@@ -72,16 +72,22 @@ impl PgChat {
     /// Counts missed offers (one entry per offer) in a transaction of its own, after the one
     /// that expired them: it locks mitra rows, which the expiring transaction must not hold
     /// while it holds session rows (accept takes them the other way round). Returns the
-    /// mitras that reached `limit` in a row, with their `away` events appended.
+    /// mitras that reached `limit` in a row, with their `away` events appended; `None`: the
+    /// rule is off and nothing is counted.
     async fn count_missed(
         &self,
         missed: &[Uuid],
         limit: Option<u32>,
     ) -> Result<Vec<MitraId>, TruthError> {
+        // Off: nothing counts (a mitra row write per missed offer saved); when turned on,
+        // every count starts from the next miss.
+        let Some(limit) = limit else {
+            return Ok(Vec::new());
+        };
         if missed.is_empty() {
             return Ok(Vec::new());
         }
-        let limit = limit.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+        let limit = Some(i32::try_from(limit).unwrap_or(i32::MAX));
         let mut client = self.db.client().await?;
         let tx = client.transaction().await.map_err(classify)?;
         let metrics = self.db.metrics();
