@@ -49,8 +49,9 @@ impl Services {
             Availability::new(stores_of_availability, settings, metrics.clone())
                 .with_postgres_heartbeat_lag(config.heartbeat_mirror_interval),
         );
+        let event_log = Arc::new(PgEvents::new(stores.pool.clone(), metrics.clone()));
         let events = Arc::new(Events::new(
-            Arc::new(PgEvents::new(stores.pool.clone(), metrics.clone())),
+            event_log.clone(),
             stores.events_signal.clone(),
             availability.clone(),
         ));
@@ -62,11 +63,10 @@ impl Services {
             )
             .with_announcer(events.announcer()),
         );
-        let admin = Arc::new(MitraAdmin::new(
-            truth,
-            auth_store.clone(),
-            availability.clone(),
-        ));
+        let admin = Arc::new(
+            MitraAdmin::new(truth, auth_store.clone(), availability.clone())
+                .with_event_log(event_log),
+        );
         let auth = Arc::new(Auth::new(
             auth_store,
             Arc::new(LogOtpSender {

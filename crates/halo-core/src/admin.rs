@@ -4,7 +4,7 @@
 use crate::error::AvailabilityError;
 use crate::Availability;
 use halo_domain::{MitraId, MitraState, Phone};
-use halo_ports::{AuthStore, MitraDirectory, MitraRow};
+use halo_ports::{AuthStore, EventLog, MitraDirectory, MitraRow, OnlineReason};
 use std::sync::Arc;
 
 /// A mitra's directory row with its live state.
@@ -26,6 +26,8 @@ pub struct MitraAdmin {
     directory: Arc<dyn MitraDirectory>,
     auth: Arc<dyn AuthStore>,
     availability: Arc<Availability>,
+    /// Tells a deactivated mitra's open streams to end (`None`: they end at reconnect).
+    events: Option<Arc<dyn EventLog>>,
 }
 
 impl MitraAdmin {
@@ -38,7 +40,14 @@ impl MitraAdmin {
             directory,
             auth,
             availability,
+            events: None,
         }
+    }
+
+    /// Deactivation also ends the mitra's open event streams, through the log (SPEC §3.6).
+    pub fn with_event_log(mut self, events: Arc<dyn EventLog>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// `limit` mitras from `offset`, oldest first, with the live state of the whole page in one
@@ -93,10 +102,20 @@ impl MitraAdmin {
             let revoked = self.auth.revoke_user_sessions(id.uuid()).await?;
             tracing::info!(mitra = %id, revoked, "revoked auth sessions of deactivated mitra");
             self.availability
-                .set_offline(id, halo_ports::OnlineReason::Deactivated)
+                .set_offline(id, OnlineReason::Deactivated)
                 .await?;
+            self.end_streams(id).await;
         }
         self.view(id).await
+    }
+
+    /// `away{deactivated}` to the mitra: every instance ends its streams after it. Best
+    /// effort: a stream left open is refused at its reconnect.
+    async fn end_streams(&self, id: MitraId) {
+        let Some(events) = &self.events else { return };
+        if let Err(error) = events.append_away(id, OnlineReason::Deactivated).await {
+            tracing::warn!(mitra = %id, error = %error, "deactivated mitra's streams not told to end");
+        }
     }
 
     async fn with_live_state(&self, row: MitraRow) -> Result<MitraView, AvailabilityError> {

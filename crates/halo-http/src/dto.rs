@@ -551,11 +551,12 @@ pub struct ClientSessionEvent {
     pub estimated_wait_seconds: Option<u32>,
 }
 
-/// `event: away` on a mitra's stream: the system set it offline (it let
-/// `missed_offers_before_away` offers in a row expire).
+/// `event: away` on a mitra's stream: the system set it offline — it let
+/// `missed_offers_before_away` offers in a row expire (`missed_offers`), or an operator
+/// deactivated it (`deactivated`: the stream ends after this event).
 #[derive(Serialize, ToSchema)]
 pub struct AwayEvent {
-    #[schema(pattern = "^missed_offers$")]
+    #[schema(pattern = "^(missed_offers|deactivated)$")]
     pub reason: &'static str,
 }
 

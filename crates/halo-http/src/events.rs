@@ -172,7 +172,9 @@ fn mitra_event(event: &AppEvent) -> Option<dto::MitraEvent> {
             status: status.as_str(),
             ends_at,
         }),
-        AppEvent::Away { reason } => dto::MitraEvent::Away(dto::AwayEvent { reason }),
+        AppEvent::Away { reason } => dto::MitraEvent::Away(dto::AwayEvent {
+            reason: reason.as_str(),
+        }),
         AppEvent::Availability { .. } => return None,
     })
 }

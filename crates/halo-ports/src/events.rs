@@ -5,7 +5,7 @@
 //! at-most-once, and Valkey may be down). Events are written by the chat transitions
 //! themselves, in their own transactions (`ChatStore`); nothing here appends.
 
-use crate::{ChatSession, MirrorError, Timeouts, TruthError};
+use crate::{ChatSession, MirrorError, OnlineReason, Timeouts, TruthError};
 use async_trait::async_trait;
 use halo_domain::{MitraId, SessionStatus};
 use time::{Duration, OffsetDateTime};
@@ -101,9 +101,10 @@ pub enum AppEvent {
     /// To every customer: the number of available mitras went from zero to non-zero or back
     /// (`count` is the one the change was seen with).
     Availability { available: bool, count: u32 },
-    /// The system set this mitra offline: it let too many offers in a row expire (the only
-    /// reason today: `missed_offers`).
-    Away { reason: &'static str },
+    /// The system set this mitra offline: it let too many offers in a row expire
+    /// (`MissedOffers`), or an operator deactivated it (`Deactivated`: its streams end after
+    /// this event).
+    Away { reason: OnlineReason },
 }
 
 /// Where a waiting request stands (SPEC §12.8).
@@ -174,6 +175,10 @@ pub trait EventLog: Send + Sync + 'static {
     /// same (zero or not), under the log's order; true when it appended. Several instances
     /// seeing the same change append it once.
     async fn append_availability(&self, count: u32) -> Result<bool, TruthError>;
+
+    /// Appends `away{reason}` to the mitra (a deactivation: the chat transitions append their
+    /// own in their transactions).
+    async fn append_away(&self, mitra: MitraId, reason: OnlineReason) -> Result<(), TruthError>;
 
     /// Deletes events older than `older_than` (a prefix of the log), at most `limit`.
     async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, TruthError>;

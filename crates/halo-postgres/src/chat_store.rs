@@ -12,8 +12,8 @@ use deadpool_postgres::{GenericClient, Pool};
 use halo_domain::{MitraId, SessionStatus};
 use halo_metrics::Metrics;
 use halo_ports::{
-    AcceptOutcome, BlastOutcome, ChatSession, ChatStore, DueRound, Moved, OpenLimit, Party,
-    RerouteOutcome, TargetOutcome, Timeouts, TruthError, UnsettledPayment, WhenNobody,
+    AcceptOutcome, BlastOutcome, ChatSession, ChatStore, DueRound, Moved, OnlineReason, OpenLimit,
+    Party, RerouteOutcome, TargetOutcome, Timeouts, TruthError, UnsettledPayment, WhenNobody,
 };
 use time::{Duration, OffsetDateTime};
 use tokio_postgres::error::SqlState;
@@ -99,7 +99,7 @@ impl PgChat {
                 away.push(column::<Uuid>(row, "id")?);
             }
         }
-        append_away(&tx, metrics, &away).await?;
+        append_away(&tx, metrics, &away, OnlineReason::MissedOffers).await?;
         tx.commit().await.map_err(classify)?;
         Ok(away.into_iter().map(MitraId::new).collect())
     }

@@ -158,11 +158,11 @@ pub const NEWEST_AVAILABILITY: NamedQuery = NamedQuery {
     ),
 };
 
-/// `away` to mitras $1, set offline for missed offers (after `LOCK_EVENT_ORDER`).
+/// `away` with reason $2 to mitras $1, set offline by the system (after `LOCK_EVENT_ORDER`).
 pub const APPEND_AWAY: NamedQuery = NamedQuery {
     name: "append_away",
     sql: "INSERT INTO app_events (seq, audience, recipients, kind, reason)
-          SELECT nextval('app_events_seq'), 'mitra', ARRAY[m], 'away', 'missed_offers'
+          SELECT nextval('app_events_seq'), 'mitra', ARRAY[m], 'away', $2::text
             FROM unnest($1::uuid[]) AS m",
 };
 

@@ -60,17 +60,19 @@ pub(crate) async fn append_events(
     Ok(())
 }
 
-/// Appends `away` for mitras set offline for missed offers, last in the transaction.
+/// Appends `away{reason}` for mitras the system set offline, last in the transaction.
 pub(crate) async fn append_away(
     tx: &impl GenericClient,
     metrics: &Metrics,
     mitras: &[Uuid],
+    reason: OnlineReason,
 ) -> Result<(), TruthError> {
     if mitras.is_empty() {
         return Ok(());
     }
     let mitras = mitras.to_vec();
-    let params: [&(dyn ToSql + Sync); 1] = [&mitras];
+    let reason = reason.as_str();
+    let params: [&(dyn ToSql + Sync); 2] = [&mitras, &reason];
     tokio::try_join!(
         run(tx, metrics, &q::LOCK_EVENT_ORDER, &[]),
         run(tx, metrics, &q::APPEND_AWAY, &params),
@@ -116,6 +118,14 @@ fn reason(raw: &str) -> Result<WithdrawReason, TruthError> {
         "expired" => Ok(WithdrawReason::Expired),
         "cancelled" => Ok(WithdrawReason::Cancelled),
         other => Err(bad("reason", other)),
+    }
+}
+
+fn away_reason(raw: &str) -> Result<OnlineReason, TruthError> {
+    match raw {
+        "missed_offers" => Ok(OnlineReason::MissedOffers),
+        "deactivated" => Ok(OnlineReason::Deactivated),
+        other => Err(bad("away reason", other)),
     }
 }
 
@@ -166,7 +176,7 @@ fn event_row(row: &Row) -> Result<LoggedEvent, TruthError> {
             audience: audience_kind(&column::<String>(row, "audience")?)?,
             recipients: column(row, "recipients")?,
             event: AppEvent::Away {
-                reason: OnlineReason::MissedOffers.as_str(),
+                reason: away_reason(&required::<String>(column(row, "reason")?, "reason")?)?,
             },
         });
     }
@@ -317,6 +327,13 @@ impl EventLog for PgEvents {
         )?;
         tx.commit().await.map_err(classify)?;
         Ok(!appended.is_empty())
+    }
+
+    async fn append_away(&self, mitra: MitraId, reason: OnlineReason) -> Result<(), TruthError> {
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await.map_err(classify)?;
+        append_away(&tx, self.db.metrics(), &[mitra.uuid()], reason).await?;
+        tx.commit().await.map_err(classify)
     }
 
     async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64, TruthError> {

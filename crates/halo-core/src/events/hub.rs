@@ -4,7 +4,7 @@
 //! `Last-Event-ID`) rather than let a slow client grow the memory.
 
 use halo_metrics::Metrics;
-use halo_ports::{AudienceKind, LoggedEvent};
+use halo_ports::{AppEvent, AudienceKind, LoggedEvent, OnlineReason};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -95,11 +95,18 @@ impl Hub {
                 }
                 continue;
             }
+            // A deactivated mitra's streams end after this event (SPEC §3.6).
+            let last_word = matches!(
+                event.event,
+                AppEvent::Away {
+                    reason: OnlineReason::Deactivated
+                }
+            );
             for recipient in &event.recipients {
                 let Some(slots) = streams.get_mut(&(event.audience, *recipient)) else {
                     continue;
                 };
-                slots.retain(|slot| self.hand(slot, event));
+                slots.retain(|slot| self.hand(slot, event) && !last_word);
             }
         }
     }

@@ -237,6 +237,26 @@ async fn s_streams_refuse_wrong_role_invalid_and_revoked_tokens() {
 }
 
 #[tokio::test]
+async fn s_a_deactivated_mitras_open_streams_are_told_and_ended() {
+    // The operator's deactivation runs on internal-api; the streams are held by public-api 1.
+    let stack = Stack::with(StackOptions::default().publics(2)).await;
+    let mitra = stack.online_mitra().await;
+    let mut streams = [
+        mitra_stream(&stack, 0, &mitra, None).await,
+        mitra_stream(&stack, 1, &mitra, None).await,
+    ];
+    stack.set_active(&mitra, false).await.expect(200);
+    for stream in &mut streams {
+        let away = stream.next().await;
+        assert_eq!(
+            (away.event.as_str(), away.data["reason"].as_str()),
+            ("away", Some("deactivated"))
+        );
+        assert_eq!(stream.next_within(QUIET).await, None, "the stream ended");
+    }
+}
+
+#[tokio::test]
 async fn s_a_thousand_streams_dropped_abruptly_leave_the_gauge_at_zero() {
     // A server notices a client that went away when a write fails: ping often.
     let stack = Stack::with(StackOptions::default().env("SSE_PING_INTERVAL_MS", 300)).await;
