@@ -14,8 +14,9 @@
 --
 -- `mitras.missed_offers` counts the offers in a row a mitra let expire; any answer resets it.
 --
--- The CHECK constraints are replaced NOT VALID and then validated, the form that does not
--- hold the table's exclusive lock while existing rows are checked when run on its own.
+-- The CHECK constraints are replaced NOT VALID and then validated. Inside this migration's
+-- transaction the DROP's exclusive lock is held to the end anyway; the check of existing rows
+-- is a single scan of each table.
 
 ALTER TABLE chat_sessions DROP CONSTRAINT chat_sessions_status_check;
 ALTER TABLE chat_sessions ADD CONSTRAINT chat_sessions_status_check CHECK (status IN

@@ -61,7 +61,8 @@ impl Services {
                 availability.clone(),
                 Arc::new(DevPayments::default()),
             )
-            .with_announcer(events.announcer()),
+            .with_announcer(events.announcer())
+            .with_event_log(event_log.clone()),
         );
         let admin = Arc::new(
             MitraAdmin::new(truth, auth_store.clone(), availability.clone())

@@ -88,13 +88,14 @@ pub fn spawn_background(
     ));
     // At once, then every tick: timers that fell due while no instance ran are applied first.
     let first = Duration::ZERO;
+    let ttl = lease_ttl(cadences.chat_timers);
     tasks.push(every_from(
         first,
         cadences.chat_timers,
         shutdown.clone(),
         move || {
             let chat = chat.clone();
-            async move { chat.timers_tick().await }
+            async move { chat.timers_tick(Some(ttl)).await }
         },
     ));
     tasks

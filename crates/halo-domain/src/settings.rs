@@ -18,14 +18,14 @@ pub enum SettingKey {
     /// Open requests (searching or awaiting payment) one customer may hold at once, so one
     /// account cannot squat the capacity everybody else needs.
     MaxOpenRequestsPerCustomer,
-    /// How many mitras one offer round reaches, longest idle first (SPEC §12.4).
+    /// How many mitras one offer round reaches, longest idle first (SPEC §12.5).
     BlastMaxRecipients,
     /// One offer round's lifetime; the next round goes to the next candidates, until the blast
-    /// timeout (SPEC §12.5).
+    /// timeout (0: one round, as long as the blast; SPEC §12.6).
     OfferTimeoutSeconds,
-    /// Offers in a row a mitra may let expire before it is set offline (0: never; SPEC §12.6).
+    /// Offers in a row a mitra may let expire before it is set offline (0: never; SPEC §12.7).
     MissedOffersBeforeAway,
-    /// 1: a request with nobody available waits in line instead of failing (SPEC §12.7).
+    /// 1: a request with nobody available waits in line instead of failing (SPEC §12.8).
     QueueWhenUnavailable,
     /// How long a request may wait in line before it fails with `queue_timeout`.
     QueueMaxWaitSeconds,
@@ -75,7 +75,7 @@ impl SettingKey {
             Self::HeartbeatIntervalSeconds => (5, 600),
             Self::MaxOpenRequestsPerCustomer => (1, 10),
             Self::BlastMaxRecipients => (1, 10_000),
-            Self::OfferTimeoutSeconds => (5, 3_600),
+            Self::OfferTimeoutSeconds => (0, 3_600),
             Self::MissedOffersBeforeAway => (0, 100),
             Self::QueueWhenUnavailable => (0, 1),
             Self::QueueMaxWaitSeconds => (30, 86_400),
@@ -92,8 +92,8 @@ impl SettingKey {
             Self::HeartbeatIntervalSeconds => 30,
             Self::MaxOpenRequestsPerCustomer => 1,
             Self::BlastMaxRecipients => 50,
-            // One round as long as the blast: today's single-round behaviour.
-            Self::OfferTimeoutSeconds => 60,
+            // One round as long as the blast, whatever the blast timeout is set to.
+            Self::OfferTimeoutSeconds => 0,
             Self::MissedOffersBeforeAway => 0,
             Self::QueueWhenUnavailable => 0,
             Self::QueueMaxWaitSeconds => 600,
@@ -278,10 +278,12 @@ impl AppSettings {
         self.get(SettingKey::BlastMaxRecipients)
     }
 
-    /// One offer round's lifetime, never longer than the blast it belongs to.
+    /// One offer round's lifetime, never longer than the blast it belongs to (0 = as long).
     pub fn offer_timeout(&self) -> Duration {
-        Duration::seconds(self.get(SettingKey::OfferTimeoutSeconds).into())
-            .min(self.blast_timeout())
+        match self.get(SettingKey::OfferTimeoutSeconds) {
+            0 => self.blast_timeout(),
+            round => Duration::seconds(round.into()).min(self.blast_timeout()),
+        }
     }
 
     /// `None`: missed offers never take a mitra offline.
@@ -388,6 +390,13 @@ mod tests {
         let s = AppSettings::from_pairs([(BlastTimeoutSeconds, 30), (OfferTimeoutSeconds, 30)])
             .unwrap();
         assert_eq!(s.offer_timeout(), Duration::seconds(30));
+        let s =
+            AppSettings::from_pairs([(BlastTimeoutSeconds, 90), (OfferTimeoutSeconds, 0)]).unwrap();
+        assert_eq!(
+            s.offer_timeout(),
+            Duration::seconds(90),
+            "0: as long as the blast"
+        );
         let s = AppSettings::from_pairs([(QueueWhenUnavailable, 0), (MissedOffersBeforeAway, 1)])
             .unwrap();
         assert!(!s.queue_when_unavailable());

@@ -486,7 +486,8 @@ pub struct SettingsPatch {
     pub max_open_requests_per_customer: Option<u32>,
     #[schema(minimum = 1, maximum = 10000, nullable = false)]
     pub blast_max_recipients: Option<u32>,
-    #[schema(minimum = 5, maximum = 3600, nullable = false)]
+    /// 0: one round, as long as the blast.
+    #[schema(minimum = 0, maximum = 3600, nullable = false)]
     pub offer_timeout_seconds: Option<u32>,
     #[schema(minimum = 0, maximum = 100, nullable = false)]
     pub missed_offers_before_away: Option<u32>,

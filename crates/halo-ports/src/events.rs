@@ -126,6 +126,16 @@ pub struct LoggedEvent {
     pub event: AppEvent,
 }
 
+/// What one `read_after` read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventBatch {
+    pub events: Vec<LoggedEvent>,
+    /// The last `seq` read, skipped rows included (`None`: nothing after `after`).
+    pub through: Option<i64>,
+    /// `limit` rows were read: there may be more.
+    pub full: bool,
+}
+
 /// A recipient's current state, read in one snapshot with the log position it reflects:
 /// every event up to `position` is in it, none after.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,8 +162,10 @@ pub trait EventLog: Send + Sync + 'static {
     /// The highest `seq` committed (0 when the log is empty).
     async fn head(&self) -> Result<i64, TruthError>;
 
-    /// Every audience's events after `after`, in `seq` order, at most `limit`.
-    async fn read_after(&self, after: i64, limit: u32) -> Result<Vec<LoggedEvent>, TruthError>;
+    /// Every audience's events after `after`, in `seq` order, from at most `limit` rows. A row
+    /// this version cannot read (a kind a newer release writes, during a rolling upgrade) is
+    /// skipped, not an error, so the reader moves past it.
+    async fn read_after(&self, after: i64, limit: u32) -> Result<EventBatch, TruthError>;
 
     /// One recipient's events after `after`, in `seq` order, at most `limit`; `recipients`
     /// holds that recipient only.

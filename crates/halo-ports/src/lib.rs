@@ -21,8 +21,8 @@ pub use chat::{
 };
 pub use directory::{MitraDirectory, MitraRow};
 pub use events::{
-    AppEvent, Audience, AudienceKind, EventLog, EventSignal, LoggedEvent, QueuePlace, SessionView,
-    StateAt, WithdrawReason,
+    AppEvent, Audience, AudienceKind, EventBatch, EventLog, EventSignal, LoggedEvent, QueuePlace,
+    SessionView, StateAt, WithdrawReason,
 };
 pub use limits::RateCounter;
 pub use mirror::{

@@ -97,17 +97,18 @@ pub const NEXT_ROUND: NamedQuery = NamedQuery {
 };
 
 /// The unanswered offers of sessions $1 expire now (a round ended, or the blast timed out):
-/// each one a missed offer of its mitra.
+/// each one a missed offer of its mitra, and an `offer_withdrawn{expired}` to it.
 pub const EXPIRE_OPEN_OFFERS: NamedQuery = NamedQuery {
     name: "expire_open_offers",
     sql: "UPDATE chat_request_notifications SET response = 'expired', responded_at = now()
            WHERE session_id = ANY($1::uuid[]) AND response IS NULL
-          RETURNING mitra_id",
+          RETURNING session_id, mitra_id",
 };
 
 /// A round's offers, open until the round or the search ends, whichever is first; a mitra
-/// an earlier round reached is not offered again. $1 session, $2 mitras, $3 offer timeout
-/// (s), $4 blast timeout (s).
+/// an earlier round reached is not offered again, and an id no mitra has (a mirror behind a
+/// deletion) is left out rather than failing the round. $1 session, $2 mitras, $3 offer
+/// timeout (s), $4 blast timeout (s).
 pub const INSERT_OFFERS: NamedQuery = NamedQuery {
     name: "insert_offers",
     sql: "INSERT INTO chat_request_notifications (session_id, mitra_id, expires_at)
@@ -115,26 +116,31 @@ pub const INSERT_OFFERS: NamedQuery = NamedQuery {
                  LEAST(now() + make_interval(secs => $3::float8),
                        COALESCE(c.searching_since, c.created_at) + make_interval(secs => $4::float8))
             FROM chat_sessions c, (SELECT DISTINCT unnest($2::uuid[]) AS id) m
-           WHERE c.id = $1
+           WHERE c.id = $1 AND EXISTS (SELECT 1 FROM mitras WHERE mitras.id = m.id)
           ON CONFLICT (session_id, mitra_id) DO NOTHING",
 };
 
 /// Counts missed offers ($1: one entry per missed offer, in any order), locking the mitras
-/// in id order (two sweeps never deadlock). At $2 in a row (NULL: never) the count restarts
-/// and the mitra is returned as `away`.
+/// in id order (two sweeps never deadlock). An offer does not count against a mitra that was
+/// offline or busy (an open session: it could not have taken more) when it expired. At $2 in a
+/// row the count restarts and the mitra is returned as `away`.
 pub const COUNT_MISSED: NamedQuery = NamedQuery {
     name: "count_missed_offers",
     sql: "WITH missed AS (
-              SELECT id, count(*)::int4 AS n FROM unnest($1::uuid[]) AS id GROUP BY id),
+              SELECT u.id, count(*)::int4 AS n FROM unnest($1::uuid[]) AS u(id)
+                JOIN mitra_online_status o ON o.mitra_id = u.id AND o.is_online
+               WHERE NOT EXISTS (SELECT 1 FROM chat_sessions c
+                                  WHERE c.mitra_id = u.id
+                                    AND c.status IN ('active', 'pending_payment'))
+               GROUP BY u.id),
           locked AS (
               SELECT m.id FROM mitras m JOIN missed USING (id) ORDER BY m.id FOR NO KEY UPDATE)
           UPDATE mitras m
-             SET missed_offers = CASE WHEN $2::int4 IS NOT NULL
-                                       AND m.missed_offers + missed.n >= $2::int4
+             SET missed_offers = CASE WHEN m.missed_offers + missed.n >= $2::int4
                                       THEN 0 ELSE m.missed_offers + missed.n END
             FROM missed, locked
            WHERE m.id = missed.id AND locked.id = m.id
-          RETURNING m.id, ($2::int4 IS NOT NULL AND m.missed_offers = 0) AS away",
+          RETURNING m.id, m.missed_offers = 0 AS away",
 };
 
 /// The line, oldest first. $1 limit.
@@ -155,8 +161,8 @@ pub const OPEN_OFFER_HOLDERS: NamedQuery = NamedQuery {
              AND COALESCE(n.expires_at, n.created_at + make_interval(secs => $1::float8)) > now()",
 };
 
-/// A request leaves the line: its search starts now. $1 session, $2 offer timeout (s), $3
-/// blast timeout (s).
+/// A request leaves the line (unless its wait is over: the timer fails it): its search starts
+/// now. $1 session, $2 offer timeout (s), $3 blast timeout (s), $4 queue timeout (s).
 pub const DISPATCH: NamedQuery = NamedQuery {
     name: "dispatch_queued",
     sql: concat!(
@@ -165,6 +171,7 @@ pub const DISPATCH: NamedQuery = NamedQuery {
         first_round_ends!("$2", "$3"),
         "
           WHERE id = $1 AND status = 'queued'
+            AND created_at > now() - make_interval(secs => $4::float8)
          RETURNING ",
         session_columns!()
     ),
@@ -211,16 +218,28 @@ pub const MITRA_OPEN_SESSIONS: NamedQuery = NamedQuery {
            WHERE mitra_id = $1 AND status IN ('active', 'pending_payment')",
 };
 
-/// Whether the mitra holds an open offer of the session (unanswered, its round not over) or
-/// already won it (a retry), and its open-session count (after `LOCK_MITRA`). $1 session,
-/// $2 mitra.
+/// Locks the session row (after `LOCK_MITRA`, before its notifications: the order every
+/// transition that expires or adds offers uses, session then notifications), so an accept and
+/// a round change of the same session take turns. $1 session.
+pub const LOCK_SESSION: NamedQuery = NamedQuery {
+    name: "lock_session",
+    sql: "SELECT id FROM chat_sessions WHERE id = $1 FOR NO KEY UPDATE",
+};
+
+/// After `LOCK_MITRA` and `LOCK_SESSION`: whether the mitra holds an open offer of the session
+/// (unanswered, its round not over — by the clock of this statement, not of the transaction,
+/// which may have waited for the locks), whether it already won it (a retry: answered before
+/// the capacity check, which would count the won session), and its open-session count.
+/// $1 session, $2 mitra.
 pub const ACCEPT_CHECK: NamedQuery = NamedQuery {
     name: "accept_check",
     sql: "SELECT EXISTS (SELECT 1 FROM chat_request_notifications
-                          WHERE session_id = $1 AND mitra_id = $2
-                            AND (response = 'accepted'
-                                 OR (response IS NULL
-                                     AND (expires_at IS NULL OR expires_at > now())))) AS offered,
+                          WHERE session_id = $1 AND mitra_id = $2 AND response IS NULL
+                            AND (expires_at IS NULL OR expires_at > statement_timestamp()))
+                     AS offered,
+                 EXISTS (SELECT 1 FROM chat_request_notifications
+                          WHERE session_id = $1 AND mitra_id = $2 AND response = 'accepted')
+                     AS won,
                  (SELECT count(*) FROM chat_sessions
                    WHERE mitra_id = $2 AND status IN ('active', 'pending_payment')) AS open",
 };
@@ -243,7 +262,8 @@ pub const ACCEPT_SESSION: NamedQuery = NamedQuery {
         "),
           marked AS (
               UPDATE chat_request_notifications SET response = 'accepted', responded_at = now()
-               WHERE session_id = $1 AND mitra_id = $2 AND EXISTS (SELECT 1 FROM s)),
+               WHERE session_id = $1 AND mitra_id = $2 AND response IS NULL
+                 AND EXISTS (SELECT 1 FROM s)),
           answered AS (
               UPDATE mitras SET missed_offers = 0
                WHERE id = $2 AND missed_offers <> 0 AND EXISTS (SELECT 1 FROM s))
@@ -329,7 +349,8 @@ pub const UNSETTLED_PAYMENTS: NamedQuery = NamedQuery {
 };
 
 /// Records a rejection (never over an earlier answer; an answer restarts the mitra's
-/// missed-offer count); `reached` = the blast reached the mitra. $1 session, $2 mitra.
+/// missed-offer count), after `LOCK_MITRA`: the mitra row before the notification, the order
+/// accept takes them in. `reached` = the blast reached the mitra. $1 session, $2 mitra.
 pub const REJECT: NamedQuery = NamedQuery {
     name: "reject_request",
     sql: "WITH answered AS (

@@ -5,15 +5,15 @@
 use crate::chat_queries as q;
 use crate::db::{column, first_row, run, Db};
 use crate::error::classify;
-use crate::events_store::{append_away, append_events, Transition};
+use crate::events_store::{append_events, Transition};
 use crate::queries::NamedQuery;
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Pool};
 use halo_domain::{MitraId, SessionStatus};
 use halo_metrics::Metrics;
 use halo_ports::{
-    AcceptOutcome, BlastOutcome, ChatSession, ChatStore, DueRound, Moved, OnlineReason, OpenLimit,
-    Party, RerouteOutcome, TargetOutcome, Timeouts, TruthError, UnsettledPayment, WhenNobody,
+    AcceptOutcome, BlastOutcome, ChatSession, ChatStore, DueRound, Moved, OpenLimit, Party,
+    RerouteOutcome, TargetOutcome, Timeouts, TruthError, UnsettledPayment, WhenNobody,
 };
 use time::{Duration, OffsetDateTime};
 use tokio_postgres::error::SqlState;
@@ -69,44 +69,53 @@ impl PgChat {
         Ok(Some(session))
     }
 
-    /// Counts missed offers (one entry per offer) in a transaction of its own, after the one
-    /// that expired them: it locks mitra rows, which the expiring transaction must not hold
-    /// while it holds session rows (accept takes them the other way round). Returns the
-    /// mitras that reached `limit` in a row, with their `away` events appended; `None`: the
-    /// rule is off and nothing is counted.
-    async fn count_missed(
-        &self,
-        missed: &[Uuid],
-        limit: Option<u32>,
-    ) -> Result<Vec<MitraId>, TruthError> {
-        // Off: nothing counts (a mitra row write per missed offer saved); when turned on,
-        // every count starts from the next miss.
+    /// Counts missed offers (one entry per offer) in a statement of its own, after the
+    /// transaction that expired them committed: it locks mitra rows, which that transaction
+    /// must not take while it holds session rows (accept takes them the other way round).
+    /// Returns the mitras that reached `limit` in a row. `None`: the rule is off and nothing
+    /// is counted (a mitra row write per missed offer saved; counts from before stay). The
+    /// transition committed, so a failure here only loses these misses (logged).
+    async fn count_missed(&self, missed: &[(Uuid, Uuid)], limit: Option<u32>) -> Vec<MitraId> {
         let Some(limit) = limit else {
-            return Ok(Vec::new());
+            return Vec::new();
         };
         if missed.is_empty() {
-            return Ok(Vec::new());
+            return Vec::new();
         }
-        let limit = Some(i32::try_from(limit).unwrap_or(i32::MAX));
-        let mut client = self.db.client().await?;
-        let tx = client.transaction().await.map_err(classify)?;
-        let metrics = self.db.metrics();
-        let missed = missed.to_vec();
-        let rows = run(&tx, metrics, &q::COUNT_MISSED, &[&missed, &limit]).await?;
-        let mut away = Vec::new();
-        for row in &rows {
-            if column::<bool>(row, "away")? {
-                away.push(column::<Uuid>(row, "id")?);
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let mitras: Vec<Uuid> = missed.iter().map(|(_, mitra)| *mitra).collect();
+        let counted = async {
+            let rows = self.db.query(&q::COUNT_MISSED, &[&mitras, &limit]).await?;
+            let mut away = Vec::new();
+            for row in &rows {
+                if column::<bool>(row, "away")? {
+                    away.push(MitraId::new(column::<Uuid>(row, "id")?));
+                }
             }
-        }
-        append_away(&tx, metrics, &away, OnlineReason::MissedOffers).await?;
-        tx.commit().await.map_err(classify)?;
-        Ok(away.into_iter().map(MitraId::new).collect())
+            Ok::<_, TruthError>(away)
+        };
+        counted.await.unwrap_or_else(|error| {
+            tracing::warn!(error = %error, "missed offers not counted");
+            Vec::new()
+        })
     }
 }
 
 fn seconds(duration: Duration) -> f64 {
     duration.as_seconds_f64()
+}
+
+/// Expires the open offers of `sessions`: (session, mitra) of each.
+async fn expire_open_offers(
+    tx: &impl GenericClient,
+    metrics: &Metrics,
+    sessions: &[Uuid],
+) -> Result<Vec<(Uuid, Uuid)>, TruthError> {
+    let sessions = sessions.to_vec();
+    let rows = run(tx, metrics, &q::EXPIRE_OPEN_OFFERS, &[&sessions]).await?;
+    rows.iter()
+        .map(|row| Ok((column(row, "session_id")?, column(row, "mitra_id")?)))
+        .collect()
 }
 
 fn ids(rows: &[Row], name: &str) -> Result<Vec<Uuid>, TruthError> {
@@ -375,10 +384,20 @@ impl ChatStore for PgChat {
             Some(false) => return Ok(AcceptOutcome::Inactive),
             Some(true) => {}
         }
+        if run(&tx, metrics, &q::LOCK_SESSION, &[&id])
+            .await?
+            .is_empty()
+        {
+            return Ok(AcceptOutcome::NotOffered);
+        }
         let check = first_row(
             run(&tx, metrics, &q::ACCEPT_CHECK, &[&id, &mitra]).await?,
             &q::ACCEPT_CHECK,
         )?;
+        if column::<bool>(&check, "won")? {
+            // A retry of the winning accept: the caller answers the session it won.
+            return Ok(AcceptOutcome::Taken);
+        }
         if !column::<bool>(&check, "offered")? {
             return Ok(AcceptOutcome::NotOffered);
         }
@@ -401,8 +420,19 @@ impl ChatStore for PgChat {
     }
 
     async fn reject(&self, id: Uuid, mitra: MitraId) -> Result<bool, TruthError> {
-        let rows = self.db.query(&q::REJECT, &[&id, &mitra.uuid()]).await?;
-        column(&first_row(rows, &q::REJECT)?, "reached")
+        let mitra = mitra.uuid();
+        let mut client = self.db.client().await?;
+        // Dropping the transaction without `commit` rolls it back.
+        let tx = client.transaction().await.map_err(classify)?;
+        let metrics = self.db.metrics();
+        // The mitra row first, as accept takes it (the reject may reset its missed count).
+        if lock_mitra(&tx, metrics, mitra).await?.is_none() {
+            return Ok(false);
+        }
+        let rows = run(&tx, metrics, &q::REJECT, &[&id, &mitra]).await?;
+        let reached = column(&first_row(rows, &q::REJECT)?, "reached")?;
+        tx.commit().await.map_err(classify)?;
+        Ok(reached)
     }
 
     async fn end(
@@ -537,20 +567,20 @@ impl ChatStore for PgChat {
             .filter(|s| reason(s, "blast_timeout"))
             .map(|s| s.id)
             .collect();
-        let missed = if timed_out.is_empty() {
+        let expired = if timed_out.is_empty() {
             Vec::new()
         } else {
-            let rows = run(&tx, metrics, &q::EXPIRE_OPEN_OFFERS, &[&timed_out]).await?;
-            ids(&rows, "mitra_id")?
+            expire_open_offers(&tx, metrics, &timed_out).await?
         };
         let ids: Vec<Uuid> = moved.iter().map(|s| s.id).collect();
         let events = Transition {
             left_line: moved.iter().any(|s| reason(s, "queue_timeout")),
+            expired: expired.clone(),
             ..Transition::default()
         };
         append_events(&tx, metrics, &ids, events).await?;
         tx.commit().await.map_err(classify)?;
-        let away = self.count_missed(&missed, missed_limit).await?;
+        let away = self.count_missed(&expired, missed_limit).await;
         Ok(Moved {
             sessions: moved,
             away,
@@ -596,8 +626,7 @@ impl ChatStore for PgChat {
             return Ok(None);
         };
         let session = session_row(row)?;
-        let expired = run(&tx, metrics, &q::EXPIRE_OPEN_OFFERS, &[&vec![session.id]]).await?;
-        let missed = ids(&expired, "mitra_id")?;
+        let expired = expire_open_offers(&tx, metrics, &[session.id]).await?;
         let mitras: Vec<Uuid> = notify.iter().map(|id| id.uuid()).collect();
         run(
             &tx,
@@ -605,15 +634,15 @@ impl ChatStore for PgChat {
             &q::INSERT_OFFERS,
             &[&session.id, &mitras, &offer, &blast],
         )
-        .await
-        .map_err(unknown_mitra)?;
+        .await?;
         let events = Transition {
             blast: Some(timeouts.blast),
+            expired: expired.clone(),
             ..Transition::default()
         };
         append_events(&tx, metrics, &[session.id], events).await?;
         tx.commit().await.map_err(classify)?;
-        let away = self.count_missed(&missed, missed_limit).await?;
+        let away = self.count_missed(&expired, missed_limit).await;
         Ok(Some(Moved {
             sessions: vec![session],
             away,
@@ -645,13 +674,14 @@ impl ChatStore for PgChat {
         timeouts: Timeouts,
     ) -> Result<Vec<ChatSession>, TruthError> {
         let (offer, blast) = (seconds(timeouts.offer), seconds(timeouts.blast));
+        let queue = seconds(timeouts.queue);
         let mut client = self.db.client().await?;
         // Dropping the transaction without `commit` rolls it back.
         let tx = client.transaction().await.map_err(classify)?;
         let metrics = self.db.metrics();
         let mut started = Vec::new();
         for (id, notify) in assignments {
-            let rows = run(&tx, metrics, &q::DISPATCH, &[id, &offer, &blast]).await?;
+            let rows = run(&tx, metrics, &q::DISPATCH, &[id, &offer, &blast, &queue]).await?;
             let Some(row) = rows.first() else { continue };
             let mitras: Vec<Uuid> = notify.iter().map(|m| m.uuid()).collect();
             run(
@@ -660,8 +690,7 @@ impl ChatStore for PgChat {
                 &q::INSERT_OFFERS,
                 &[id, &mitras, &offer, &blast],
             )
-            .await
-            .map_err(unknown_mitra)?;
+            .await?;
             started.push(session_row(row)?);
         }
         if started.is_empty() {

@@ -47,9 +47,10 @@ macro_rules! line {
 /// - `offer_withdrawn` to the notified mitras that did not answer, when the blast ended:
 ///   cancelled → `cancelled`, active → $2 (`taken`, passed by the accept only: a later
 ///   transition of an active session withdraws nothing again); and `expired` to the mitras
-///   whose offers this transaction expired (a round or the blast timed out).
+///   whose offers this transaction expired (a round or the blast timed out): $5/$6.
 ///
-/// $1 sessions, $2 withdraw reason of an accept, $3 previous mitra, $4 blast timeout (s).
+/// $1 sessions, $2 withdraw reason of an accept, $3 previous mitra, $4 blast timeout (s),
+/// $5 and $6 the (session, mitra) pairs of the offers this transaction expired.
 pub const APPEND_TRANSITION_EVENTS: NamedQuery = NamedQuery {
     name: "append_transition_events",
     sql: concat!(
@@ -66,13 +67,17 @@ pub const APPEND_TRANSITION_EVENTS: NamedQuery = NamedQuery {
                WHERE n.response IS NULL
                GROUP BY n.session_id),
           just_expired AS (
-              SELECT n.session_id, array_agg(n.mitra_id ORDER BY n.mitra_id) AS mitras
-                FROM chat_request_notifications n JOIN s ON s.id = n.session_id
-               WHERE n.response = 'expired' AND n.responded_at = now()
-               GROUP BY n.session_id),
-          place AS (SELECT line.* FROM ",
-        line!(),
-        " line JOIN s USING (id)),
+              SELECT x.session_id, array_agg(x.mitra_id ORDER BY x.mitra_id) AS mitras
+                FROM unnest($5::uuid[], $6::uuid[]) AS x(session_id, mitra_id)
+               GROUP BY x.session_id),
+          place AS (
+              -- The line is ranked only when one of these sessions is in it: every other
+              -- transition skips that work (an uncorrelated filter Postgres checks once).
+              SELECT line.* FROM (
+                  SELECT id, row_number() OVER (ORDER BY created_at, id)::int4 AS position
+                    FROM chat_sessions
+                   WHERE status = 'queued' AND EXISTS (SELECT 1 FROM s WHERE s.status = 'queued')
+              ) line JOIN s USING (id)),
           e AS (
               SELECT s.id, 1 AS ord, 'customer' AS audience, ARRAY[s.customer_id] AS recipients,
                      'session' AS kind, s.status, s.mitra_id, s.minutes, s.ends_at,

@@ -11,8 +11,8 @@ use deadpool_postgres::{GenericClient, Pool};
 use halo_domain::{MitraId, SessionStatus};
 use halo_metrics::Metrics;
 use halo_ports::{
-    AppEvent, Audience, AudienceKind, ChatSession, EventLog, LoggedEvent, OnlineReason, QueuePlace,
-    SessionView, StateAt, Timeouts, TruthError, WithdrawReason,
+    AppEvent, Audience, AudienceKind, ChatSession, EventBatch, EventLog, LoggedEvent, OnlineReason,
+    QueuePlace, SessionView, StateAt, Timeouts, TruthError, WithdrawReason,
 };
 use time::Duration;
 use tokio_postgres::types::ToSql;
@@ -21,7 +21,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 /// What a transition tells `append_events` beyond the sessions' new state.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Transition {
     /// The accept: the other notified mitras get `offer_withdrawn{taken}`.
     pub taken: bool,
@@ -32,6 +32,9 @@ pub(crate) struct Transition {
     pub blast: Option<Duration>,
     /// Sessions left the line: everyone still in it gets its new place.
     pub left_line: bool,
+    /// The offers this transition expired, (session, mitra): each mitra gets
+    /// `offer_withdrawn{expired}`.
+    pub expired: Vec<(Uuid, Uuid)>,
 }
 
 /// Appends the events of `sessions`' transitions, last in the transaction: the order lock, then
@@ -49,7 +52,16 @@ pub(crate) async fn append_events(
     let taken = transition.taken.then_some(WithdrawReason::Taken.as_str());
     let blast = transition.blast.unwrap_or(Duration::ZERO).as_seconds_f64();
     let sessions = sessions.to_vec();
-    let params: [&(dyn ToSql + Sync); 4] = [&sessions, &taken, &transition.previous, &blast];
+    let (expired_sessions, expired_mitras): (Vec<Uuid>, Vec<Uuid>) =
+        transition.expired.iter().copied().unzip();
+    let params: [&(dyn ToSql + Sync); 6] = [
+        &sessions,
+        &taken,
+        &transition.previous,
+        &blast,
+        &expired_sessions,
+        &expired_mitras,
+    ];
     tokio::try_join!(
         run(tx, metrics, &q::LOCK_EVENT_ORDER, &[]),
         run(tx, metrics, &q::APPEND_TRANSITION_EVENTS, &params),
@@ -221,12 +233,26 @@ impl EventLog for PgEvents {
         column(&self.db.query_one(&q::EVENTS_HEAD, &[]).await?, "head")
     }
 
-    async fn read_after(&self, after: i64, limit: u32) -> Result<Vec<LoggedEvent>, TruthError> {
+    async fn read_after(&self, after: i64, limit: u32) -> Result<EventBatch, TruthError> {
         let rows = self
             .db
             .query(&q::EVENTS_AFTER, &[&after, &i64::from(limit)])
             .await?;
-        rows.iter().map(event_row).collect()
+        let through = rows.last().map(|row| column(row, "seq")).transpose()?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match event_row(row) {
+                Ok(event) => events.push(event),
+                Err(error) => {
+                    tracing::warn!(error = %error, "app event this version cannot read; skipped")
+                }
+            }
+        }
+        Ok(EventBatch {
+            events,
+            through,
+            full: rows.len() == limit as usize,
+        })
     }
 
     async fn read_for(

@@ -59,6 +59,22 @@ impl Availability {
             .map_err(|error| self.sweep_read_failed(sweep, &error))
     }
 
+    /// Whether this instance runs a fleet-wide chat chore this tick (offer rounds, the line):
+    /// the lease's holder while the mirror is trusted, else every instance — those chores'
+    /// writes are conditional in Postgres, so racing costs only repeated reads.
+    pub async fn leads(&self, chore: &'static str, ttl: Duration) -> bool {
+        if self.mirror_state() != MirrorState::Trusted {
+            return true;
+        }
+        match self.mirror.try_lease(chore, ttl).await {
+            Ok(held) => held,
+            Err(error) => {
+                self.observe(&error);
+                true
+            }
+        }
+    }
+
     /// The write token, read before Postgres is (see `restore_online`); `None` when Valkey
     /// failed (reported, the tick skipped).
     async fn sweep_token(&self, sweep: &'static str) -> Option<u64> {

@@ -46,10 +46,12 @@ impl Chat {
             }
         };
         if session.status == SessionStatus::Queued {
-            // Capacity may be free right now (the line ahead just left it): offer it at once.
+            // Capacity may be free right now (the line ahead just left it): offer it at once,
+            // and answer what the request is after that.
             self.offer_freed_capacity().await;
+            let now = self.store.session(session.id).await?.unwrap_or(session);
             return Ok(Blast {
-                session,
+                session: now,
                 notified: 0,
             });
         }

@@ -15,7 +15,9 @@ pub use payments::DevPayments;
 use crate::events::Announcer;
 use crate::Availability;
 use halo_domain::MitraId;
-use halo_ports::{ChatSession, ChatStore, OnlineReason, OpenLimit, PaymentProvider, Timeouts};
+use halo_ports::{
+    ChatSession, ChatStore, EventLog, OnlineReason, OpenLimit, PaymentProvider, Timeouts,
+};
 use std::sync::Arc;
 
 /// Sessions the timer sweep claims per statement.
@@ -34,6 +36,8 @@ pub struct Chat {
     payments: Arc<dyn PaymentProvider>,
     /// Wakes the event pumps after a transition that appended app events (`None`: they poll).
     announcer: Option<Announcer>,
+    /// Where a mitra set away for missed offers is told so (`None`: it is not told).
+    events: Option<Arc<dyn EventLog>>,
 }
 
 impl Chat {
@@ -47,7 +51,14 @@ impl Chat {
             availability,
             payments,
             announcer: None,
+            events: None,
         }
+    }
+
+    /// Tells mitras set away for missed offers so on their streams (SPEC §12.7).
+    pub fn with_event_log(mut self, events: Arc<dyn EventLog>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Announces every committed transition to the event pumps (see `Events`).
@@ -83,18 +94,21 @@ impl Chat {
         Timeouts::from(&self.availability.settings().get())
     }
 
-    /// Mitras a transition found had missed too many offers in a row (their `away` event is
-    /// already in the log): set offline, with the audit reason `missed_offers`. Best effort,
-    /// like a recount: the transition committed.
+    /// Mitras a transition found had missed too many offers in a row: set offline (audit
+    /// reason `missed_offers`), then told `away` — only once it is offline, so the event
+    /// never says what did not happen. Best effort, like a recount: the transition committed.
     async fn send_away(&self, mitras: &[MitraId]) {
         for &mitra in mitras {
-            tracing::info!(%mitra, "mitra set offline: missed offers in a row");
-            if let Err(error) = self
-                .availability
-                .set_offline(mitra, OnlineReason::MissedOffers)
-                .await
-            {
+            let reason = OnlineReason::MissedOffers;
+            if let Err(error) = self.availability.set_offline(mitra, reason).await {
                 tracing::warn!(%mitra, error = %error, "could not set a mitra that missed its offers offline");
+                continue;
+            }
+            tracing::info!(%mitra, "mitra set offline: missed offers in a row");
+            let Some(events) = &self.events else { continue };
+            match events.append_away(mitra, reason).await {
+                Ok(()) => self.announce(),
+                Err(error) => tracing::warn!(%mitra, error = %error, "away event not appended"),
             }
         }
     }

@@ -6,15 +6,25 @@ use super::{Chat, TIMER_BATCH};
 use crate::error::ChatError;
 use halo_domain::MitraId;
 use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// The lease name of the offer rounds and the line's dispatch.
+const OFFER_CHORES: &str = "offer_rounds";
 
 impl Chat {
-    /// One tick of the chat timers (see `Cadences::chat_timers`). Failures are logged; the
-    /// next tick tries again.
-    pub async fn timers_tick(&self) {
+    /// One tick of the chat timers (see `Cadences::chat_timers`). The offer rounds and the
+    /// line run on one instance per tick (`lease`, see `Availability::leads`; `None`: on this
+    /// one). Failures are logged; the next tick tries again.
+    pub async fn timers_tick(&self, lease: Option<Duration>) {
         match self.expire_due().await {
             Ok(0) => {}
             Ok(moved) => tracing::info!(moved, "chat timers applied"),
             Err(error) => tracing::warn!(error = %error, "chat timer tick failed"),
+        }
+        if let Some(ttl) = lease {
+            if !self.availability.leads(OFFER_CHORES, ttl).await {
+                return self.settle_payments_logged().await;
+            }
         }
         match self.next_rounds().await {
             Ok(0) => {}
@@ -26,6 +36,10 @@ impl Chat {
             Ok(started) => tracing::info!(started, "queued requests offered"),
             Err(error) => tracing::warn!(error = %error, "queue dispatch failed"),
         }
+        self.settle_payments_logged().await;
+    }
+
+    async fn settle_payments_logged(&self) {
         match self.settle_payments().await {
             Ok(0) => {}
             Ok(settled) => tracing::info!(settled, "unsettled payments refunded"),

@@ -247,7 +247,12 @@ impl Events {
             tokio::select! {
                 () = self.announcer.wake.notified() => {}
                 () = tokio::time::sleep(poll) => {}
-                _ = prune.tick() => self.prune().await,
+                _ = prune.tick() => {
+                    self.prune().await;
+                    // Compare with the log again: the newest availability event may have been
+                    // pruned, or appended by an instance that left before the next change.
+                    available = None;
+                }
                 _ = availability.tick() => self.check_availability(&mut available).await,
                 _ = shutdown.changed() => break,
             }
@@ -282,13 +287,12 @@ impl Events {
                     return position;
                 }
             };
-            let full = batch.len() == PUMP_BATCH as usize;
-            if let Some(last) = batch.last() {
-                position = last.seq;
+            if let Some(through) = batch.through {
+                position = through;
             }
-            let batch: Vec<Arc<LoggedEvent>> = batch.into_iter().map(Arc::new).collect();
-            self.hub.dispatch(&batch);
-            if !full {
+            let events: Vec<Arc<LoggedEvent>> = batch.events.into_iter().map(Arc::new).collect();
+            self.hub.dispatch(&events);
+            if !batch.full {
                 return position;
             }
         }

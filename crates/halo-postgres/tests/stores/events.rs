@@ -14,7 +14,7 @@ use uuid::Uuid;
 const MAX: u32 = 3;
 
 async fn all_events(f: &Fixture) -> Vec<LoggedEvent> {
-    f.events.read_after(0, 10_000).await.unwrap()
+    f.events.read_after(0, 10_000).await.unwrap().events
 }
 
 /// The events after `after`, as (audience, recipients, event).
@@ -23,6 +23,7 @@ async fn since(f: &Fixture, after: i64) -> Vec<(AudienceKind, Vec<Uuid>, AppEven
         .read_after(after, 10_000)
         .await
         .unwrap()
+        .events
         .into_iter()
         .map(|e| (e.audience, e.recipients, e.event))
         .collect()
@@ -374,7 +375,7 @@ async fn a_reader_following_the_log_under_concurrent_commits_misses_nothing() {
             () = &mut done => true,
             () = tokio::time::sleep(Duration::from_millis(2)) => false,
         };
-        for event in f.events.read_after(cursor, 7).await.unwrap() {
+        for event in f.events.read_after(cursor, 7).await.unwrap().events {
             cursor = event.seq;
             seen.push(event.seq);
         }
@@ -383,7 +384,7 @@ async fn a_reader_following_the_log_under_concurrent_commits_misses_nothing() {
         }
     }
     loop {
-        let page = f.events.read_after(cursor, 1_000).await.unwrap();
+        let page = f.events.read_after(cursor, 1_000).await.unwrap().events;
         let Some(last) = page.last() else { break };
         cursor = last.seq;
         seen.extend(page.iter().map(|e| e.seq));
