@@ -12,6 +12,7 @@ mod auth;
 mod chat;
 mod events;
 mod fixture;
+mod offers;
 mod races;
 mod schema;
 mod sessions;
