@@ -638,6 +638,7 @@ impl ChatStore for PgChat {
         let events = Transition {
             blast: Some(timeouts.blast),
             expired: expired.clone(),
+            offers_only: true,
             ..Transition::default()
         };
         append_events(&tx, metrics, &[session.id], events).await?;

@@ -50,7 +50,8 @@ macro_rules! line {
 ///   whose offers this transaction expired (a round or the blast timed out): $5/$6.
 ///
 /// $1 sessions, $2 withdraw reason of an accept, $3 previous mitra, $4 blast timeout (s),
-/// $5 and $6 the (session, mitra) pairs of the offers this transaction expired.
+/// $5 and $6 the (session, mitra) pairs of the offers this transaction expired, $7 true when
+/// only the offers changed (a new round: the parties' `session` events would say nothing new).
 pub const APPEND_TRANSITION_EVENTS: NamedQuery = NamedQuery {
     name: "append_transition_events",
     sql: concat!(
@@ -86,11 +87,11 @@ pub const APPEND_TRANSITION_EVENTS: NamedQuery = NamedQuery {
                      CASE WHEN place.position IS NOT NULL THEN ",
         recent_wait!(),
         " END AS estimated_wait_seconds
-                FROM s LEFT JOIN place USING (id)
+                FROM s LEFT JOIN place USING (id) WHERE NOT $7::bool
               UNION ALL
               SELECT s.id, 2, 'mitra', ARRAY[s.mitra_id], 'session', s.status, s.mitra_id,
                      s.minutes, s.ends_at, NULL, NULL, NULL, NULL
-                FROM s WHERE s.mitra_id IS NOT NULL
+                FROM s WHERE s.mitra_id IS NOT NULL AND NOT $7::bool
               UNION ALL
               SELECT s.id, 3, 'mitra', ARRAY[$3::uuid], 'session', 'reassigned', s.mitra_id,
                      s.minutes, s.ends_at, NULL, NULL, NULL, NULL

@@ -35,6 +35,8 @@ pub(crate) struct Transition {
     /// The offers this transition expired, (session, mitra): each mitra gets
     /// `offer_withdrawn{expired}`.
     pub expired: Vec<(Uuid, Uuid)>,
+    /// Only the offers changed (a new round): no `session` events.
+    pub offers_only: bool,
 }
 
 /// Appends the events of `sessions`' transitions, last in the transaction: the order lock, then
@@ -54,13 +56,14 @@ pub(crate) async fn append_events(
     let sessions = sessions.to_vec();
     let (expired_sessions, expired_mitras): (Vec<Uuid>, Vec<Uuid>) =
         transition.expired.iter().copied().unzip();
-    let params: [&(dyn ToSql + Sync); 6] = [
+    let params: [&(dyn ToSql + Sync); 7] = [
         &sessions,
         &taken,
         &transition.previous,
         &blast,
         &expired_sessions,
         &expired_mitras,
+        &transition.offers_only,
     ];
     tokio::try_join!(
         run(tx, metrics, &q::LOCK_EVENT_ORDER, &[]),
