@@ -5,6 +5,7 @@
 mod accounts;
 mod availability;
 mod chat;
+mod idle_order;
 mod ids;
 mod limits;
 mod mirror_image;
@@ -13,6 +14,7 @@ mod settings;
 pub use accounts::{mask_phone_numbers, InvalidPhone, Phone, Role, UnknownRole};
 pub use availability::{is_fresh, stale_cutoff, AvailabilityRules, Beacon, MitraState};
 pub use chat::{validate_minutes, InvalidMinutes, SessionStatus};
+pub use idle_order::{IdleRank, TIE_BREAK_SPAN};
 pub use ids::{IdParseError, MitraId};
 pub use limits::{InvalidRateLimit, LimitedAction, RateLimit, RateLimits};
 pub use mirror_image::{
