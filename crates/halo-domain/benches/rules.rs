@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark's setup may panic
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use halo_domain::{AppSettings, MirrorImage, MitraId, MitraState, MitraTruth};
+use halo_domain::{AppSettings, IdleRank, MirrorImage, MitraId, MitraState, MitraTruth};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -31,6 +31,10 @@ fn truth(n: usize) -> Vec<MitraTruth> {
             active: i % 97 != 0,
             online: i % 3 != 0,
             open_sessions: (i % 4) as u32,
+            idle_rank: IdleRank::new(
+                OffsetDateTime::UNIX_EPOCH + Duration::seconds(i as i64),
+                0.5,
+            ),
         })
         .collect()
 }

@@ -1,7 +1,7 @@
 //! The mirror as plain values: what Valkey should hold given the Postgres truth, and the
 //! key-by-key difference between what it should hold and what it does hold (drift).
 
-use crate::MitraId;
+use crate::{IdleRank, MitraId};
 use std::collections::{BTreeMap, BTreeSet};
 use time::OffsetDateTime;
 
@@ -18,6 +18,9 @@ pub struct MitraTruth {
     /// The order number of the last recount (`capacity_seq`): the count read with it is at
     /// least as new as that recount's.
     pub capacity_seq: u64,
+    /// `mitra_online_status.idle_rank`: its place in the offer order (SPEC §12.5), written by
+    /// the online toggle and by every recount, so it is as new as `capacity_seq` says.
+    pub idle_rank: IdleRank,
 }
 
 /// Every mitra as Postgres knows it, read in one statement, and when (the database's clock):
@@ -49,6 +52,8 @@ pub struct MirrorImage {
     pub capacity: BTreeMap<MitraId, u32>,
     /// ids that have a `mitra:heartbeat:<id>` key.
     pub heartbeat: BTreeSet<MitraId>,
+    /// `mitras:idle_order`: the online, active mitras with their idle rank (SPEC §12.5).
+    pub idle: BTreeMap<MitraId, IdleRank>,
     /// Set members or key suffixes that are not mitra ids at all (corruption).
     pub garbage: BTreeSet<String>,
     /// The newest heartbeat Postgres holds for mitras in `heartbeat`: a seed writes
@@ -74,6 +79,7 @@ impl MirrorImage {
             if m.online {
                 image.online.insert(m.id);
                 if m.active {
+                    image.idle.insert(m.id, m.idle_rank);
                     image.heartbeat.insert(m.id);
                     if let Some(at) = m.last_heartbeat {
                         image.heartbeat_floor.insert(m.id, at);
@@ -112,6 +118,7 @@ impl MirrorImage {
             &self.heartbeat,
             &actual.heartbeat,
         );
+        diff_idle(&mut report, &self.idle, &actual.idle);
         let ids: BTreeSet<_> = self.capacity.keys().chain(actual.capacity.keys()).collect();
         for id in ids {
             let want = self.capacity.get(id).copied().unwrap_or(0);
@@ -150,12 +157,34 @@ fn diff_sets(
     }
 }
 
+/// The idle order holds exactly the online, active mitras, each at the rank Postgres holds.
+fn diff_idle(
+    report: &mut DriftReport,
+    expected: &BTreeMap<MitraId, IdleRank>,
+    actual: &BTreeMap<MitraId, IdleRank>,
+) {
+    let (want, have): (BTreeSet<MitraId>, BTreeSet<MitraId>) = (
+        expected.keys().copied().collect(),
+        actual.keys().copied().collect(),
+    );
+    diff_sets(report, DriftKind::Idle, &want, &have);
+    for (id, rank) in expected {
+        if actual.get(id).is_some_and(|held| held != rank) {
+            report
+                .different
+                .push(DriftEntry::member(DriftKind::Idle, id.to_string()));
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DriftKind {
     Online,
     Deactivated,
     Capacity,
     Heartbeat,
+    /// `mitras:idle_order`: a member missing or extra, or at another rank (no values shown).
+    Idle,
     Garbage,
 }
 
@@ -166,6 +195,7 @@ impl DriftKind {
             Self::Deactivated => "deactivated",
             Self::Capacity => "capacity",
             Self::Heartbeat => "heartbeat",
+            Self::Idle => "idle",
             Self::Garbage => "garbage",
         }
     }
@@ -225,7 +255,13 @@ mod tests {
             open_sessions: open,
             last_heartbeat: None,
             capacity_seq: 0,
+            idle_rank: rank(n),
         }
+    }
+
+    fn rank(n: u128) -> IdleRank {
+        let at = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i64::try_from(n).unwrap());
+        IdleRank::new(at, 0.5)
     }
 
     #[test]
@@ -242,6 +278,11 @@ mod tests {
         assert_eq!(image.heartbeat, [id(1)].into(), "online and active only");
         assert_eq!(image.deactivated, [id(3), id(5)].into());
         assert_eq!(image.capacity, [(id(1), 0), (id(2), 2), (id(5), 0)].into());
+        assert_eq!(
+            image.idle,
+            [(id(1), rank(1))].into(),
+            "the online, active mitras"
+        );
         assert_eq!(image.with_sessions(), 1);
         assert!(
             image.heartbeat_floor.is_empty(),
@@ -369,10 +410,32 @@ mod tests {
             (Deactivated, "deactivated"),
             (Capacity, "capacity"),
             (Heartbeat, "heartbeat"),
+            (Idle, "idle"),
             (Garbage, "garbage"),
         ] {
             assert_eq!(kind.as_str(), name);
         }
+    }
+
+    #[test]
+    fn the_idle_order_drifts_by_member_and_by_rank() {
+        let expected =
+            MirrorImage::expected_from(&[truth(1, true, true, 0), truth(2, true, true, 0)]);
+        let mut actual = expected.clone();
+        actual.idle.remove(&id(1));
+        actual.idle.insert(id(2), rank(7));
+        actual.idle.insert(id(9), rank(9));
+        let report = expected.drift_against(&actual);
+        let idle = |entries: &[DriftEntry]| -> Vec<String> {
+            entries
+                .iter()
+                .filter(|e| e.kind == DriftKind::Idle)
+                .map(|e| e.member.clone())
+                .collect()
+        };
+        assert_eq!(idle(&report.missing), [id(1).to_string()]);
+        assert_eq!(idle(&report.extra), [id(9).to_string()]);
+        assert_eq!(idle(&report.different), [id(2).to_string()]);
     }
 
     #[test]

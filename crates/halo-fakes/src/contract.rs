@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step panics the test
 
 use async_trait::async_trait;
-use halo_domain::{Beacon, MirrorImage, MitraId, MitraTruth};
+use halo_domain::{Beacon, IdleRank, MirrorImage, MitraId, MitraTruth};
 use halo_ports::{
     AvailabilityMirror, BeaconClaim, CapacityCount, HeartbeatOutcome, MirrorError,
     MirrorMaintenance, RateCounter, SeedWrite,
@@ -49,6 +49,7 @@ macro_rules! mirror_contract {
             a_recount_during_a_seed_keeps_only_its_count,
             a_seed_keeps_what_was_written_after_its_token,
             a_flush_unseeds_and_races_the_seed_that_read_the_token_before,
+            idle_ranks_land_in_the_order_of_their_counts,
         );
     };
 }
@@ -74,12 +75,27 @@ pub fn id(n: u128) -> MitraId {
     MitraId::new(uuid::Uuid::from_u128(n))
 }
 
+/// An idle rank `ms` milliseconds after a fixed instant (tie-break ½).
+pub fn rank(ms: i64) -> IdleRank {
+    let base = time::macros::datetime!(2026-01-01 00:00 UTC);
+    IdleRank::new(base + time::Duration::milliseconds(ms), 0.5)
+}
+
+/// A recount's result, its idle rank `seq` milliseconds after `rank`'s instant.
 pub fn count(open: u32, seq: u64) -> CapacityCount {
-    CapacityCount { open, seq }
+    count_at(open, seq, rank(i64::try_from(seq).unwrap()))
+}
+
+pub fn count_at(open: u32, seq: u64, idle_rank: IdleRank) -> CapacityCount {
+    CapacityCount {
+        open,
+        seq,
+        idle_rank,
+    }
 }
 
 /// Mitras 1..=6 online except 5, 2 and 6 deactivated (6 also online: the image allows it),
-/// 3 with open sessions.
+/// 3 with open sessions. Idle the longest: 6, then 5, 4, 3, 2, 1 (`rank(1000 × (7 − n))`).
 pub fn truth() -> Vec<MitraTruth> {
     (1..=6)
         .map(|n| MitraTruth {
@@ -89,6 +105,7 @@ pub fn truth() -> Vec<MitraTruth> {
             active: n != 2 && n != 6,
             online: n != 5,
             open_sessions: if n == 3 { 2 } else { 0 },
+            idle_rank: rank(1000 * (7 - i64::try_from(n).unwrap())),
         })
         .collect()
 }
@@ -156,6 +173,10 @@ pub async fn the_seed_reads_back_as_seeded<M: AvailabilityMirror, B: Backdoor>(m
     assert_eq!(actual.deactivated, expected.deactivated);
     assert_eq!(actual.heartbeat, expected.heartbeat);
     assert_eq!(actual.capacity, expected.capacity);
+    assert_eq!(
+        actual.idle, expected.idle,
+        "the online mitras at their ranks"
+    );
     assert!(actual.garbage.is_empty());
     assert_eq!(m.online_count().await.unwrap(), 5);
 
@@ -457,9 +478,11 @@ pub async fn a_recount_during_a_seed_keeps_only_its_count<M: AvailabilityMirror,
 ) {
     let token = m.write_token().await.unwrap();
     m.set_capacity(id(1), count(2, 9)).await.unwrap();
+    m.set_capacity(id(4), count(1, 2)).await.unwrap();
     let mut rows = truth();
     rows[0].capacity_seq = 8;
     rows[0].open_sessions = 1;
+    rows[3].capacity_seq = 3;
     let image = MirrorImage::expected_from(&rows);
     m.replace_all(&image, token, OffsetDateTime::now_utc())
         .await
@@ -467,6 +490,18 @@ pub async fn a_recount_during_a_seed_keeps_only_its_count<M: AvailabilityMirror,
     let state = m.mitra_state(id(1)).await.unwrap();
     assert!(state.online, "membership from the image");
     assert_eq!(state.open_sessions, 2, "the newer count (9 > 8) stays");
+    let idle = m.read_image().await.unwrap().idle;
+    assert_eq!(
+        idle.get(&id(1)),
+        Some(&rank(9)),
+        "and so does its idle rank"
+    );
+    assert_eq!(
+        idle.get(&id(4)),
+        Some(&rows[3].idle_rank),
+        "the image's (3 > 2)"
+    );
+    assert_eq!(m.mitra_state(id(4)).await.unwrap().open_sessions, 0);
 }
 
 /// Writes that land after a seed read its token are newer than its image: their mitras keep
@@ -494,11 +529,23 @@ pub async fn a_seed_keeps_what_was_written_after_its_token<M: AvailabilityMirror
     );
     assert_eq!(states[1].last_heartbeat, None);
     assert!(states[2].online, "untouched: from the image");
+    let idle = m.read_image().await.unwrap().idle;
+    assert_eq!(
+        idle.get(&id(5)),
+        Some(&rank(1)),
+        "in the idle order at its count's rank"
+    );
+    assert_eq!(
+        idle.get(&id(1)),
+        None,
+        "deactivated after the token: out of the order"
+    );
 
     seed(m, OffsetDateTime::now_utc()).await;
     let states = m.mitra_states(&[id(5), id(1)]).await.unwrap();
     assert!(!states[0].online, "a later seed's image wins");
     assert!(states[1].online && states[1].active);
+    assert_eq!(m.read_image().await.unwrap().idle, image().idle);
 }
 
 /// A flush takes the generation marker and the write token: reads say "unseeded", and a seed
@@ -525,4 +572,53 @@ pub async fn a_flush_unseeds_and_races_the_seed_that_read_the_token_before<
     assert!(!m.is_seeded().await.unwrap(), "nothing changed");
     seed(m, OffsetDateTime::now_utc()).await;
     assert_eq!(m.online_count().await.unwrap(), 5);
+}
+
+/// Idle ranks follow the order of their counts, like the counts: an older count that lands
+/// last changes neither; a mitra leaves the order when it goes offline, is fenced or
+/// deactivated, and comes back at the rank of its newest count.
+pub async fn idle_ranks_land_in_the_order_of_their_counts<M: AvailabilityMirror, B: Backdoor>(
+    m: &M,
+    backdoor: &B,
+) {
+    let now = OffsetDateTime::now_utc();
+    seed(m, now).await;
+    let rank_of = |n: u128| async move { m.read_image().await.unwrap().idle.get(&id(n)).copied() };
+    assert_eq!(rank_of(5).await, None, "offline: not in the order");
+    // A recount (9) lands before the toggle's older count (8): the newer rank wins.
+    m.set_capacity(id(5), count(0, 9)).await.unwrap();
+    assert_eq!(
+        rank_of(5).await,
+        None,
+        "a recount does not put a mitra online"
+    );
+    m.mark_online(id(5), now, count(0, 8)).await.unwrap();
+    assert_eq!(rank_of(5).await, Some(rank(9)));
+    m.set_capacity(id(5), count(1, 7)).await.unwrap();
+    assert_eq!(rank_of(5).await, Some(rank(9)), "older: refused");
+    m.set_capacity(id(5), count(1, 10)).await.unwrap();
+    assert_eq!(rank_of(5).await, Some(rank(10)));
+
+    m.mark_offline(&[id(5)]).await.unwrap();
+    assert_eq!(rank_of(5).await, None);
+    m.set_capacity(id(5), count(0, 11)).await.unwrap();
+    m.mark_online(id(5), now, count(0, 12)).await.unwrap();
+    assert_eq!(rank_of(5).await, Some(rank(12)));
+
+    // Fenced by the sweep, put back by Postgres: at the rank it had.
+    backdoor.put_heartbeat(id(5), None).await;
+    let fenced = m.fence_stale(&[id(5)], now).await.unwrap();
+    assert_eq!(fenced, [id(5)]);
+    assert_eq!(rank_of(5).await, None, "fenced: out of the order");
+    let token = m.write_token().await.unwrap();
+    m.restore_online(&[(id(5), now)], token).await.unwrap();
+    assert_eq!(rank_of(5).await, Some(rank(12)));
+    m.set_deactivated(id(5), true).await.unwrap();
+    assert_eq!(rank_of(5).await, None, "deactivated: out of the order");
+    // A toggle that raced the deactivation: online, but a deactivated mitra is never in the
+    // order; reactivated while online, it is back at the rank of its newest count.
+    m.mark_online(id(5), now, count(0, 13)).await.unwrap();
+    assert_eq!(rank_of(5).await, None);
+    m.set_deactivated(id(5), false).await.unwrap();
+    assert_eq!(rank_of(5).await, Some(rank(13)));
 }

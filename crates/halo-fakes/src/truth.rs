@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use halo_domain::{
-    AppSettings, MitraId, MitraState, MitraTruth, SettingError, SettingKey, TruthSnapshot,
+    AppSettings, IdleRank, MitraId, MitraState, MitraTruth, SettingError, SettingKey, TruthSnapshot,
 };
 use halo_ports::{
     AvailabilityTruth, CapacityCount, Clock, MitraDirectory, MitraFlags, MitraRow, OfflineSweep,
@@ -21,6 +21,11 @@ struct Mitra {
     last_heartbeat: Option<OffsetDateTime>,
     open_sessions: u32,
     capacity_seq: u64,
+    /// `idle_rank` (SPEC §12.5): the creation instant until the mitra comes online.
+    idle_rank: IdleRank,
+    /// The latest start or end of a session of this mitra (`chat_sessions`), as the chat
+    /// store's transitions would have left it.
+    last_activity: Option<OffsetDateTime>,
     /// Insertion order: "oldest first" among mitras created at the same instant of a clock
     /// that did not move (Postgres' `created_at` differs from one insert to the next).
     created: u64,
@@ -29,10 +34,12 @@ struct Mitra {
 impl Mitra {
     fn new(row: MitraRow, created: u64) -> Self {
         Self {
+            idle_rank: IdleRank::new(row.created_at, 0.0),
             row,
             last_heartbeat: None,
             open_sessions: 0,
             capacity_seq: 0,
+            last_activity: None,
             created,
         }
     }
@@ -106,6 +113,19 @@ impl InMemoryTruth {
         }
     }
 
+    /// Records that a session of the mitra started or ended at `at`, as the chat store's
+    /// transitions would (no call counted); the next recount moves its idle rank.
+    pub fn set_session_activity(&self, id: MitraId, at: OffsetDateTime) {
+        if let Some(mitra) = self.lock().mitras.get_mut(&id) {
+            mitra.last_activity = Some(mitra.last_activity.map_or(at, |held| held.max(at)));
+        }
+    }
+
+    /// The mitra's idle rank as stored (no call counted).
+    pub fn idle_rank_of(&self, id: MitraId) -> Option<IdleRank> {
+        self.lock().mitras.get(&id).map(|m| m.idle_rank)
+    }
+
     /// Sets `last_heartbeat_at` directly (no call counted): a ping Postgres holds.
     pub fn set_heartbeat(&self, id: MitraId, at: Option<OffsetDateTime>) {
         if let Some(mitra) = self.lock().mitras.get_mut(&id) {
@@ -158,6 +178,12 @@ impl Tables {
     }
 }
 
+/// A random tie-break in `[0, 1)`, as Postgres' `random()` draws it.
+fn tie_break() -> f64 {
+    let bits = uuid::Uuid::new_v4().as_u128() >> 75; // 53 random bits
+    bits as f64 / (1u64 << 53) as f64
+}
+
 /// The ids once each, in their first order.
 fn distinct(ids: &[MitraId]) -> Vec<MitraId> {
     let mut seen = std::collections::BTreeSet::new();
@@ -187,6 +213,9 @@ impl AvailabilityTruth for InMemoryTruth {
         mitra.row.online = online;
         if online {
             mitra.last_heartbeat = Some(now);
+            if changed {
+                mitra.idle_rank = IdleRank::new(now, tie_break());
+            }
         }
         if changed {
             tables.online_log.push((id, online, reason));
@@ -263,9 +292,16 @@ impl AvailabilityTruth for InMemoryTruth {
         // Each recount of a mitra takes the next number in its own order (`capacity_seq`).
         let mitra = found(&mut tables, id)?;
         mitra.capacity_seq += 1;
+        // The rank moves to the latest session start or end when that is a later millisecond.
+        if let Some(at) = mitra.last_activity {
+            if IdleRank::new(at, 0.0).since() > mitra.idle_rank.since() {
+                mitra.idle_rank = IdleRank::new(at, tie_break());
+            }
+        }
         Ok(CapacityCount {
             open: mitra.open_sessions,
             seq: mitra.capacity_seq,
+            idle_rank: mitra.idle_rank,
         })
     }
 
@@ -309,6 +345,7 @@ impl AvailabilityTruth for InMemoryTruth {
                 open_sessions: m.open_sessions,
                 last_heartbeat: m.last_heartbeat,
                 capacity_seq: m.capacity_seq,
+                idle_rank: m.idle_rank,
             })
             .collect();
         Ok(TruthSnapshot { mitras, read_at })

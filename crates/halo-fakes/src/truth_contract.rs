@@ -8,7 +8,9 @@
 
 use crate::contract::kept;
 use async_trait::async_trait;
-use halo_domain::{AppSettings, MitraId, MitraState, SettingError, SettingKey};
+use halo_domain::{
+    AppSettings, IdleRank, MitraId, MitraState, SettingError, SettingKey, TIE_BREAK_SPAN,
+};
 use halo_ports::{
     AvailabilityTruth, MitraDirectory, MitraFlags, OnlineReason, SettingsStore, TruthError,
 };
@@ -25,6 +27,9 @@ pub trait TruthBackdoor: Send + Sync {
     /// Makes `open` the mitra's count of slot-holding sessions, as the chat store's
     /// transitions would (SPEC §3.7: `pending_payment` and `active` hold a slot).
     async fn set_open_sessions(&self, id: MitraId, open: u32);
+    /// A session of the mitra that started (accepted or paid) and ended at `at`, as the chat
+    /// store's transitions would leave it (the mitra's latest session end, if none is later).
+    async fn set_session_activity(&self, id: MitraId, at: OffsetDateTime);
     /// Writes (`Some`) or clears (`None`) the mitra's `last_heartbeat_at`.
     async fn set_heartbeat(&self, id: MitraId, at: Option<OffsetDateTime>);
     /// The mitra's audit rows (`mitra_online_logs`), oldest first: (online, reason).
@@ -52,6 +57,8 @@ macro_rules! truth_contract {
             settings_change_with_one_audit_row_per_changed_key,
             the_directory_creates_lists_and_reads_mitras,
             a_store_that_does_not_answer_is_unavailable,
+            idle_ranks_move_when_a_mitra_becomes_idle,
+            coming_online_draws_a_random_tie_break,
         );
     };
 }
@@ -596,4 +603,59 @@ pub async fn a_store_that_does_not_answer_is_unavailable<T: TruthStore, B: Truth
     assert!(unavailable(t.create_mitra(&phone(2), "Mitra 2").await));
     assert!(unavailable(t.list_mitras(0, 1).await));
     assert!(unavailable(t.mitra_row(id).await));
+}
+
+/// The idle rank (SPEC §12.5): coming online (offline -> online) makes a mitra idle since
+/// then; a recount moves it to the latest start or end of its sessions when that is later, and
+/// leaves it otherwise (the tie-break is drawn once per move); the snapshot holds the same.
+pub async fn idle_ranks_move_when_a_mitra_becomes_idle<T: TruthStore, B: TruthBackdoor>(
+    t: &T,
+    b: &B,
+) {
+    let id = mitra(t, 1).await;
+    let rank = || async { t.count_open_sessions(id).await.unwrap().idle_rank };
+    b.set_session_activity(id, ago(Duration::minutes(10))).await;
+    assert!(t.set_online(id, true, OnlineReason::Manual).await.unwrap());
+    let online = rank().await;
+    let near_now = (OffsetDateTime::now_utc() - online.since()).abs() < Duration::minutes(1);
+    assert!(near_now, "idle since it came online: {:?}", online.since());
+    assert!(!t.set_online(id, true, OnlineReason::Manual).await.unwrap());
+    assert_eq!(
+        rank().await,
+        online,
+        "online again: nothing moves, nor by a recount"
+    );
+
+    let ended = online.since() + Duration::seconds(30);
+    b.set_session_activity(id, ended).await;
+    let later = rank().await;
+    assert_eq!(later.since(), ended, "a session that ended later");
+    assert!(later > online);
+    b.set_session_activity(id, ended - Duration::minutes(1))
+        .await;
+    assert_eq!(rank().await, later, "an older session changes nothing");
+
+    let snapshot = t.mirror_truth().await.unwrap();
+    let held = snapshot
+        .mitras
+        .iter()
+        .find(|m| m.id == id)
+        .map(|m| m.idle_rank);
+    assert_eq!(held, Some(later), "the seed reads the same rank");
+}
+
+/// Mitras that come online at the same millisecond are ordered at random: every toggle draws
+/// its own tie-break below `TIE_BREAK_SPAN`.
+pub async fn coming_online_draws_a_random_tie_break<T: TruthStore, B: TruthBackdoor>(t: &T, _: &B) {
+    let mut fractions = Vec::new();
+    for n in 1..=12 {
+        let id = online_mitra(t, n).await;
+        let rank: IdleRank = t.count_open_sessions(id).await.unwrap().idle_rank;
+        let fraction = rank.value() - rank.value().floor();
+        assert!((0.0..TIE_BREAK_SPAN).contains(&fraction), "{fraction}");
+        fractions.push(fraction);
+    }
+    fractions.sort_by(f64::total_cmp);
+    fractions.dedup();
+    assert_eq!(fractions.len(), 12, "drawn anew each time: {fractions:?}");
 }

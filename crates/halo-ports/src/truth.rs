@@ -4,7 +4,7 @@
 
 use crate::BoxError;
 use async_trait::async_trait;
-use halo_domain::{MitraId, MitraState, TruthSnapshot};
+use halo_domain::{IdleRank, MitraId, MitraState, TruthSnapshot};
 use time::OffsetDateTime;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,11 +50,13 @@ impl OnlineReason {
 }
 
 /// A mitra's open-session count with its place in the order of counts: a count taken later
-/// (after every transition committed before it) has a higher `seq`.
+/// (after every transition committed before it) has a higher `seq`. The recount also brings
+/// the mitra's idle rank (SPEC §12.5) as of that count, so the mirror orders both alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CapacityCount {
     pub open: u32,
     pub seq: u64,
+    pub idle_rank: IdleRank,
 }
 
 /// What the auto-offline sweep's guarded update did with each id it was given.
@@ -123,7 +125,9 @@ pub trait AvailabilityTruth: Send + Sync + 'static {
     async fn mitra_flags(&self, id: MitraId) -> Result<Option<MitraFlags>, TruthError>;
 
     /// Count of the mitra's `active` + `pending_payment` sessions, ordered among the counts of
-    /// this mitra (see `CapacityCount`).
+    /// this mitra (see `CapacityCount`), and its idle rank: moved to the latest start or end of
+    /// its sessions when that is newer than the rank it had (a session's times count once it
+    /// started: accepted or paid). `MitraNotFound` when the mitra does not exist.
     async fn count_open_sessions(&self, id: MitraId) -> Result<CapacityCount, TruthError>;
 
     /// Everything the availability rules need about these mitras, in one statement; unknown

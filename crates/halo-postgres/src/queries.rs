@@ -5,17 +5,34 @@ pub struct NamedQuery {
     pub sql: &'static str,
 }
 
+/// The idle rank of becoming idle at the instant `$at` (SPEC §12.5, `IdleRank`): whole
+/// milliseconds since the epoch plus a random tie-break below `TIE_BREAK_SPAN` (0.99).
+macro_rules! idle_rank_at {
+    ($at:literal) => {
+        concat!(
+            "(floor(extract(epoch FROM ",
+            $at,
+            ") * 1000)::float8 + random() * 0.99)"
+        )
+    };
+}
+
 /// Sets the online flag; one audit row per real transition. Going online, or toggling online
 /// again while online, stamps the heartbeat: the Postgres fallback and the auto-offline guard
-/// then see a mitra that just said it is here. `changed` = whether the flag moved.
+/// then see a mitra that just said it is here. Only a real offline -> online transition makes
+/// the mitra idle since now (SPEC §12.5). `changed` = whether the flag moved.
 pub const SET_ONLINE: NamedQuery = NamedQuery {
     name: "set_online",
-    sql: "WITH before AS (
+    sql: concat!(
+        "WITH before AS (
               SELECT mitra_id, is_online FROM mitra_online_status WHERE mitra_id = $1 FOR UPDATE),
           written AS (
               UPDATE mitra_online_status s
                  SET is_online = $2, updated_at = now(),
-                     last_heartbeat_at = CASE WHEN $2 THEN now() ELSE s.last_heartbeat_at END
+                     last_heartbeat_at = CASE WHEN $2 THEN now() ELSE s.last_heartbeat_at END,
+                     idle_rank = CASE WHEN $2 AND NOT b.is_online THEN ",
+        idle_rank_at!("now()"),
+        " ELSE s.idle_rank END
                 FROM before b
                WHERE s.mitra_id = b.mitra_id AND (b.is_online <> $2 OR $2)
            RETURNING s.mitra_id, b.is_online <> $2 AS moved),
@@ -24,7 +41,8 @@ pub const SET_ONLINE: NamedQuery = NamedQuery {
               SELECT mitra_id, CASE WHEN $2 THEN 'online' ELSE 'offline' END, $3
                 FROM written WHERE moved)
           SELECT EXISTS (SELECT 1 FROM written WHERE moved) AS changed,
-                 EXISTS (SELECT 1 FROM mitras WHERE id = $1) AS known",
+                 EXISTS (SELECT 1 FROM mitras WHERE id = $1) AS known"
+    ),
 };
 
 /// The auto-offline sweep. $1 ids the mirror found stale, $2 audit reason, $3 the staleness
@@ -94,10 +112,31 @@ pub const NEXT_CAPACITY_SEQ: NamedQuery = NamedQuery {
            WHERE mitra_id = $1 RETURNING capacity_seq",
 };
 
+/// The second statement of a recount: the open sessions, and the idle rank moved to the
+/// latest start or end of the mitra's sessions when that is a later millisecond than the rank
+/// it has (a session counts once it started: `accepted_at`; one index probe, see V8). A
+/// statement of its own, so it sees every transition committed before the row lock was taken.
+/// $1 mitra. (Named as before it also moved the rank: its metric series goes on.)
 pub const OPEN_SESSION_COUNT: NamedQuery = NamedQuery {
     name: "open_session_count",
-    sql: "SELECT count(*) FROM chat_sessions
-           WHERE mitra_id = $1 AND status IN ('active', 'pending_payment')",
+    sql: concat!(
+        "WITH activity AS (
+              SELECT max(coalesce(ended_at, accepted_at)) AS at FROM chat_sessions
+               WHERE mitra_id = $1 AND accepted_at IS NOT NULL),
+          moved AS (
+              UPDATE mitra_online_status s SET idle_rank = ",
+        idle_rank_at!("a.at"),
+        "
+                FROM activity a
+               WHERE s.mitra_id = $1
+                 AND floor(extract(epoch FROM a.at) * 1000)::float8 > floor(s.idle_rank)
+           RETURNING s.idle_rank)
+          SELECT (SELECT count(*) FROM chat_sessions
+                   WHERE mitra_id = $1 AND status IN ('active', 'pending_payment')) AS count,
+                 coalesce((SELECT idle_rank FROM moved),
+                          (SELECT idle_rank FROM mitra_online_status WHERE mitra_id = $1))
+                   AS idle_rank"
+    ),
 };
 
 /// The columns the availability rules need, for one or many mitras.
@@ -129,7 +168,8 @@ pub const COUNT_ONLINE: NamedQuery = NamedQuery {
 pub const MIRROR_TRUTH: NamedQuery = NamedQuery {
     name: "mirror_truth",
     sql: "SELECT m.id, m.is_active, s.is_online, s.last_heartbeat_at, s.capacity_seq,
-                 statement_timestamp() AS read_at, coalesce(c.open, 0) AS open_sessions
+                 s.idle_rank, statement_timestamp() AS read_at,
+                 coalesce(c.open, 0) AS open_sessions
             FROM mitras m
             JOIN mitra_online_status s ON s.mitra_id = m.id
             LEFT JOIN (SELECT mitra_id, count(*) AS open FROM chat_sessions
@@ -233,3 +273,18 @@ pub const LOAD_SETTINGS: NamedQuery = NamedQuery {
     name: "load_settings",
     sql: "SELECT key, value FROM app_config",
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SQL draws the same tie-break span as `IdleRank` (the stores must order alike).
+    #[test]
+    fn idle_ranks_are_drawn_as_the_domain_defines_them() {
+        let span = format!("random() * {}", halo_domain::TIE_BREAK_SPAN);
+        for query in [&SET_ONLINE, &OPEN_SESSION_COUNT] {
+            assert!(query.sql.contains(&span), "{}: {}", query.name, query.sql);
+            assert!(query.sql.contains("* 1000)::float8"), "{}", query.name);
+        }
+    }
+}

@@ -7,7 +7,7 @@ use crate::queries;
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use halo_domain::{
-    AppSettings, MitraId, MitraState, MitraTruth, SettingError, SettingKey, TruthSnapshot,
+    AppSettings, IdleRank, MitraId, MitraState, MitraTruth, SettingError, SettingKey, TruthSnapshot,
 };
 use halo_metrics::Metrics;
 use halo_ports::{
@@ -34,6 +34,12 @@ impl PgTruth {
 fn count(row: &Row, name: &str) -> Result<u32, TruthError> {
     let n: i64 = column(row, name)?;
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+fn idle_rank(row: &Row) -> Result<IdleRank, TruthError> {
+    let value: f64 = column(row, "idle_rank")?;
+    IdleRank::from_value(value)
+        .ok_or_else(|| TruthError::Query(format!("idle_rank is not a number: {value}").into()))
 }
 
 fn state_row(row: &Row) -> Result<(MitraId, MitraState), TruthError> {
@@ -216,11 +222,14 @@ impl AvailabilityTruth for PgTruth {
             None => return Err(TruthError::MitraNotFound),
         };
         let counted = run(&tx, metrics, &queries::OPEN_SESSION_COUNT, &[&id.uuid()]).await?;
-        let open = count(&first_row(counted, &queries::OPEN_SESSION_COUNT)?, "count")?;
+        let counted = first_row(counted, &queries::OPEN_SESSION_COUNT)?;
+        let open = count(&counted, "count")?;
+        let idle_rank = idle_rank(&counted)?;
         tx.commit().await.map_err(classify)?;
         Ok(CapacityCount {
             open,
             seq: u64::try_from(seq).unwrap_or(0),
+            idle_rank,
         })
     }
 
@@ -261,6 +270,7 @@ impl AvailabilityTruth for PgTruth {
                     open_sessions: count(r, "open_sessions")?,
                     last_heartbeat: column(r, "last_heartbeat_at")?,
                     capacity_seq: u64::try_from(seq).unwrap_or(0),
+                    idle_rank: idle_rank(r)?,
                 })
             })
             .collect::<Result<_, TruthError>>()?;

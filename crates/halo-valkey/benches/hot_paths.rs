@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark's setup may panic
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use halo_domain::{Beacon, MirrorImage, MitraId, MitraTruth};
+use halo_domain::{Beacon, IdleRank, MirrorImage, MitraId, MitraTruth};
 use halo_metrics::Metrics;
 use halo_ports::{BeaconLock, MirrorCoordination, MirrorHotPath, MirrorMaintenance};
 use halo_testkit::ValkeyServer;
@@ -45,6 +45,7 @@ fn seeded_mirror(rt: &Runtime, server: &ValkeyServer, n: usize) -> (ValkeyMirror
             active: true,
             online: true,
             open_sessions: (i % 3) as u32,
+            idle_rank: IdleRank::new(OffsetDateTime::now_utc(), i as f64 / n as f64),
         })
         .collect();
     let image = MirrorImage::expected_from(&truth);

@@ -5,6 +5,8 @@ use halo_domain::MitraId;
 
 pub const ONLINE: &str = "mitras:online";
 pub const DEACTIVATED: &str = "mitras:deactivated";
+/// The online mitras by idle rank, longest idle first (SPEC §12.5).
+pub const IDLE_ORDER: &str = "mitras:idle_order";
 pub const CAPACITY: &str = "mitra:capacity:";
 pub const HEARTBEAT: &str = "mitra:heartbeat:";
 pub const SNAPSHOT: &str = "availability:snapshot";
@@ -38,6 +40,16 @@ impl Keys {
 
     pub fn deactivated(&self) -> String {
         self.key(DEACTIVATED)
+    }
+
+    pub fn idle_order(&self) -> String {
+        self.key(IDLE_ORDER)
+    }
+
+    /// Mitra id -> the idle rank read with the count `capacity_order` holds (the rank a mitra
+    /// takes in the idle order when it comes online after a newer recount landed).
+    pub fn idle_rank(&self) -> String {
+        self.key("mirror:idle_rank")
     }
 
     pub fn capacity(&self, id: MitraId) -> String {
@@ -142,6 +154,8 @@ mod tests {
         let plain = Keys::new("");
         assert_eq!(plain.online(), "mitras:online");
         assert_eq!(plain.deactivated(), "mitras:deactivated");
+        assert_eq!(plain.idle_order(), "mitras:idle_order");
+        assert_eq!(plain.idle_rank(), "mirror:idle_rank");
         assert_eq!(plain.capacity(id), format!("mitra:capacity:{id}"));
         assert_eq!(plain.heartbeat(id), format!("mitra:heartbeat:{id}"));
         assert_eq!(plain.snapshot(), "availability:snapshot");

@@ -2,7 +2,7 @@
 //! fields are parsed straight from the reply's byte buffers. At 100k online mitras the reply has
 //! 300k fields, so a copy or a general-purpose parser per field shows in the profile.
 
-use halo_domain::MitraId;
+use halo_domain::{IdleRank, MitraId};
 use redis::Value;
 use std::collections::HashSet;
 use time::format_description::well_known::Rfc3339;
@@ -107,6 +107,42 @@ pub(crate) fn candidates(
         .collect()
 }
 
+/// A sorted-set score as an idle rank (RESP2 sends it as a string, RESP3 as a double).
+pub(crate) fn idle_rank(value: &Value) -> Option<IdleRank> {
+    let score = match value {
+        Value::Double(score) => *score,
+        other => std::str::from_utf8(bytes(other)?).ok()?.parse().ok()?,
+    };
+    IdleRank::from_value(score)
+}
+
+/// The `(member, score)` pairs of `ZRANGE … WITHSCORES`: flat in RESP2, nested in RESP3.
+pub(crate) fn scored_members(items: Vec<Value>) -> Vec<(Value, Value)> {
+    let mut pairs = Vec::with_capacity(items.len() / 2);
+    let mut items = items.into_iter();
+    while let Some(item) = items.next() {
+        match item {
+            Value::Array(pair) => {
+                let mut pair = pair.into_iter();
+                if let (Some(member), Some(score)) = (pair.next(), pair.next()) {
+                    pairs.push((member, score));
+                }
+            }
+            member => {
+                if let Some(score) = items.next() {
+                    pairs.push((member, score));
+                }
+            }
+        }
+    }
+    pairs
+}
+
+/// A string reply as text (lossy), for the drift report's garbage.
+pub(crate) fn text(value: &Value) -> String {
+    bytes(value).map_or_else(String::new, |b| String::from_utf8_lossy(b).into_owned())
+}
+
 /// `(id, heartbeat)` from a flat reply `id, heartbeat, id, ...`, non-ids skipped.
 pub(crate) fn heartbeats(flat: &[Value]) -> Vec<(MitraId, Option<OffsetDateTime>)> {
     flat.chunks_exact(2)
@@ -194,6 +230,38 @@ mod tests {
             assert_eq!(parse_time_bytes(s.as_bytes()), None, "{s}");
             assert_eq!(full(s), None, "{s}");
         }
+    }
+
+    #[test]
+    fn scores_read_back_as_the_rank_written() {
+        let rank = IdleRank::new(
+            OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000),
+            0.3,
+        );
+        let written = Value::BulkString(rank.value().to_string().into_bytes());
+        assert_eq!(idle_rank(&written), Some(rank));
+        assert_eq!(idle_rank(&Value::Double(rank.value())), Some(rank));
+        assert_eq!(idle_rank(&Value::BulkString(b"inf".to_vec())), None);
+        assert_eq!(idle_rank(&Value::Nil), None);
+    }
+
+    #[test]
+    fn scored_members_read_both_protocols() {
+        let s = |v: &str| Value::BulkString(v.as_bytes().to_vec());
+        let resp2 = vec![s("a"), s("1.5"), s("b"), s("2")];
+        let resp3 = vec![
+            Value::Array(vec![s("a"), Value::Double(1.5)]),
+            Value::Array(vec![s("b"), Value::Double(2.0)]),
+        ];
+        let read = |items| -> Vec<(String, Option<f64>)> {
+            scored_members(items)
+                .iter()
+                .map(|(m, r)| (text(m), idle_rank(r).map(IdleRank::value)))
+                .collect()
+        };
+        let want = vec![("a".to_owned(), Some(1.5)), ("b".to_owned(), Some(2.0))];
+        assert_eq!(read(resp2), want);
+        assert_eq!(read(resp3), want);
     }
 
     #[test]

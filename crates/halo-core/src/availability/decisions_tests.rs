@@ -446,6 +446,10 @@ async fn the_sweep_keeps_the_mitra_fresh_in_postgres_and_takes_the_other_offline
         "the mirror holds the one Postgres kept, with its heartbeat"
     );
     assert_eq!(r.mirror.calls("fence_stale"), 1);
+    assert!(
+        r.av.drift_report().await.unwrap().is_empty(),
+        "the idle order follows the sweep, at the rank Postgres holds"
+    );
 }
 
 #[tokio::test]

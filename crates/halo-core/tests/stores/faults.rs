@@ -159,7 +159,11 @@ async fn j_a_failed_mirror_write_sends_reads_to_postgres_until_reseeded() {
         .mark_online(
             id,
             time::OffsetDateTime::now_utc(),
-            CapacityCount { open: 0, seq: 1 },
+            CapacityCount {
+                open: 0,
+                seq: 1,
+                idle_rank: halo_domain::IdleRank::new(time::OffsetDateTime::now_utc(), 0.0),
+            },
         )
         .await
         .unwrap();

@@ -151,7 +151,11 @@ async fn a_seed_keeps_the_keys_of_a_mitra_written_after_its_token() {
         .mark_online(
             written,
             OffsetDateTime::now_utc(),
-            CapacityCount { open: 0, seq: 1 },
+            CapacityCount {
+                open: 0,
+                seq: 1,
+                idle_rank: halo_domain::IdleRank::new(OffsetDateTime::now_utc(), 0.0),
+            },
         )
         .await
         .unwrap();

@@ -41,9 +41,12 @@ impl MirrorHotPath for InMemoryMirror {
     ) -> Result<(), MirrorError> {
         let mut s = self.enter("mark_online")?;
         s.online.insert(id);
-        s.write_capacity_in_order(id, capacity.open, capacity.seq);
+        s.write_count_in_order(id, capacity);
         if !s.deactivated.contains(&id) {
             s.heartbeat.insert(id, stored(at));
+            // The rank of the newest count: this one, or a newer recount's that landed first.
+            let rank = s.idle_rank.get(&id).copied().unwrap_or(capacity.idle_rank);
+            s.idle.insert(id, rank);
         }
         s.touch([id]);
         Ok(())
@@ -57,6 +60,7 @@ impl MirrorHotPath for InMemoryMirror {
         let mut s = self.enter("mark_offline")?;
         for id in ids {
             s.online.remove(id);
+            s.idle.remove(id);
             s.heartbeat.remove(id);
         }
         s.touch(ids.iter().copied());
@@ -68,9 +72,16 @@ impl MirrorHotPath for InMemoryMirror {
         if deactivated {
             s.deactivated.insert(id);
             s.online.remove(&id);
+            s.idle.remove(&id);
             s.heartbeat.remove(&id);
         } else {
             s.deactivated.remove(&id);
+            // Still online (a toggle raced the deactivation): back in the order.
+            if let Some(rank) = s.idle_rank.get(&id).copied() {
+                if s.online.contains(&id) {
+                    s.idle.insert(id, rank);
+                }
+            }
         }
         s.touch([id]);
         Ok(())
@@ -79,7 +90,9 @@ impl MirrorHotPath for InMemoryMirror {
     /// Ordered by `seq`, not journaled (as in the adapter).
     async fn set_capacity(&self, id: MitraId, capacity: CapacityCount) -> Result<(), MirrorError> {
         let mut s = self.enter("set_capacity")?;
-        s.write_capacity_in_order(id, capacity.open, capacity.seq);
+        if s.write_count_in_order(id, capacity) && s.idle.contains_key(&id) {
+            s.idle.insert(id, capacity.idle_rank);
+        }
         Ok(())
     }
 
@@ -92,15 +105,7 @@ impl MirrorHotPath for InMemoryMirror {
     async fn mitra_states(&self, ids: &[MitraId]) -> Result<Vec<MitraState>, MirrorError> {
         let s = self.enter("mitra_states")?;
         s.ensure_seeded()?;
-        Ok(ids
-            .iter()
-            .map(|id| MitraState {
-                online: s.online.contains(id),
-                active: !s.deactivated.contains(id),
-                last_heartbeat: s.heartbeat.get(id).copied(),
-                open_sessions: s.capacity.get(id).copied().unwrap_or(0),
-            })
-            .collect())
+        Ok(ids.iter().map(|id| s.state_of(*id)).collect())
     }
 
     async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, MirrorError> {

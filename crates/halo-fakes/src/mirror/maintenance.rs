@@ -3,7 +3,7 @@
 
 use super::{stored, InMemoryMirror, State};
 use async_trait::async_trait;
-use halo_domain::{MirrorImage, MitraId};
+use halo_domain::{IdleRank, MirrorImage, MitraId};
 use halo_ports::{MirrorError, MirrorMaintenance, SeedWrite};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -49,6 +49,7 @@ impl MirrorMaintenance for InMemoryMirror {
             deactivated: s.deactivated.clone(),
             capacity: s.capacity.clone(),
             heartbeat: s.heartbeat.keys().copied().collect(),
+            idle: s.idle.clone(),
             ..MirrorImage::default()
         })
     }
@@ -76,6 +77,7 @@ impl MirrorMaintenance for InMemoryMirror {
         for id in ids {
             let stale = s.heartbeat.get(id).is_none_or(|at| *at < cutoff);
             if stale && s.online.remove(id) {
+                s.idle.remove(id);
                 s.heartbeat.remove(id);
                 fenced.push(*id);
             }
@@ -103,6 +105,10 @@ impl MirrorMaintenance for InMemoryMirror {
                 continue;
             }
             s.online.insert(*id);
+            // The rank of its newest count; a mitra never counted ranks as idle since `at`.
+            let rank = s.idle_rank.get(id).copied();
+            s.idle
+                .insert(*id, rank.unwrap_or_else(|| IdleRank::new(*at, 0.0)));
             let at = stored(*at);
             let newest = s.heartbeat.get(id).map_or(at, |live| at.max(*live));
             s.heartbeat.insert(*id, newest);
@@ -126,14 +132,26 @@ impl MirrorMaintenance for InMemoryMirror {
     }
 }
 
+/// What a mitra written since the seed's token holds: its memberships and its place in the
+/// idle order.
+type Kept = (bool, bool, Option<IdleRank>);
+
 /// The swap itself: the image's sets and keys, except what the mitras written since `token`
-/// hold (their set memberships and heartbeat); capacity by order number instead.
+/// hold (their set memberships, idle order place and heartbeat); capacity and idle ranks by
+/// order number instead.
 fn swap_in(s: &mut State, image: &MirrorImage, token: u64, now: OffsetDateTime) {
-    let kept: BTreeMap<MitraId, (bool, bool)> = s
+    let kept: BTreeMap<MitraId, Kept> = s
         .journal
         .iter()
         .filter(|(_, written)| **written > token)
-        .map(|(id, _)| (*id, (s.online.contains(id), s.deactivated.contains(id))))
+        .map(|(id, _)| {
+            let live = (
+                s.online.contains(id),
+                s.deactivated.contains(id),
+                s.idle.get(id).copied(),
+            );
+            (*id, live)
+        })
         .collect();
     // What exists now but is not in the image, decided before anything is written.
     let doomed_capacity: Vec<MitraId> = s
@@ -151,7 +169,8 @@ fn swap_in(s: &mut State, image: &MirrorImage, token: u64, now: OffsetDateTime) 
 
     s.online.clone_from(&image.online);
     s.deactivated.clone_from(&image.deactivated);
-    for (id, (online, deactivated)) in &kept {
+    s.idle.clone_from(&image.idle);
+    for (id, (online, deactivated, idle)) in &kept {
         for (set, member) in [(&mut s.online, *online), (&mut s.deactivated, *deactivated)] {
             if member {
                 set.insert(*id);
@@ -159,12 +178,28 @@ fn swap_in(s: &mut State, image: &MirrorImage, token: u64, now: OffsetDateTime) 
                 set.remove(id);
             }
         }
+        match idle {
+            Some(rank) => s.idle.insert(*id, *rank),
+            None => s.idle.remove(id),
+        };
     }
     for (id, open) in &image.capacity {
         let seq = image.capacity_order.get(id).copied().unwrap_or(0);
+        let rank = image.idle.get(id).copied();
         if s.capacity_order.get(id).is_none_or(|held| seq >= *held) {
             s.capacity.insert(*id, *open);
             s.capacity_order.insert(*id, seq);
+            if let Some(rank) = rank {
+                s.idle_rank.insert(*id, rank);
+                if kept.contains_key(id) && s.idle.contains_key(id) {
+                    s.idle.insert(*id, rank);
+                }
+            }
+        } else if rank.is_some() && !kept.contains_key(id) {
+            // A newer recount landed since the truth was read: its rank stays.
+            if let Some(live) = s.idle_rank.get(id).copied() {
+                s.idle.insert(*id, live);
+            }
         }
     }
     for id in image.heartbeat.iter().filter(|id| !kept.contains_key(id)) {

@@ -10,8 +10,8 @@ mod coordination;
 mod hot_path;
 mod maintenance;
 
-use halo_domain::{Beacon, MitraId};
-use halo_ports::{Clock, MirrorError, SystemClock};
+use halo_domain::{Beacon, IdleRank, MitraId, MitraState};
+use halo_ports::{CapacityCount, Clock, MirrorError, SystemClock};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -28,6 +28,10 @@ struct State {
     heartbeat: BTreeMap<MitraId, OffsetDateTime>,
     capacity: BTreeMap<MitraId, u32>,
     capacity_order: BTreeMap<MitraId, u64>,
+    /// `mitras:idle_order`: the online mitras by idle rank (SPEC §12.5).
+    idle: BTreeMap<MitraId, IdleRank>,
+    /// `mirror:idle_rank`: the rank of each mitra's newest count, member of the order or not.
+    idle_rank: BTreeMap<MitraId, IdleRank>,
     /// `mirror:writes` and `mirror:journal` (mitra -> token of the last write touching it).
     write_token: u64,
     journal: BTreeMap<MitraId, u64>,
@@ -94,11 +98,29 @@ impl State {
         }
     }
 
-    /// Writes `capacity` if its order number is newer than the one held (`set_capacity.lua`).
-    fn write_capacity_in_order(&mut self, id: MitraId, open: u32, seq: u64) {
-        if self.capacity_order.get(&id).is_none_or(|held| seq > *held) {
-            self.capacity.insert(id, open);
-            self.capacity_order.insert(id, seq);
+    /// Writes the count and its idle rank if its order number is newer than the one held
+    /// (`set_capacity.lua`); true when written.
+    fn write_count_in_order(&mut self, id: MitraId, count: CapacityCount) -> bool {
+        if self
+            .capacity_order
+            .get(&id)
+            .is_some_and(|held| count.seq <= *held)
+        {
+            return false;
+        }
+        self.capacity.insert(id, count.open);
+        self.capacity_order.insert(id, count.seq);
+        self.idle_rank.insert(id, count.idle_rank);
+        true
+    }
+
+    /// Everything the availability rules need about one mitra, as the adapter reads it.
+    fn state_of(&self, id: MitraId) -> MitraState {
+        MitraState {
+            online: self.online.contains(&id),
+            active: !self.deactivated.contains(&id),
+            last_heartbeat: self.heartbeat.get(&id).copied(),
+            open_sessions: self.capacity.get(&id).copied().unwrap_or(0),
         }
     }
 }

@@ -17,6 +17,10 @@ impl TruthBackdoor for Tables {
         self.0.set_open_sessions(id, open);
     }
 
+    async fn set_session_activity(&self, id: MitraId, at: OffsetDateTime) {
+        self.0.set_session_activity(id, at);
+    }
+
     async fn set_heartbeat(&self, id: MitraId, at: Option<OffsetDateTime>) {
         self.0.set_heartbeat(id, at);
     }

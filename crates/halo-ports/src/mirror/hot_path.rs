@@ -33,9 +33,10 @@ pub trait MirrorHotPath: Send + Sync + 'static {
         at: OffsetDateTime,
     ) -> Result<HeartbeatOutcome, MirrorError>;
 
-    /// Adds to `mitras:online`, sets the capacity (unless a newer count landed, see
-    /// `set_capacity`), and stamps the heartbeat unless the mitra is deactivated (heartbeat
-    /// keys exist only for online, active mitras).
+    /// Adds to `mitras:online`, sets the capacity and the idle rank (unless a newer count
+    /// landed, see `set_capacity`), and unless the mitra is deactivated stamps the heartbeat
+    /// and puts it in the idle order at the rank of the newest count (heartbeat keys and the
+    /// idle order are for online, active mitras only).
     async fn mark_online(
         &self,
         id: MitraId,
@@ -43,15 +44,17 @@ pub trait MirrorHotPath: Send + Sync + 'static {
         capacity: CapacityCount,
     ) -> Result<(), MirrorError>;
 
-    /// Removes from `mitras:online` and drops the heartbeats of all `ids`.
+    /// Removes from `mitras:online` and the idle order, and drops the heartbeats of all `ids`.
     async fn mark_offline(&self, ids: &[MitraId]) -> Result<(), MirrorError>;
 
     /// Adds to or removes from `mitras:deactivated`; adding also takes the mitra out of
-    /// `mitras:online` and drops its heartbeat key.
+    /// `mitras:online` and the idle order and drops its heartbeat key; removing puts a mitra
+    /// still in `mitras:online` back in the idle order at the rank of its newest count.
     async fn set_deactivated(&self, id: MitraId, deactivated: bool) -> Result<(), MirrorError>;
 
-    /// Writes the count unless a count with a higher `seq` already landed: recounts that
-    /// finish out of order leave the newest count, as in Postgres.
+    /// Writes the count and the idle rank (moving the mitra in the idle order if it is there)
+    /// unless a count with a higher `seq` already landed: recounts that finish out of order
+    /// leave the newest count and rank, as in Postgres.
     async fn set_capacity(&self, id: MitraId, capacity: CapacityCount) -> Result<(), MirrorError>;
 
     async fn is_deactivated(&self, id: MitraId) -> Result<bool, MirrorError>;

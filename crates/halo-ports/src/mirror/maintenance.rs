@@ -36,7 +36,8 @@ pub trait MirrorMaintenance: Send + Sync + 'static {
     /// mirror), except the keys of mitras a mirror write touched after `token` was read (they
     /// are newer than the image); refused as `Superseded` when a seed that read a later token
     /// was applied. Heartbeats of online, active mitras become the newest of the value in
-    /// Valkey and `image.heartbeat_floor`, `now` where neither exists. May take several round
+    /// Valkey and `image.heartbeat_floor`, `now` where neither exists. Capacity counts and idle
+    /// ranks follow `image.capacity_order` (a newer recount's stay). May take several round
     /// trips.
     async fn replace_all(
         &self,
@@ -57,10 +58,10 @@ pub trait MirrorMaintenance: Send + Sync + 'static {
         0
     }
 
-    /// The auto-offline sweep's fence, atomic: takes out of `mitras:online` (heartbeat key
-    /// dropped) those of `ids` whose heartbeat is still missing or older than `cutoff`, and
-    /// returns them. A ping that landed since the sweep read the heartbeats keeps its mitra
-    /// online; a ping after the fence answers "offline", as the sweep decided.
+    /// The auto-offline sweep's fence, atomic: takes out of `mitras:online` and the idle order
+    /// (heartbeat key dropped) those of `ids` whose heartbeat is still missing or older than
+    /// `cutoff`, and returns them. A ping that landed since the sweep read the heartbeats keeps
+    /// its mitra online; a ping after the fence answers "offline", as the sweep decided.
     async fn fence_stale(
         &self,
         ids: &[MitraId],
@@ -68,8 +69,9 @@ pub trait MirrorMaintenance: Send + Sync + 'static {
     ) -> Result<Vec<MitraId>, MirrorError>;
 
     /// Mitras Postgres holds online with these fresh heartbeats (newer than the mirror's): in
-    /// the online set with the newest of both heartbeats, unless deactivated meanwhile or
-    /// written since `token` (read before Postgres was: that write is newer than this read).
+    /// the online set with the newest of both heartbeats, and in the idle order at the rank of
+    /// their newest count, unless deactivated meanwhile or written since `token` (read before
+    /// Postgres was: that write is newer than this read).
     async fn restore_online(
         &self,
         beats: &[(MitraId, OffsetDateTime)],

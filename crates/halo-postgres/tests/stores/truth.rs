@@ -70,6 +70,25 @@ impl TruthBackdoor for Tables {
             .unwrap();
     }
 
+    /// An `ended` session of a new customer, accepted a minute before `at` and ended at `at`.
+    async fn set_session_activity(&self, id: MitraId, at: OffsetDateTime) {
+        self.pg
+            .execute(
+                "WITH c AS (
+                     INSERT INTO customers (phone) VALUES ('+6298' || (random() * 1e9)::bigint)
+                     RETURNING id)
+                 INSERT INTO chat_sessions
+                        (customer_id, mitra_id, status, minutes, accepted_at, ends_at, ended_at,
+                         end_reason)
+                 SELECT c.id, $1, 'ended', 1, $2::timestamptz - interval '1 minute', $2, $2,
+                        'ended_by_customer'
+                   FROM c",
+                &[&id.uuid(), &at],
+            )
+            .await
+            .unwrap();
+    }
+
     async fn set_heartbeat(&self, id: MitraId, at: Option<OffsetDateTime>) {
         let rows = self
             .pg

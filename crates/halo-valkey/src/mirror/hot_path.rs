@@ -82,10 +82,13 @@ impl MirrorHotPath for ValkeyMirror {
             .key(self.keys.heartbeat(id))
             .key(self.keys.capacity(id))
             .key(self.keys.capacity_order())
+            .key(self.keys.idle_order())
+            .key(self.keys.idle_rank())
             .arg(id.to_string())
             .arg(format_time(at))
             .arg(capacity.open)
-            .arg(capacity.seq);
+            .arg(capacity.seq)
+            .arg(capacity.idle_rank.value());
         self.call::<i64>("mark_online", &invocation).await.map(drop)
     }
 
@@ -94,7 +97,9 @@ impl MirrorHotPath for ValkeyMirror {
             return Ok(());
         }
         let mut invocation = self.writing(&scripts::MARK_OFFLINE);
-        invocation.key(self.keys.online());
+        invocation
+            .key(self.keys.online())
+            .key(self.keys.idle_order());
         for id in ids {
             invocation.key(self.keys.heartbeat(*id)).arg(id.to_string());
         }
@@ -109,6 +114,8 @@ impl MirrorHotPath for ValkeyMirror {
             .key(self.keys.deactivated())
             .key(self.keys.online())
             .key(self.keys.heartbeat(id))
+            .key(self.keys.idle_order())
+            .key(self.keys.idle_rank())
             .arg(id.to_string())
             .arg(if deactivated { "1" } else { "0" });
         self.call::<i64>("set_deactivated", &invocation)
@@ -121,9 +128,12 @@ impl MirrorHotPath for ValkeyMirror {
         invocation
             .key(self.keys.capacity(id))
             .key(self.keys.capacity_order())
+            .key(self.keys.idle_order())
+            .key(self.keys.idle_rank())
             .arg(id.to_string())
             .arg(capacity.open)
-            .arg(capacity.seq);
+            .arg(capacity.seq)
+            .arg(capacity.idle_rank.value());
         self.call::<i64>("set_capacity", &invocation)
             .await
             .map(drop)

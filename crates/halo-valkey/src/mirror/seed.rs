@@ -6,10 +6,10 @@ use super::request_policy::{classify, refuses_command};
 use super::{format_time, ValkeyMirror};
 use crate::{replies, scripts};
 use async_trait::async_trait;
-use halo_domain::{MirrorImage, MitraId};
+use halo_domain::{IdleRank, MirrorImage, MitraId};
 use halo_ports::{MirrorError, MirrorMaintenance, SeedWrite};
 use redis::{Cmd, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use time::OffsetDateTime;
 
@@ -84,6 +84,27 @@ impl ValkeyMirror {
         }
         Ok(())
     }
+
+    /// The idle order staged like the sets: the image's ranks, a chunk per `ZADD`.
+    async fn stage_order(
+        &self,
+        key: &str,
+        members: &BTreeMap<MitraId, IdleRank>,
+    ) -> Result<(), MirrorError> {
+        let members: Vec<(f64, String)> = members
+            .iter()
+            .map(|(id, rank)| (rank.value(), id.to_string()))
+            .collect();
+        for chunk in members.chunks(STAGING_CHUNK) {
+            let mut pipe = redis::pipe();
+            pipe.zadd_multiple(key, chunk)
+                .ignore()
+                .expire(key, 120)
+                .ignore();
+            self.call::<()>("seed_stage", &pipe).await?;
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -110,9 +131,11 @@ impl MirrorMaintenance for ValkeyMirror {
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let staged_online = self.keys.staging(&nonce, "online");
         let staged_deactivated = self.keys.staging(&nonce, "deactivated");
+        let staged_idle = self.keys.staging(&nonce, "idle_order");
         self.stage_set(&staged_online, &image.online).await?;
         self.stage_set(&staged_deactivated, &image.deactivated)
             .await?;
+        self.stage_order(&staged_idle, &image.idle).await?;
 
         // Per-mitra keys that exist now but must not after the swap; a capacity key goes with
         // the order number of its mitra's count (see `swap_seed.lua`).
@@ -152,16 +175,25 @@ impl MirrorMaintenance for ValkeyMirror {
             .key(self.keys.snapshot())
             .key(self.keys.seeded_at())
             .key(self.keys.capacity_order())
+            .key(self.keys.idle_order())
+            .key(&staged_idle)
+            .key(self.keys.idle_rank())
             .arg(token.to_string())
             .arg(self.keys.prefix())
             .arg(&nonce)
             .arg(format_time(now))
             .arg(image.online.len())
             .arg(image.deactivated.len())
+            .arg(image.idle.len())
             .arg(image.capacity.len());
         for (id, open) in &image.capacity {
             let seq = image.capacity_order.get(id).copied().unwrap_or(0);
-            invocation.arg(id.to_string()).arg(*open).arg(seq);
+            let rank = image
+                .idle
+                .get(id)
+                .map(|rank| rank.value().to_string())
+                .unwrap_or_default();
+            invocation.arg(id.to_string()).arg(*open).arg(seq).arg(rank);
         }
         invocation.arg(image.heartbeat.len());
         for id in &image.heartbeat {
@@ -204,6 +236,22 @@ impl MirrorMaintenance for ValkeyMirror {
                     Err(_) => {
                         image.garbage.insert(member);
                     }
+                }
+            }
+        }
+        let order: Vec<Value> = self
+            .call(
+                "read_idle_order",
+                &Cmd::zrange_withscores(self.keys.idle_order(), 0, -1),
+            )
+            .await?;
+        for (member, score) in replies::scored_members(order) {
+            match (replies::mitra_id(&member), replies::idle_rank(&score)) {
+                (Some(id), Some(rank)) => {
+                    image.idle.insert(id, rank);
+                }
+                _ => {
+                    image.garbage.insert(replies::text(&member));
                 }
             }
         }
@@ -285,7 +333,10 @@ impl MirrorMaintenance for ValkeyMirror {
             return Ok(Vec::new());
         }
         let mut invocation = self.writing(&scripts::FENCE_STALE);
-        invocation.key(self.keys.online()).arg(format_time(cutoff));
+        invocation
+            .key(self.keys.online())
+            .key(self.keys.idle_order())
+            .arg(format_time(cutoff));
         for id in ids {
             invocation.key(self.keys.heartbeat(*id)).arg(id.to_string());
         }
@@ -305,12 +356,17 @@ impl MirrorMaintenance for ValkeyMirror {
         invocation
             .key(self.keys.online())
             .key(self.keys.deactivated())
+            .key(self.keys.idle_order())
+            .key(self.keys.idle_rank())
             .arg(token);
         for (id, at) in beats {
+            // The rank for a mitra the mirror never counted: idle since that heartbeat.
+            let unknown = IdleRank::new(*at, 0.0);
             invocation
                 .key(self.keys.heartbeat(*id))
                 .arg(id.to_string())
-                .arg(format_time(*at));
+                .arg(format_time(*at))
+                .arg(unknown.value());
         }
         self.call::<i64>("restore_online", &invocation)
             .await
