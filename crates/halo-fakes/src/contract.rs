@@ -6,11 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step panics the test
 
 use async_trait::async_trait;
-use halo_domain::{Beacon, IdleRank, MirrorImage, MitraId, MitraTruth};
+use halo_domain::{AvailabilityRules, Beacon, IdleRank, MirrorImage, MitraId, MitraTruth};
 use halo_ports::{
     AvailabilityMirror, BeaconClaim, CapacityCount, HeartbeatOutcome, MirrorError,
     MirrorMaintenance, RateCounter, SeedWrite,
 };
+use std::collections::BTreeSet;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -49,6 +50,8 @@ macro_rules! mirror_contract {
             a_recount_during_a_seed_keeps_only_its_count,
             a_seed_keeps_what_was_written_after_its_token,
             a_flush_unseeds_and_races_the_seed_that_read_the_token_before,
+            offers_walk_the_idle_order_through_the_rules,
+            a_long_walk_passes_over_the_unavailable_and_the_excluded,
             idle_ranks_land_in_the_order_of_their_counts,
         );
     };
@@ -91,6 +94,14 @@ pub fn count_at(open: u32, seq: u64, idle_rank: IdleRank) -> CapacityCount {
         open,
         seq,
         idle_rank,
+    }
+}
+
+/// The rules the offer cases read: 90 s freshness, 3 customers per mitra.
+pub fn rules() -> AvailabilityRules {
+    AvailabilityRules {
+        stale_after: time::Duration::seconds(90),
+        max_customers: 3,
     }
 }
 
@@ -140,12 +151,15 @@ fn unseeded<T: std::fmt::Debug>(result: Result<T, MirrorError>) -> bool {
     matches!(result, Err(MirrorError::Unseeded))
 }
 
-/// The six reads about availability other than the heartbeat, each answering "unseeded"
+/// The seven reads about availability other than the heartbeat, each answering "unseeded"
 /// (an adapter counts their round trips: one each).
 pub async fn unseeded_reads<M: AvailabilityMirror>(m: &M) {
     assert!(unseeded(m.is_deactivated(id(1)).await));
     assert!(unseeded(m.mitra_states(&[id(1)]).await));
     assert!(unseeded(m.candidate_states().await));
+    let now = OffsetDateTime::now_utc();
+    let none = BTreeSet::new();
+    assert!(unseeded(m.offer_candidates(5, &none, now, rules()).await));
     assert!(unseeded(m.online_heartbeats().await));
     assert!(unseeded(m.online_count().await));
     assert!(unseeded(m.claim_beacon(Duration::from_secs(1)).await));
@@ -572,6 +586,95 @@ pub async fn a_flush_unseeds_and_races_the_seed_that_read_the_token_before<
     assert!(!m.is_seeded().await.unwrap(), "nothing changed");
     seed(m, OffsetDateTime::now_utc()).await;
     assert_eq!(m.online_count().await.unwrap(), 5);
+}
+
+/// An offer round's candidates: available mitras only, longest idle first, at most `limit`,
+/// the excluded left out; every write that changes a mitra's place or availability shows.
+pub async fn offers_walk_the_idle_order_through_the_rules<M: AvailabilityMirror, B: Backdoor>(
+    m: &M,
+    backdoor: &B,
+) {
+    let now = OffsetDateTime::now_utc();
+    seed(m, now).await;
+    let offer = |limit: usize, exclude: &[u128], rules: AvailabilityRules| {
+        let exclude: BTreeSet<MitraId> = exclude.iter().map(|n| id(*n)).collect();
+        async move {
+            m.offer_candidates(limit, &exclude, now, rules)
+                .await
+                .unwrap()
+        }
+    };
+    // Online and idle the longest first: 6 and 2 are deactivated, 5 offline.
+    assert_eq!(offer(10, &[], rules()).await, [id(4), id(3), id(1)]);
+    assert_eq!(offer(2, &[], rules()).await, [id(4), id(3)], "the limit");
+    assert_eq!(offer(2, &[4], rules()).await, [id(3), id(1)], "excluded");
+    assert!(offer(0, &[], rules()).await.is_empty());
+    let two = AvailabilityRules {
+        max_customers: 2,
+        ..rules()
+    };
+    assert_eq!(
+        offer(10, &[], two).await,
+        [id(4), id(1)],
+        "3 is at capacity"
+    );
+    let old = now - time::Duration::minutes(5);
+    backdoor.put_heartbeat(id(4), Some(old)).await;
+    assert_eq!(offer(10, &[], rules()).await, [id(3), id(1)], "4 is stale");
+    m.heartbeat(id(4), now).await.unwrap();
+
+    // Coming online goes to the back; a recount moves a mitra to its new rank.
+    m.mark_online(id(5), now, count_at(0, 1, rank(10_000)))
+        .await
+        .unwrap();
+    assert_eq!(offer(10, &[], rules()).await, [id(4), id(3), id(1), id(5)]);
+    m.set_capacity(id(4), count_at(1, 1, rank(11_000)))
+        .await
+        .unwrap();
+    assert_eq!(offer(10, &[], rules()).await, [id(3), id(1), id(5), id(4)]);
+    m.mark_offline(&[id(3)]).await.unwrap();
+    m.set_deactivated(id(1), true).await.unwrap();
+    assert_eq!(offer(10, &[], rules()).await, [id(5), id(4)]);
+}
+
+/// A walk that passes over many mitras (at capacity, excluded) still finds the first
+/// available ones in order, however many reads that takes.
+pub async fn a_long_walk_passes_over_the_unavailable_and_the_excluded<
+    M: AvailabilityMirror,
+    B: Backdoor,
+>(
+    m: &M,
+    _: &B,
+) {
+    // 1..=300 online, idle the longest in id order; the first 200 hold 3 sessions each.
+    let rows: Vec<MitraTruth> = (1..=300u128)
+        .map(|n| MitraTruth {
+            id: id(n),
+            active: true,
+            online: true,
+            open_sessions: if n <= 200 { 3 } else { 0 },
+            last_heartbeat: None,
+            capacity_seq: 1,
+            idle_rank: rank(i64::try_from(n).unwrap()),
+        })
+        .collect();
+    let now = OffsetDateTime::now_utc();
+    let token = m.write_token().await.unwrap();
+    let image = MirrorImage::expected_from(&rows);
+    let applied = m.replace_all(&image, token, now).await.unwrap();
+    assert_eq!(applied, SeedWrite::Applied);
+    let ids = |range: std::ops::RangeInclusive<u128>| range.map(id).collect::<Vec<_>>();
+    let none = BTreeSet::new();
+    let found = m.offer_candidates(50, &none, now, rules()).await.unwrap();
+    assert_eq!(found, ids(201..=250));
+    let exclude: BTreeSet<MitraId> = ids(1..=210).into_iter().collect();
+    let found = m
+        .offer_candidates(50, &exclude, now, rules())
+        .await
+        .unwrap();
+    assert_eq!(found, ids(211..=260), "the excluded are passed over too");
+    let found = m.offer_candidates(500, &none, now, rules()).await.unwrap();
+    assert_eq!(found, ids(201..=300), "all there are");
 }
 
 /// Idle ranks follow the order of their counts, like the counts: an older count that lands

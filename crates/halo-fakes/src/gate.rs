@@ -8,7 +8,9 @@
 //! `auth.revoke_user_sessions`.
 
 use async_trait::async_trait;
-use halo_domain::{Beacon, MirrorImage, MitraId, MitraState, Phone, Role, TruthSnapshot};
+use halo_domain::{
+    AvailabilityRules, Beacon, MirrorImage, MitraId, MitraState, Phone, Role, TruthSnapshot,
+};
 use halo_ports::{
     AuthStore, AvailabilityTruth, BeaconClaim, BeaconLock, BoxError, CapacityCount,
     HeartbeatOutcome, MirrorCoordination, MirrorError, MirrorHotPath, MirrorMaintenance,
@@ -124,6 +126,10 @@ gated!(MirrorHotPath as "mirror", MirrorError {
     fn mitra_states(&self, ids: &[MitraId]) -> Vec<MitraState>;
     fn mitra_state(&self, id: MitraId) -> MitraState;
     fn candidate_states(&self) -> Vec<(MitraId, MitraState)>;
+    fn offer_candidates(
+        &self, limit: usize, exclude: &BTreeSet<MitraId>, now: OffsetDateTime,
+        rules: AvailabilityRules
+    ) -> Vec<MitraId>;
     fn online_count(&self) -> u64;
 });
 
@@ -164,6 +170,10 @@ gated!(AvailabilityTruth as "truth", TruthError {
     fn count_open_sessions(&self, id: MitraId) -> CapacityCount;
     fn mitra_states(&self, ids: &[MitraId]) -> Vec<(MitraId, MitraState)>;
     fn candidate_states(&self) -> Vec<(MitraId, MitraState)>;
+    fn offer_candidates(
+        &self, limit: usize, exclude: &BTreeSet<MitraId>, fresh_since: OffsetDateTime,
+        max_customers: u32
+    ) -> Vec<(MitraId, MitraState)>;
     fn count_online(&self) -> u64;
     fn mirror_truth(&self) -> TruthSnapshot;
     fn record_heartbeats(&self, beats: &[(MitraId, OffsetDateTime)]) -> u64;

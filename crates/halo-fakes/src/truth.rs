@@ -10,7 +10,7 @@ use halo_ports::{
     AvailabilityTruth, CapacityCount, Clock, MitraDirectory, MitraFlags, MitraRow, OfflineSweep,
     OnlineReason, SettingChange, SettingsStore, TruthError,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use time::OffsetDateTime;
@@ -324,6 +324,29 @@ impl AvailabilityTruth for InMemoryTruth {
             .iter()
             .filter(|(_, m)| m.row.online && m.row.active)
             .map(|(id, m)| (*id, m.state()))
+            .collect())
+    }
+
+    async fn offer_candidates(
+        &self,
+        limit: usize,
+        exclude: &BTreeSet<MitraId>,
+        fresh_since: OffsetDateTime,
+        max_customers: u32,
+    ) -> Result<Vec<(MitraId, MitraState)>, TruthError> {
+        let tables = self.call()?;
+        let mut passing: Vec<&Mitra> = tables
+            .mitras
+            .values()
+            .filter(|m| m.row.online && m.row.active && !exclude.contains(&m.row.id))
+            .filter(|m| m.last_heartbeat.is_some_and(|at| at >= fresh_since))
+            .filter(|m| m.open_sessions < max_customers)
+            .collect();
+        passing.sort_by_key(|m| (m.idle_rank, m.row.id));
+        Ok(passing
+            .into_iter()
+            .take(limit)
+            .map(|m| (m.row.id, m.state()))
             .collect())
     }
 

@@ -14,6 +14,7 @@ use halo_domain::{
 use halo_ports::{
     AvailabilityTruth, MitraDirectory, MitraFlags, OnlineReason, SettingsStore, TruthError,
 };
+use std::collections::BTreeSet;
 use time::{Duration, OffsetDateTime};
 
 /// The three ports over one store (Postgres: one database).
@@ -59,6 +60,7 @@ macro_rules! truth_contract {
             a_store_that_does_not_answer_is_unavailable,
             idle_ranks_move_when_a_mitra_becomes_idle,
             coming_online_draws_a_random_tie_break,
+            the_offer_fallback_walks_the_idle_order_through_the_rules,
         );
     };
 }
@@ -591,6 +593,8 @@ pub async fn a_store_that_does_not_answer_is_unavailable<T: TruthStore, B: Truth
     assert!(unavailable(t.count_open_sessions(id).await));
     assert!(unavailable(t.mitra_states(&[id]).await));
     assert!(unavailable(t.candidate_states().await));
+    let none = BTreeSet::new();
+    assert!(unavailable(t.offer_candidates(1, &none, now, 3).await));
     assert!(unavailable(t.count_online().await));
     assert!(unavailable(t.mirror_truth().await));
     assert!(unavailable(t.record_heartbeats(&[(id, now)]).await));
@@ -658,4 +662,54 @@ pub async fn coming_online_draws_a_random_tie_break<T: TruthStore, B: TruthBackd
     fractions.sort_by(f64::total_cmp);
     fractions.dedup();
     assert_eq!(fractions.len(), 12, "drawn anew each time: {fractions:?}");
+}
+
+/// The offer round's fallback: online, active, fresh mitras under capacity, longest idle
+/// first, at most `limit`, the excluded left out, each with its state.
+pub async fn the_offer_fallback_walks_the_idle_order_through_the_rules<
+    T: TruthStore,
+    B: TruthBackdoor,
+>(
+    t: &T,
+    b: &B,
+) {
+    // Six online mitras, idle since `base + (6 - n)` seconds: 6 the longest.
+    let base = ago(Duration::ZERO) + Duration::minutes(1);
+    let mut ids = Vec::new();
+    for n in 1..=6u32 {
+        let id = online_mitra(t, n).await;
+        b.set_session_activity(id, base + Duration::seconds(i64::from(6 - n)))
+            .await;
+        t.count_open_sessions(id).await.unwrap();
+        ids.push(id);
+    }
+    let [m1, m2, m3, m4, m5, m6] = ids[..] else {
+        unreachable!("six mitras")
+    };
+    let fresh_since = ago(Duration::seconds(90));
+    let offer = |limit: usize, exclude: &[MitraId], max_customers: u32| {
+        let exclude: BTreeSet<MitraId> = exclude.iter().copied().collect();
+        async move {
+            t.offer_candidates(limit, &exclude, fresh_since, max_customers)
+                .await
+                .unwrap()
+        }
+    };
+    let ids = |rows: Vec<(MitraId, MitraState)>| rows.into_iter().map(|(id, _)| id).collect();
+    let all: Vec<MitraId> = ids(offer(10, &[], 3).await);
+    assert_eq!(all, [m6, m5, m4, m3, m2, m1]);
+    assert_eq!(ids(offer(2, &[], 3).await), vec![m6, m5], "the limit");
+    assert_eq!(ids(offer(2, &[m6], 3).await), vec![m5, m4], "excluded");
+    assert!(offer(0, &[], 3).await.is_empty());
+
+    b.set_open_sessions(m5, 2).await;
+    b.set_heartbeat(m4, Some(ago(Duration::minutes(2)))).await;
+    t.set_active(m3, false).await.unwrap();
+    t.set_online(m2, false, OnlineReason::Manual).await.unwrap();
+    assert_eq!(ids(offer(10, &[], 2).await), vec![m6, m1], "5 at capacity");
+    let rows = offer(10, &[], 3).await;
+    assert_eq!(ids(rows.clone()), vec![m6, m5, m1]);
+    let state = rows[1].1;
+    assert!(state.online && state.active, "{state:?}");
+    assert_eq!(state.open_sessions, 2);
 }

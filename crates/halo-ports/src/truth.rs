@@ -5,6 +5,7 @@
 use crate::BoxError;
 use async_trait::async_trait;
 use halo_domain::{IdleRank, MitraId, MitraState, TruthSnapshot};
+use std::collections::BTreeSet;
 use time::OffsetDateTime;
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +138,19 @@ pub trait AvailabilityTruth: Send + Sync + 'static {
 
     /// States of every online, active mitra (the fallback of the blast and the beacon).
     async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, TruthError>;
+
+    /// The fallback of an offer round (SPEC §12.5): up to `limit` online, active mitras not in
+    /// `exclude` whose `last_heartbeat_at` is at or after `fresh_since` and whose open sessions
+    /// are fewer than `max_customers`, in idle order (rank, then id), with their states. One
+    /// statement, whose work grows with `limit` and the mitras it passes over, not with the
+    /// number online.
+    async fn offer_candidates(
+        &self,
+        limit: usize,
+        exclude: &BTreeSet<MitraId>,
+        fresh_since: OffsetDateTime,
+        max_customers: u32,
+    ) -> Result<Vec<(MitraId, MitraState)>, TruthError>;
 
     /// Number of mitras with `is_online = true`.
     async fn count_online(&self) -> Result<u64, TruthError>;

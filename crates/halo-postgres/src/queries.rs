@@ -160,6 +160,28 @@ pub const CANDIDATE_STATES: NamedQuery = NamedQuery {
     sql: concat!(mitra_state_select!(), " WHERE s.is_online AND m.is_active"),
 };
 
+/// The fallback of an offer round (SPEC §12.5): the online mitras in idle order (the partial
+/// index `mitra_online_status_idle_order`), each passed through the rules as the walk reaches
+/// it, until `$4` pass: the work follows the round's size and the mitras passed over, not the
+/// number online. The rules are the caller's: `$1` the freshness cutoff (`stale_cutoff`), `$2`
+/// `max_customers_per_mitra`; `$3` the mitras to leave out.
+pub const OFFER_CANDIDATES: NamedQuery = NamedQuery {
+    name: "offer_candidates",
+    sql: "SELECT s.mitra_id AS id, s.is_online, m.is_active, s.last_heartbeat_at,
+                 o.open AS open_sessions
+            FROM mitra_online_status s
+            JOIN mitras m ON m.id = s.mitra_id
+           CROSS JOIN LATERAL (
+                 SELECT count(*) AS open FROM chat_sessions c
+                  WHERE c.mitra_id = s.mitra_id AND c.status IN ('active', 'pending_payment')) o
+           WHERE s.is_online AND m.is_active
+             AND s.last_heartbeat_at >= $1
+             AND o.open < $2::int8
+             AND s.mitra_id <> ALL ($3::uuid[])
+           ORDER BY s.idle_rank, s.mitra_id
+           LIMIT $4::int8",
+};
+
 pub const COUNT_ONLINE: NamedQuery = NamedQuery {
     name: "count_online",
     sql: "SELECT count(*) FROM mitra_online_status WHERE is_online",

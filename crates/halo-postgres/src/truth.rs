@@ -14,6 +14,7 @@ use halo_ports::{
     AvailabilityTruth, CapacityCount, MitraDirectory, MitraFlags, MitraRow, OfflineSweep,
     OnlineReason, SettingChange, SettingsStore, TruthError,
 };
+use std::collections::BTreeSet;
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -244,6 +245,28 @@ impl AvailabilityTruth for PgTruth {
 
     async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, TruthError> {
         let rows = self.db.query(&queries::CANDIDATE_STATES, &[]).await?;
+        rows.iter().map(state_row).collect()
+    }
+
+    async fn offer_candidates(
+        &self,
+        limit: usize,
+        exclude: &BTreeSet<MitraId>,
+        fresh_since: OffsetDateTime,
+        max_customers: u32,
+    ) -> Result<Vec<(MitraId, MitraState)>, TruthError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let exclude: Vec<Uuid> = exclude.iter().map(|id| id.uuid()).collect();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .db
+            .query(
+                &queries::OFFER_CANDIDATES,
+                &[&fresh_since, &i64::from(max_customers), &exclude, &limit],
+            )
+            .await?;
         rows.iter().map(state_row).collect()
     }
 

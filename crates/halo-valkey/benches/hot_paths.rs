@@ -111,5 +111,28 @@ fn candidates(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hot_paths, candidates);
+/// An offer round of 50 (SPEC §12.5): its cost follows the round, not the number online.
+fn offer_round(c: &mut Criterion) {
+    let rt = runtime();
+    let server = rt.block_on(ValkeyServer::start());
+    let settings = halo_domain::AppSettings::default();
+    let mut group = c.benchmark_group("offer_candidates of 50 (offer_walk.lua)");
+    for n in [1_000, 10_000] {
+        let (mirror, _) = seeded_mirror(&rt, &server, n);
+        let none = std::collections::BTreeSet::new();
+        group.bench_with_input(BenchmarkId::from_parameter(n), &mirror, |b, m| {
+            b.to_async(&rt).iter(|| {
+                m.offer_candidates(
+                    50,
+                    &none,
+                    OffsetDateTime::now_utc(),
+                    settings.availability_rules(),
+                )
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, hot_paths, candidates, offer_round);
 criterion_main!(benches);

@@ -32,5 +32,6 @@ pub static RESTORE_ONLINE: LazyLock<Script> = writing_script!("lua/restore_onlin
 pub static SWAP_SEED: LazyLock<Script> = writing_script!("lua/swap_seed.lua");
 pub static CANDIDATES: LazyLock<Script> = reading_script!("lua/candidates.lua");
 pub static ONLINE_HEARTBEATS: LazyLock<Script> = reading_script!("lua/online_heartbeats.lua");
+pub static OFFER_WALK: LazyLock<Script> = reading_script!("lua/offer_walk.lua");
 pub static CLAIM_BEACON: LazyLock<Script> = reading_script!("lua/claim_beacon.lua");
 pub static STORE_BEACON: LazyLock<Script> = reading_script!("lua/store_beacon.lua");

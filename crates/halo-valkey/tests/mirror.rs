@@ -6,12 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test setup may panic
 
 use halo_domain::MitraId;
-use halo_fakes::contract::{self as port, count, id, kept, seed};
+use halo_fakes::contract::{self as port, count, id, kept, rules, seed};
 use halo_metrics::Metrics;
 use halo_ports::{MirrorHotPath, MirrorMaintenance};
 use halo_testkit::{eventually, ValkeyServer};
 use halo_valkey::{Keys, ValkeyMirror, ValkeySettings};
 use redis::AsyncCommands;
+use std::collections::BTreeSet;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -49,6 +50,28 @@ async fn a_heartbeat_is_one_command_unless_its_key_is_missing() {
     );
 }
 
+/// An offer round costs one round trip when the walk passes over few members; passing over
+/// many costs a few more, each step asking for twice as many as the last, never one per member.
+#[tokio::test]
+async fn an_offer_round_is_one_round_trip_unless_it_passes_over_many() {
+    let metrics = Metrics::new();
+    let (m, raw) = contract::valkey_counted(metrics.clone()).await;
+    port::offers_walk_the_idle_order_through_the_rules(&m, &raw).await;
+    assert_eq!(
+        metrics.valkey_round_trips("offer_candidates"),
+        8,
+        "one per round (a round of 0 sends nothing)"
+    );
+    let metrics = Metrics::new();
+    let (m, raw) = contract::valkey_counted(metrics.clone()).await;
+    port::a_long_walk_passes_over_the_unavailable_and_the_excluded(&m, &raw).await;
+    assert_eq!(
+        metrics.valkey_round_trips("offer_candidates"),
+        5,
+        "past 200 at capacity: 66, 132, then the rest (3); past 210 excluded: 1; all: 1"
+    );
+}
+
 /// Every read about availability learns that the mirror is unseeded in its own round trip.
 #[tokio::test]
 async fn an_unseeded_read_takes_one_round_trip() {
@@ -56,7 +79,7 @@ async fn an_unseeded_read_takes_one_round_trip() {
     let (m, _raw) = contract::valkey_counted(metrics.clone()).await;
     let before = metrics.valkey_round_trips_total();
     port::unseeded_reads(&m).await;
-    assert_eq!(metrics.valkey_round_trips_total() - before, 6, "one each");
+    assert_eq!(metrics.valkey_round_trips_total() - before, 7, "one each");
 }
 
 #[tokio::test]
@@ -97,6 +120,20 @@ async fn sort_and_lua_reads_agree() {
         candidates.sort_by_key(|(id, _)| *id);
         let mut heartbeats = m.online_heartbeats().await.unwrap();
         heartbeats.sort_by_key(|(id, _)| *id);
+        // The offer walk the same two ways: 4 (unreadable heartbeat) does not pass.
+        let none = BTreeSet::new();
+        let offered = m.offer_candidates(10, &none, now, rules()).await.unwrap();
+        assert_eq!(offered, [id(3), id(1)], "{prefix}");
+        let _: () = conn
+            .zadd(format!("{prefix}mitras:idle_order"), "not-a-uuid", 0)
+            .await
+            .unwrap();
+        let offered = m.offer_candidates(10, &none, now, rules()).await.unwrap();
+        assert_eq!(
+            offered,
+            [id(3), id(1)],
+            "{prefix}: a member that is not an id is passed over"
+        );
         answers.push((candidates, heartbeats));
     }
     let (candidates, heartbeats) = &answers[0];
@@ -242,6 +279,13 @@ async fn a_login_limited_to_the_prefix_falls_back_to_lua_for_bulk_reads() {
     let m = ValkeyMirror::new(conn, Keys::new("halo:"), settings.timeout, Metrics::new());
     seed(&m, OffsetDateTime::now_utc()).await;
     for attempt in ["first (refused SORT, then Lua)", "second (Lua)"] {
+        let none = BTreeSet::new();
+        let offered = m.offer_candidates(10, &none, OffsetDateTime::now_utc(), rules());
+        assert_eq!(
+            offered.await.expect(attempt),
+            [id(4), id(3), id(1)],
+            "{attempt}"
+        );
         let mut candidates = m.candidate_states().await.expect(attempt);
         candidates.sort_by_key(|(id, _)| *id);
         let ids: Vec<MitraId> = candidates.iter().map(|(id, _)| *id).collect();

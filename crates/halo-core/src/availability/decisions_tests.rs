@@ -446,9 +446,15 @@ async fn the_sweep_keeps_the_mitra_fresh_in_postgres_and_takes_the_other_offline
         "the mirror holds the one Postgres kept, with its heartbeat"
     );
     assert_eq!(r.mirror.calls("fence_stale"), 1);
+    let offered = r.av.offer_candidates(5, &Default::default()).await.unwrap();
+    assert_eq!(
+        offered,
+        [fresh_in_postgres],
+        "the offer order follows the sweep"
+    );
     assert!(
         r.av.drift_report().await.unwrap().is_empty(),
-        "the idle order follows the sweep, at the rank Postgres holds"
+        "the idle order too, at the rank Postgres holds"
     );
 }
 
@@ -781,4 +787,140 @@ async fn a_sweep_that_finds_valkey_gone_skips_and_opens_the_breaker() {
     assert_eq!(r.av.auto_offline_tick(None).await, SweepOutcome::Skipped);
     assert_eq!(r.av.mirror_state(), MirrorState::Down);
     assert_eq!(r.metrics.sweep_runs("auto_offline", "skipped"), 1);
+}
+
+// ---- offer rounds: longest idle first (SPEC §12.5) ---------------------------------------
+
+impl Rig {
+    /// Mitras set online one after another, a millisecond apart (idle the longest first).
+    async fn online_in_turn(&self, n: usize) -> Vec<MitraId> {
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            ids.push(self.online_mitra().await);
+            self.clock.advance(Duration::from_millis(1));
+        }
+        ids
+    }
+
+    /// A session of `id` started or ended now, and the recount that follows it.
+    async fn session_activity(&self, id: MitraId, open: u32) {
+        self.truth.set_session_activity(id, self.clock.now());
+        self.truth.set_open_sessions(id, open);
+        self.av.recompute_capacity_for_mitra(id).await.unwrap();
+    }
+
+    async fn offer(&self, limit: usize, exclude: &[MitraId]) -> Vec<MitraId> {
+        let exclude = exclude.iter().copied().collect();
+        self.av.offer_candidates(limit, &exclude).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn an_offer_round_reaches_the_longest_idle_first_up_to_its_limit() {
+    let r = rig().await;
+    let ids = r.online_in_turn(5).await;
+    let [a, b, c, d, e] = ids[..] else {
+        unreachable!("five mitras")
+    };
+    r.clock.advance(Duration::from_secs(1));
+    // b's session ended: idle since now, behind everyone. d took a session and is under
+    // capacity: busy, so behind the idle ones too. e is at capacity: not offered at all.
+    r.session_activity(b, 0).await;
+    r.clock.advance(Duration::from_millis(1));
+    r.session_activity(d, 1).await;
+    let max = r.av.settings().get().max_customers_per_mitra();
+    r.session_activity(e, max).await;
+    let before = r.truth.calls();
+    assert_eq!(r.offer(10, &[]).await, [a, c, b, d]);
+    assert_eq!(r.offer(2, &[]).await, [a, c], "the limit");
+    assert_eq!(r.offer(2, &[a]).await, [c, b], "the mitras already offered");
+    assert_eq!(r.offer(10, &[a, b, c, d]).await, Vec::<MitraId>::new());
+    assert!(r.offer(0, &[]).await.is_empty());
+    assert_eq!(r.truth.calls(), before, "zero Postgres calls while trusted");
+    assert_eq!(
+        r.mirror.calls("offer_candidates"),
+        4,
+        "one each; none for limit 0"
+    );
+
+    // Offline and back: idle since it came back, at the end of the line.
+    r.av.set_offline(a, halo_ports::OnlineReason::Manual)
+        .await
+        .unwrap();
+    assert_eq!(r.offer(10, &[]).await, [c, b, d]);
+    r.clock.advance(Duration::from_millis(1));
+    r.av.set_online(a).await.unwrap();
+    assert_eq!(r.offer(10, &[]).await, [c, b, d, a]);
+}
+
+#[tokio::test]
+async fn while_valkey_is_down_an_offer_round_reads_the_same_order_from_postgres() {
+    let r = rig().await;
+    // Twelve mitras online at the same instant (their order is the random tie-break), and
+    // two whose sessions moved them to the back.
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        ids.push(r.online_mitra().await);
+    }
+    r.clock.advance(Duration::from_secs(1));
+    r.session_activity(ids[0], 0).await;
+    r.clock.advance(Duration::from_millis(1));
+    r.session_activity(ids[1], 1).await;
+    let from_mirror = r.offer(20, &[]).await;
+    assert_eq!(from_mirror.len(), 12);
+    assert_eq!(&from_mirror[10..], &ids[..2], "moved to the back, in order");
+    let mut ties = from_mirror[..10].to_vec();
+    ties.sort();
+    assert_ne!(ties, from_mirror[..10], "ties are not broken by id");
+    let excluded = [from_mirror[0], from_mirror[5]];
+    let mirror_excluding = r.offer(3, &excluded).await;
+
+    r.mirror.go_down();
+    r.av.probe().await;
+    assert_eq!(r.av.mirror_state(), MirrorState::Down);
+    let sent = r.mirror.total_calls();
+    let before = r.truth.calls();
+    assert_eq!(
+        r.offer(20, &[]).await,
+        from_mirror,
+        "the same order from Postgres"
+    );
+    assert_eq!(r.offer(3, &excluded).await, mirror_excluding);
+    assert_eq!(r.truth.calls() - before, 2, "one statement a round");
+    assert_eq!(
+        r.mirror.total_calls(),
+        sent,
+        "no Valkey call while it is down"
+    );
+    assert!(r.metrics.valkey_fallbacks("offer_candidates") >= 2);
+
+    // Flushed: unseeded, Postgres answers the same until a seed rebuilt the order.
+    r.mirror.come_back();
+    r.av.seed_from_postgres(SeedReason::Reconnect)
+        .await
+        .unwrap();
+    r.mirror.flush();
+    assert_eq!(r.offer(20, &[]).await, from_mirror);
+    assert_eq!(r.av.mirror_state(), MirrorState::Unseeded);
+    r.av.seed_from_postgres(SeedReason::Flushed).await.unwrap();
+    assert_eq!(
+        r.offer(20, &[]).await,
+        from_mirror,
+        "the seed rebuilt the same order"
+    );
+    assert!(r.av.drift_report().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_offer_fallback_allows_for_one_heartbeat_mirror_cycle() {
+    let lag = Duration::from_secs(15);
+    let r = rig_with_lag(lag);
+    r.av.seed_from_postgres(SeedReason::Startup).await.unwrap();
+    let ids = r.online_in_turn(2).await;
+    r.mirror.go_down();
+    r.av.probe().await;
+    r.clock.advance(r.stale_after() + Duration::from_secs(5));
+    assert_eq!(r.offer(5, &[]).await, ids, "within stale_after + lag");
+    r.clock.advance(lag);
+    assert!(r.offer(5, &[]).await.is_empty(), "beyond stale_after + lag");
 }

@@ -2,7 +2,7 @@
 
 use super::{Availability, Read};
 use crate::error::AvailabilityError;
-use halo_domain::{MitraId, MitraState};
+use halo_domain::{stale_cutoff, MitraId, MitraState};
 use std::collections::{BTreeSet, HashMap};
 
 impl Availability {
@@ -102,17 +102,39 @@ impl Availability {
     }
 
     /// Who one offer round reaches: at most `limit` available mitras not in `exclude`, longest
-    /// idle first (SPEC §12.5).
+    /// idle first (SPEC §12.5). The mirror walks its idle order; the Postgres fallback walks
+    /// the same order (the same ranks) with the same rules. Either way the work grows with
+    /// `limit` and the mitras passed over, not with the number online.
     pub async fn offer_candidates(
         &self,
         limit: usize,
         exclude: &BTreeSet<MitraId>,
     ) -> Result<Vec<MitraId>, AvailabilityError> {
-        // First cut: every available mitra, in no particular order.
-        let mut found = self.find_available_mitras().await?;
-        found.retain(|id| !exclude.contains(id));
-        found.truncate(limit);
-        Ok(found)
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rules = self.settings.get().availability_rules();
+        let now = self.clock.now();
+        self.read_or_fallback(
+            "offer_candidates",
+            |m| m.offer_candidates(limit, exclude, now, rules),
+            || async {
+                // `allowing_lag` counts a heartbeat that much newer: the cutoff moves back by it.
+                let fresh_since =
+                    stale_cutoff(now, rules.stale_after) - self.postgres_heartbeat_lag;
+                let found = self
+                    .truth
+                    .offer_candidates(limit, exclude, fresh_since, rules.max_customers)
+                    .await?;
+                // The statement applied the rules; the domain has the last word on each row.
+                Ok(found
+                    .into_iter()
+                    .filter(|(_, state)| self.allowing_lag(*state).is_available(now, rules))
+                    .map(|(id, _)| id)
+                    .collect())
+            },
+        )
+        .await
     }
 
     pub(super) async fn candidate_states(

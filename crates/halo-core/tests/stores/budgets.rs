@@ -60,6 +60,52 @@ async fn find_available_is_constant_round_trips_for_1_or_5000_mitras() {
     );
 }
 
+/// The commands Valkey ran since the last `CONFIG RESETSTAT` (`INFO commandstats`), the
+/// probe's own left out.
+async fn server_commands(vk: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(vk)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|line| line.strip_prefix("cmdstat_")?.split_once(':'))
+        .filter(|(name, _)| !name.starts_with("config") && *name != "info")
+        .filter_map(|(_, fields)| fields.strip_prefix("calls=")?.split(',').next())
+        .map(|calls| calls.parse::<u64>().unwrap())
+        .sum()
+}
+
+/// An offer round of 50 (SPEC §12.5) costs the same with 60 or 5,000 mitras online: one round
+/// trip, the same commands on the server, no Postgres.
+#[tokio::test]
+async fn an_offer_round_costs_the_same_for_60_or_5000_online_mitras() {
+    let s = stack().await;
+    let (av, metrics) = counted_instance(&s.db, &s.valkey.url()).await;
+    let mut vk = s.vk().await;
+    let none = std::collections::BTreeSet::new();
+    let mut costs = Vec::new();
+    for (phones, more) in [("+64", 60), ("+65", 4940)] {
+        bulk_online_mitras(&s.pg, phones, more).await;
+        s.av.seed_from_postgres(SeedReason::Operator).await.unwrap();
+        let (pg, trips) = (
+            metrics.pg_queries_total(),
+            metrics.valkey_round_trips("offer_candidates"),
+        );
+        let () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut vk)
+            .await
+            .unwrap();
+        assert_eq!(av.offer_candidates(50, &none).await.unwrap().len(), 50);
+        assert_eq!(metrics.pg_queries_total() - pg, 0, "no postgres");
+        let trips = metrics.valkey_round_trips("offer_candidates") - trips;
+        costs.push((trips, server_commands(&mut vk).await));
+    }
+    assert_eq!(costs[0].0, 1, "one round trip");
+    assert_eq!(costs[1], costs[0], "the same at 5000 online");
+}
+
 #[tokio::test]
 async fn dashboard_count_costs_zero_postgres_queries() {
     let s = stack().await;

@@ -1,7 +1,9 @@
 //! Section F and the heartbeat: Valkey-first reads through the domain rules.
 
 use crate::fixture::{cap_key, hb_key, sorted, stack};
+use halo_domain::MitraId;
 use redis::AsyncCommands;
+use std::collections::BTreeSet;
 
 #[tokio::test]
 async fn f_reachability_follows_online_and_heartbeat_freshness() {
@@ -106,4 +108,64 @@ async fn c_heartbeat_advances_and_never_sets_online() {
         .smembers("mitras:online")
         .await
         .contains(&offline.to_string()));
+}
+
+/// An offer round on real stores (SPEC §12.5): longest idle first, the mitras whose sessions
+/// started or ended moved to the back; the same ranks in both stores, so the same order from
+/// Postgres once Valkey is gone.
+#[tokio::test]
+async fn an_offer_round_reads_the_same_idle_order_from_either_store() {
+    let mut s = stack().await;
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(s.online_mitra().await);
+    }
+    // Two mitras with sessions since they came online: one that ended a second from now, and
+    // one that started two seconds from now and runs (busy, under capacity).
+    for (id, status, ended) in [(ids[0], "ended", true), (ids[1], "active", false)] {
+        let session = s.session(id, status).await;
+        s.pg.execute(
+            "UPDATE chat_sessions
+                SET accepted_at = now() + CASE WHEN $2 THEN interval '0' ELSE interval '2 s' END,
+                    ended_at = CASE WHEN $2 THEN now() + interval '1 s' END
+              WHERE id = $1",
+            &[&session, &ended],
+        )
+        .await
+        .unwrap();
+        s.av.recompute_capacity_for_mitra(id).await.unwrap();
+    }
+    let in_postgres: Vec<MitraId> =
+        s.pg.query(
+            "SELECT mitra_id FROM mitra_online_status WHERE is_online
+              ORDER BY idle_rank, mitra_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| MitraId::new(row.get(0)))
+        .collect();
+    assert_eq!(&in_postgres[6..], &ids[..2], "moved to the back, in order");
+
+    let none = BTreeSet::new();
+    let from_mirror = s.av.offer_candidates(20, &none).await.unwrap();
+    assert_eq!(from_mirror, in_postgres);
+    assert_eq!(s.metrics.valkey_fallbacks("offer_candidates"), 0);
+    assert!(s.drift_is_empty().await, "the same ranks in both stores");
+    let excluded: BTreeSet<MitraId> = [in_postgres[0], in_postgres[3]].into();
+    let first_three = s.av.offer_candidates(3, &excluded).await.unwrap();
+    assert_eq!(
+        first_three,
+        [in_postgres[1], in_postgres[2], in_postgres[4]]
+    );
+
+    s.valkey.kill().await;
+    assert_eq!(s.av.offer_candidates(20, &none).await.unwrap(), in_postgres);
+    assert!(!s.av.mirror_trusted());
+    assert_eq!(
+        s.av.offer_candidates(3, &excluded).await.unwrap(),
+        first_three
+    );
+    assert_eq!(s.metrics.valkey_fallbacks("offer_candidates"), 2);
 }

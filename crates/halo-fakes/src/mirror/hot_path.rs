@@ -1,10 +1,12 @@
 //! The request paths, as the adapter's commands and scripts do them (`heartbeat.lua`,
-//! `mark_online.lua`, `mark_offline.lua`, `set_deactivated.lua`, `set_capacity.lua`).
+//! `mark_online.lua`, `mark_offline.lua`, `set_deactivated.lua`, `set_capacity.lua`,
+//! `offer_walk.lua`).
 
 use super::{stored, InMemoryMirror};
 use async_trait::async_trait;
-use halo_domain::{MitraId, MitraState};
+use halo_domain::{AvailabilityRules, IdleRank, MitraId, MitraState};
 use halo_ports::{CapacityCount, HeartbeatOutcome, MirrorError, MirrorHotPath};
+use std::collections::BTreeSet;
 use time::OffsetDateTime;
 
 #[async_trait]
@@ -122,6 +124,32 @@ impl MirrorHotPath for InMemoryMirror {
                 };
                 (*id, state)
             })
+            .collect())
+    }
+
+    async fn offer_candidates(
+        &self,
+        limit: usize,
+        exclude: &BTreeSet<MitraId>,
+        now: OffsetDateTime,
+        rules: AvailabilityRules,
+    ) -> Result<Vec<MitraId>, MirrorError> {
+        let s = self.enter("offer_candidates")?;
+        s.ensure_seeded()?;
+        let mut order: Vec<(IdleRank, MitraId)> = s.idle.iter().map(|(id, r)| (*r, *id)).collect();
+        order.sort();
+        // A member of the order is online and active; the walk reads its heartbeat and count.
+        let state = |id: &MitraId| MitraState {
+            online: true,
+            active: true,
+            ..s.state_of(*id)
+        };
+        Ok(order
+            .into_iter()
+            .map(|(_, id)| id)
+            .filter(|id| !exclude.contains(id))
+            .filter(|id| state(id).is_available(now, rules))
+            .take(limit)
             .collect())
     }
 

@@ -4,7 +4,8 @@
 use super::MirrorError;
 use crate::CapacityCount;
 use async_trait::async_trait;
-use halo_domain::{MitraId, MitraState};
+use halo_domain::{AvailabilityRules, MitraId, MitraState};
+use std::collections::BTreeSet;
 use time::OffsetDateTime;
 
 /// What the heartbeat guard found.
@@ -20,9 +21,9 @@ pub enum HeartbeatOutcome {
 
 /// # Errors
 /// Every method: `MirrorError::Unavailable` as described in the module. The reads that answer
-/// about availability (`is_deactivated`, `mitra_states`, `candidate_states`, `online_count`,
-/// and `heartbeat` when the key is missing) return `MirrorError::Unseeded` when the generation
-/// marker is missing.
+/// about availability (`is_deactivated`, `mitra_states`, `candidate_states`,
+/// `offer_candidates`, `online_count`, and `heartbeat` when the key is missing) return
+/// `MirrorError::Unseeded` when the generation marker is missing.
 #[async_trait]
 pub trait MirrorHotPath: Send + Sync + 'static {
     /// Refuses deactivated mitras, records the ping only for online ones: one round trip for an
@@ -73,6 +74,19 @@ pub trait MirrorHotPath: Send + Sync + 'static {
 
     /// States of the online, non-deactivated mitras: one round trip whatever their number.
     async fn candidate_states(&self) -> Result<Vec<(MitraId, MitraState)>, MirrorError>;
+
+    /// Who an offer round reaches (SPEC §12.5): up to `limit` mitras not in `exclude` that are
+    /// available by `MitraState::is_available` at `now` under `rules`, longest idle first (idle
+    /// rank, then id). Walks the idle order from its front and stops once it has `limit`: the
+    /// work grows with `limit` and the mitras it passes over (excluded or unavailable), not
+    /// with the number online. Usually one round trip; more when many are passed over.
+    async fn offer_candidates(
+        &self,
+        limit: usize,
+        exclude: &BTreeSet<MitraId>,
+        now: OffsetDateTime,
+        rules: AvailabilityRules,
+    ) -> Result<Vec<MitraId>, MirrorError>;
 
     /// `SCARD mitras:online`.
     async fn online_count(&self) -> Result<u64, MirrorError>;

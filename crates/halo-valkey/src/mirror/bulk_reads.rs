@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 impl ValkeyMirror {
     /// The SORT patterns while the server accepts them (see `sort_refused`).
-    fn sort_patterns(&self) -> Option<(String, String)> {
+    pub(super) fn sort_patterns(&self) -> Option<(String, String)> {
         if self.sort_refused.load(Ordering::Relaxed) {
             return None;
         }
@@ -42,7 +42,7 @@ impl ValkeyMirror {
 
     /// Runs a `SORT … GET` read; when the server refuses the command itself (not an outage),
     /// remembers it and answers `None` so the caller runs the Lua script instead.
-    async fn sorted_read<T: FromRedisValue + Send + 'static>(
+    pub(super) async fn sorted_read<T: FromRedisValue + Send + 'static>(
         &self,
         op: &'static str,
         request: &impl Request,

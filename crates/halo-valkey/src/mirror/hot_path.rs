@@ -4,9 +4,10 @@
 use super::{ensure_seeded, format_time, ValkeyMirror};
 use crate::{replies, scripts};
 use async_trait::async_trait;
-use halo_domain::{MitraId, MitraState};
+use halo_domain::{AvailabilityRules, MitraId, MitraState};
 use halo_ports::{CapacityCount, HeartbeatOutcome, MirrorError, MirrorHotPath};
 use redis::Value;
+use std::collections::BTreeSet;
 use time::OffsetDateTime;
 
 impl ValkeyMirror {
@@ -192,6 +193,16 @@ impl MirrorHotPath for ValkeyMirror {
                 (id, state)
             })
             .collect())
+    }
+
+    async fn offer_candidates(
+        &self,
+        limit: usize,
+        exclude: &BTreeSet<MitraId>,
+        now: OffsetDateTime,
+        rules: AvailabilityRules,
+    ) -> Result<Vec<MitraId>, MirrorError> {
+        self.walk_idle_order(limit, exclude, now, rules).await
     }
 
     async fn online_count(&self) -> Result<u64, MirrorError> {

@@ -1,11 +1,13 @@
 //! `ValkeyMirror`, the mirror port over self-reconnecting multiplexed connections (see
 //! `Connections`), one file per part: the request policy every call goes through, the hot
-//! paths, the two bulk-read implementations, the instances' coordination, the seed and drift
-//! (with the sweeps' primitives), and the abuse limits' counters.
+//! paths, the two bulk-read implementations, the offer round's walk of the idle order, the
+//! instances' coordination, the seed and drift (with the sweeps' primitives), and the abuse
+//! limits' counters.
 
 mod bulk_reads;
 mod coordination;
 mod hot_path;
+mod idle_order;
 mod rate_counter;
 mod request_policy;
 mod seed;

@@ -4,7 +4,7 @@
 //! a dropped connection, so the watcher reseeds) and followed.
 
 use halo_domain::{Beacon, MirrorImage};
-use halo_fakes::contract::{count, id, seed, truth};
+use halo_fakes::contract::{count, id, rules, seed, truth};
 use halo_metrics::Metrics;
 use halo_ports::{
     BeaconClaim, HeartbeatOutcome, MirrorCoordination, MirrorHotPath, MirrorMaintenance,
@@ -49,6 +49,14 @@ async fn every_mirror_operation_works_in_one_slot() {
         assert_eq!(ids, vec![id(1), id(3), id(4)], "{prefix}");
         let mut heartbeats = m.online_heartbeats().await.unwrap();
         heartbeats.sort_by_key(|(id, _)| *id);
+        // The offer walk builds per-mitra keys from the prefix too: legal in the one slot.
+        let none = std::collections::BTreeSet::new();
+        let offered = m.offer_candidates(10, &none, now, rules()).await.unwrap();
+        assert_eq!(
+            offered,
+            [id(4), id(3), id(1)],
+            "{prefix}: longest idle first"
+        );
         answers.push((candidates, heartbeats));
 
         // SCAN reaches the slot's node: the image read back is the one seeded.
