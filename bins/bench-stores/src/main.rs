@@ -8,6 +8,10 @@
 //! (median and p90, with Valkey round trips and Postgres queries per call from the metrics
 //! counters), and the heartbeat mirror (the one `UNNEST` statement, and the whole sweep tick).
 //! Used by `scripts/bench.sh`; the databases it creates are dropped again.
+//!
+//! `--mode offers` times an offer round instead (see `offers`; `scripts/bench-offer.sh`).
+
+mod offers;
 
 use clap::Parser;
 use halo_config::is_loopback_url;
@@ -47,6 +51,21 @@ struct Args {
     transitions_per_second: f64,
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// `stores` (seed, find_available_mitras, heartbeat mirror) or `offers` (one offer round).
+    #[arg(long, value_enum, default_value_t = Mode::Stores)]
+    mode: Mode,
+    /// Timed offer rounds per size and store (`--mode offers`).
+    #[arg(long, default_value_t = 50)]
+    offer_runs: usize,
+    /// Names of the databases it creates: `<prefix>_<size>` (`<prefix>_offers_<size>`).
+    #[arg(long, default_value = "halo_bench")]
+    db_prefix: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    Stores,
+    Offers,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +94,10 @@ enum BenchError {
     Io(#[from] std::io::Error),
     #[error("expected {expected} available mitras, found {found}")]
     Mismatch { expected: usize, found: usize },
+    #[error("store counters: {0}")]
+    Stats(String),
+    #[error("the stores disagree on the offer round: {mirror} from the mirror, {postgres} from postgres, or another order")]
+    OrderMismatch { mirror: usize, postgres: usize },
 }
 
 /// The figures for one size.
@@ -97,12 +120,12 @@ struct SizeResult {
     heartbeat_mirror_tick_ms: f64,
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
 /// The value at quantile `q` of the samples (sorted in place).
-fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+pub(crate) fn quantile(samples: &mut [Duration], q: f64) -> Duration {
     samples.sort();
     let last = samples.len().saturating_sub(1);
     let index = ((last as f64) * q).round() as usize;
@@ -119,7 +142,7 @@ fn pool(url: &str) -> Result<Pool, BenchError> {
     )?)
 }
 
-async fn batch(pool: &Pool, sql: &str) -> Result<(), BenchError> {
+pub(crate) async fn batch(pool: &Pool, sql: &str) -> Result<(), BenchError> {
     let client = pool
         .get()
         .await
@@ -130,9 +153,13 @@ async fn batch(pool: &Pool, sql: &str) -> Result<(), BenchError> {
         .map_err(|e| BenchError::Postgres(e.to_string()))
 }
 
-/// A fresh, migrated database with `n` online mitras whose heartbeats are fresh.
-async fn fresh_database(admin: &Pool, admin_url: &str, n: u32) -> Result<Pool, BenchError> {
-    let name = format!("halo_bench_{n}");
+/// A fresh, migrated database `name` with `n` online mitras whose heartbeats are fresh.
+pub(crate) async fn fresh_database(
+    admin: &Pool,
+    admin_url: &str,
+    name: &str,
+    n: u32,
+) -> Result<Pool, BenchError> {
     batch(
         admin,
         &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
@@ -155,15 +182,15 @@ async fn fresh_database(admin: &Pool, admin_url: &str, n: u32) -> Result<Pool, B
     Ok(pool)
 }
 
-async fn availability(
+pub(crate) async fn availability(
     pool: Pool,
     valkey_url: &str,
-    n: u32,
+    key_prefix: &str,
     metrics: &Metrics,
 ) -> Result<Bench, BenchError> {
     let settings = ValkeySettings {
         url: valkey_url.to_owned(),
-        key_prefix: format!("bench{n}:"),
+        key_prefix: key_prefix.to_owned(),
         // Seeding 100k mitras moves megabytes in one script call: give it room.
         timeout: Duration::from_secs(30),
         ..Default::default()
@@ -191,10 +218,10 @@ async fn availability(
 }
 
 /// The use cases, and the stores under them for the steps that time one store call.
-struct Bench {
-    av: Arc<Availability>,
-    mirror: Arc<ValkeyMirror>,
-    truth: Arc<PgTruth>,
+pub(crate) struct Bench {
+    pub av: Arc<Availability>,
+    pub mirror: Arc<ValkeyMirror>,
+    pub truth: Arc<PgTruth>,
 }
 
 /// `runs` reseeds while a task toggles mitras (offline, then online again) at `rate` per second
@@ -244,10 +271,12 @@ async fn seeds_under_writes(
 
 async fn bench_size(args: &Args, admin: &Pool, n: u32) -> Result<SizeResult, BenchError> {
     eprintln!("bench-stores: {n} mitras: preparing the database");
-    let pool = fresh_database(admin, &args.admin_url, n).await?;
+    let name = format!("{}_{n}", args.db_prefix);
+    let pool = fresh_database(admin, &args.admin_url, &name, n).await?;
     let metrics = Metrics::new();
+    let prefix = format!("bench{n}:");
     let Bench { av, mirror, truth } =
-        availability(pool.clone(), &args.valkey_url, n, &metrics).await?;
+        availability(pool.clone(), &args.valkey_url, &prefix, &metrics).await?;
 
     eprintln!("bench-stores: {n} mitras: seed");
     let started = Instant::now();
@@ -311,7 +340,7 @@ async fn bench_size(args: &Args, admin: &Pool, n: u32) -> Result<SizeResult, Ben
     drop(pool);
     batch(
         admin,
-        &format!("DROP DATABASE IF EXISTS halo_bench_{n} WITH (FORCE)"),
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
     )
     .await?;
     Ok(SizeResult {
@@ -339,6 +368,19 @@ async fn run(args: Args) -> Result<(), BenchError> {
         return Err(BenchError::NotLoopback("--valkey-url"));
     }
     let admin = pool(&args.admin_url)?;
+    if args.mode == Mode::Offers {
+        let results = offers::offer_sizes(
+            &admin,
+            &args.admin_url,
+            &args.valkey_url,
+            &args.db_prefix,
+            &args.sizes,
+            args.offer_runs,
+        )
+        .await?;
+        offers::print(&results);
+        return write_json(args.json.as_deref(), &results);
+    }
     let mut results = Vec::new();
     for &n in &args.sizes {
         results.push(bench_size(&args, &admin, n).await?);
@@ -371,8 +413,12 @@ async fn run(args: Args) -> Result<(), BenchError> {
             r.heartbeat_mirror_tick_ms
         );
     }
-    if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&results)
+    write_json(args.json.as_deref(), &results)
+}
+
+fn write_json(path: Option<&std::path::Path>, results: &impl Serialize) -> Result<(), BenchError> {
+    if let Some(path) = path {
+        let json = serde_json::to_string_pretty(results)
             .map_err(|e| BenchError::Io(std::io::Error::other(e)))?;
         std::fs::write(path, json)?;
     }
