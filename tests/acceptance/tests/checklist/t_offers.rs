@@ -55,9 +55,13 @@ async fn t_a_round_reaches_the_longest_idle_then_the_next_candidates() {
     stack
         .set_config("offer_timeout_seconds", ROUND_SECONDS)
         .await;
-    let mitras = online_in_order(&stack, 4).await;
+    let online = online_in_order(&stack, 4).await;
+    // The longest idle takes a chat and ends it: it is now the shortest idle.
+    let chat = stack.start_chat(&online[0]).await;
+    stack.end_chat(&online[0], chat).await;
+    let mitras = [&online[1], &online[2], &online[3], &online[0]];
     let mut streams = Vec::new();
-    for mitra in &mitras {
+    for mitra in mitras {
         streams.push(stream(&stack, "mitra", &mitra.token).await);
     }
     let customer = stack.customer().await;
@@ -65,7 +69,7 @@ async fn t_a_round_reaches_the_longest_idle_then_the_next_candidates() {
     assert_eq!(created["notified"], 2, "bounded by blast_max_recipients");
     let session = created["session_id"].as_str().unwrap().to_owned();
 
-    // Round one: the two longest idle.
+    // Round one: the two longest idle (the chat moved the first one online to the back).
     for stream in &mut streams[..2] {
         let offer = stream.next().await;
         assert_eq!(
@@ -90,12 +94,12 @@ async fn t_a_round_reaches_the_longest_idle_then_the_next_candidates() {
             ("offer", session.as_str())
         );
     }
-    let late = stack.accept(&mitras[0], &session).await;
+    let late = stack.accept(mitras[0], &session).await;
     assert_eq!(
         late.status, 404,
         "an expired round's offer is gone: {late:?}"
     );
-    let won = stack.accept(&mitras[2], &session).await.expect(200);
+    let won = stack.accept(mitras[2], &session).await.expect(200);
     assert_eq!(won["status"], "active");
     let lost = streams[3].next().await;
     assert_eq!(
