@@ -90,9 +90,9 @@ async fn f_blast_uses_valkey_path() {
     let customer = stack.customer().await;
     stack.blast(&customer).await.expect(201);
     let after = stack.public().metrics().await;
-    assert_eq!(after.fallbacks("find_available_mitras"), 0);
-    assert_eq!(after.pg("candidate_states"), before.pg("candidate_states"));
-    assert!(after.valkey("candidate_states") > before.valkey("candidate_states"));
+    assert_eq!(after.fallbacks("offer_candidates"), 0);
+    assert_eq!(after.pg("offer_candidates"), before.pg("offer_candidates"));
+    assert!(after.valkey("offer_candidates") > before.valkey("offer_candidates"));
     assert!(stack.public().events("mirror.fallback").is_empty());
 }
 
@@ -172,8 +172,12 @@ async fn f_blast_falls_back_to_postgres() {
     let expected = BTreeSet::from([first.id.to_string(), second.id.to_string()]);
     assert_eq!(notified(&stack, &blast).await, expected);
     let metrics = stack.public().metrics().await;
-    assert_eq!(metrics.fallbacks("find_available_mitras"), 1);
-    assert_eq!(metrics.pg("candidate_states"), 1);
+    assert_eq!(metrics.fallbacks("offer_candidates"), 1);
+    assert_eq!(
+        metrics.pg("offer_candidates"),
+        1,
+        "one bounded statement (SPEC §12.5)"
+    );
 }
 
 /// Available mitras by the rules, counted in Postgres.

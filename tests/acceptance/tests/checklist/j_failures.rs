@@ -52,11 +52,7 @@ async fn j_blast_falls_back_to_postgres() {
     let blast = stack.blast(&customer).await.expect(201);
     assert_eq!(blast["notified"], 1);
     assert_eq!(
-        stack
-            .public()
-            .metrics()
-            .await
-            .fallbacks("find_available_mitras"),
+        stack.public().metrics().await.fallbacks("offer_candidates"),
         1
     );
 }

@@ -52,8 +52,8 @@ async fn hot_paths_use_the_mirror(stack: &Stack, online_key: &str, members: impl
     assert_eq!(requests["requests"].as_array().map(Vec::len), Some(1));
     let after = stack.public().metrics().await;
     assert_eq!(
-        after.fallbacks("beacon") + after.fallbacks("find_available_mitras"),
-        before.fallbacks("beacon") + before.fallbacks("find_available_mitras"),
+        after.fallbacks("beacon") + after.fallbacks("offer_candidates"),
+        before.fallbacks("beacon") + before.fallbacks("offer_candidates"),
         "answered from the mirror, not from Postgres"
     );
 }
