@@ -54,8 +54,15 @@ async fn auto_offline_rows(stack: &Stack, mitra: &Mitra) -> i64 {
 #[tokio::test]
 async fn a_down_mirror_costs_requests_no_valkey_round_trip() {
     let mut stack = Stack::start().await;
+    // The event pump has looked at the beacon since start-up (SPEC §12.9): with a short TTL,
+    // wait until it counts the mitra, so the outage's beacon is the truth's.
+    stack.set_config("beacon_cache_ttl_seconds", 1).await;
     let mitra = stack.online_mitra().await;
     let customer = stack.customer().await;
+    eventually("the beacon counts the mitra", DEADLINE, || async {
+        stack.beacon(0).await["available"] == true
+    })
+    .await;
     stack.valkey.kill().await;
     stack.heartbeat(&mitra).await.expect(200); // finds Valkey down
     wait_mirror(&stack, 0, "down").await;
@@ -183,6 +190,9 @@ async fn an_empty_restart_is_never_trusted() {
 #[tokio::test]
 async fn a_flush_is_noticed_by_the_read_that_meets_it() {
     let stack = Stack::with(StackOptions::default().env("MIRROR_WATCH_INTERVAL_MS", 60_000)).await;
+    // The event pump looks at the beacon every second (SPEC §12.9): a beacon is up to one TTL
+    // old, so the TTL is short here.
+    stack.set_config("beacon_cache_ttl_seconds", 1).await;
     let mitra = stack.online_mitra().await;
     let deactivated = stack.online_mitra().await;
     stack.set_active(&deactivated, false).await.expect(200);
@@ -191,7 +201,10 @@ async fn a_flush_is_noticed_by_the_read_that_meets_it() {
         stack.heartbeat(&deactivated).await.code(),
         "ACCOUNT_INACTIVE"
     );
-    assert_eq!(stack.beacon(0).await["count"], 1);
+    eventually("the beacon counts the online mitra", DEADLINE, || async {
+        stack.beacon(0).await["count"] == 1
+    })
+    .await;
     // The watcher's own cadence is a minute: only the read's report can seed this soon.
     eventually("a flushed reseed", DEADLINE, || async {
         stack.public().metrics().await.seeds("flushed") == 1
