@@ -233,8 +233,10 @@ async fn f_beacon_snapshot_cached_in_valkey() {
     assert_eq!(snapshot["count"], beacon["count"]);
     assert_eq!(snapshot["available"], beacon["available"]);
     let computed = parse_time(snapshot["computed_at"].as_str().unwrap());
+    // Within one TTL (10 s): the event pumps look at the beacon too (SPEC §12.9), so the
+    // snapshot this poll found may be theirs.
     assert!(
-        computed >= polled - Duration::seconds(1),
+        computed >= polled - Duration::seconds(10),
         "fresh: {computed}"
     );
     let ttl: i64 = redis::cmd("TTL")

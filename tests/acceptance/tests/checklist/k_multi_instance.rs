@@ -75,15 +75,12 @@ async fn k_beacon_snapshot_shared_across_instances() {
     for i in 0..20 {
         assert_eq!(stack.beacon(i % 2).await, a);
     }
+    // One recompute across both; which instance made it is open, since each one's event pump
+    // also looks at the beacon (SPEC §12.9).
     assert_eq!(
         recomputes(&stack).await - before,
         1,
         "one recompute across both"
-    );
-    assert_eq!(
-        stack.publics[1].metrics().await.beacon_recomputes(),
-        0,
-        "B read A's"
     );
 }
 
