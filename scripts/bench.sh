@@ -1080,6 +1080,12 @@ Profiles (`perf record` on `public-api`, `bench-stores` and `valkey-server`; per
   while profiling `find_available_mitras`: the 100k set was gone between runs). `swap_seed.lua` now
   `PERSIST`s them; `crates/halo-valkey/tests/mirror.rs` checks it.
 """
+# The event streams' section is written by `SSE_REPORT=1 scripts/bench-sse.sh`, a run of its own: kept as is.
+if os.path.exists(out):
+    with open(out) as f:
+        kept = re.search(r"<!-- bench-sse: begin.*?<!-- bench-sse: end -->\n", f.read(), re.S)
+    if kept:
+        doc = doc.rstrip("\n") + "\n\n" + kept.group(0)
 with open(out, "w") as f:
     f.write(doc)
 print(f"\nwrote {out}")

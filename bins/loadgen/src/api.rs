@@ -75,6 +75,15 @@ struct LoginBody {
 #[derive(Deserialize)]
 struct BlastBody {
     session_id: Uuid,
+    #[serde(default)]
+    notified: usize,
+}
+
+/// A blast's answer: the new session, and how many mitras its first round reached.
+#[derive(Debug, Clone, Copy)]
+pub struct Blasted {
+    pub session: Uuid,
+    pub notified: usize,
 }
 
 #[derive(Clone)]
@@ -195,8 +204,8 @@ impl Api {
             .map(drop)
     }
 
-    /// A customer's blast; the new session's id.
-    pub async fn blast(&self, token: &str, minutes: u32) -> Result<Uuid, ApiFailure> {
+    /// A customer's blast: the new session and the mitras it reached.
+    pub async fn blast(&self, token: &str, minutes: u32) -> Result<Blasted, ApiFailure> {
         let body = self
             .send(
                 Method::POST,
@@ -207,7 +216,10 @@ impl Api {
             .await?;
         let created: BlastBody =
             serde_json::from_value(body).map_err(|_| ApiFailure::Transport("decode"))?;
-        Ok(created.session_id)
+        Ok(Blasted {
+            session: created.session_id,
+            notified: created.notified,
+        })
     }
 
     /// What the mitra app polls to see blasts.

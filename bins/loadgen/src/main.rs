@@ -114,9 +114,14 @@ pub struct Args {
     /// the base URL).
     #[arg(long)]
     sse_base_urls: Option<String>,
-    /// Seconds to keep the streams open after the blasts (to read the servers' RSS).
+    /// Seconds to keep the streams open after the blasts (to read the servers' RSS and idle
+    /// CPU).
     #[arg(long, default_value_t = 0.0)]
     sse_hold: f64,
+    /// A further phase of `--sse-blasts` (repeatable): this shell command (`sh -c`) is run and
+    /// waited for first, then the blasts run again on the same streams.
+    #[arg(long = "sse-phase", value_name = "COMMAND")]
+    sse_phases: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +225,7 @@ async fn run(args: &Args) -> Result<(), RunError> {
             blasts: args.sse_blasts,
             concurrency: args.login_concurrency,
             hold: Duration::from_secs_f64(args.sse_hold.max(0.0)),
+            phases: &args.sse_phases,
         };
         return Ok(sse::measure(&api, &mitras, &customers, &settings).await?);
     }

@@ -215,12 +215,13 @@ pub fn spawn_blasts(
 
 async fn blast_flow(ctx: &Ctx, due: Instant, customer: &str, mitra: &str) -> Recorder {
     let mut rec = Recorder::default();
-    let Ok(session) = ctx
+    let Ok(blasted) = ctx
         .timed(&mut rec, Kind::Blast, due, ctx.api.blast(customer, 10))
         .await
     else {
         return rec;
     };
+    let session = blasted.session;
     let now = Instant::now();
     let _ = ctx
         .timed(

@@ -195,7 +195,8 @@ async fn termination_signal() {
 
 /// Every background loop, started here only: the core's (sweeps, watcher, settings reload,
 /// chat timers), the listener of `config:invalidate`, and on public-api (the only service with
-/// event streams) the event pump and the listener of its wake-up channel.
+/// event streams) the event pump, the event log's housekeeping and the listener of the pump's
+/// wake-up channel.
 fn start_background(
     config: &Config,
     service: Service,
@@ -212,6 +213,10 @@ fn start_background(
     if service == Service::Public {
         tasks.push(tokio::spawn(
             services.events.clone().run_pump(shutdown.clone()),
+        ));
+        // Apart from the pump, so that a beacon recompute or a prune never delays delivery.
+        tasks.push(tokio::spawn(
+            services.events.clone().run_housekeeping(shutdown.clone()),
         ));
         let events = services.events.clone();
         // A renewed subscription may have missed a message: both kinds wake the pump.

@@ -227,16 +227,18 @@ impl Events {
 
     /// The pump: reads the log after its position whenever it is woken (this instance's
     /// commits, the signal) or the poll interval passes, and hands the events to this
-    /// instance's streams. Also prunes the log. Ends the streams when `shutdown` turns true.
+    /// instance's streams (SPEC §12.3). Ends the streams when `shutdown` turns true.
+    ///
+    /// It does nothing else: while it awaits anything but the log, no event reaches a
+    /// stream. The availability check's beacon is recomputed, once per TTL, by whichever
+    /// caller finds it expired, from every online mitra (tens of milliseconds at 10,000
+    /// online: the pump's stall when the check ran here, docs/PERFORMANCE.md), and a prune is
+    /// a `DELETE`: both run in `run_housekeeping`.
     pub async fn run_pump(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let Some(mut position) = self.start_position(&mut shutdown).await else {
             return;
         };
         self.ready.store(true, Ordering::Release);
-        let mut prune = tokio::time::interval(PRUNE_EVERY);
-        let mut availability = tokio::time::interval(AVAILABILITY_CHECK);
-        availability.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut available = None;
         loop {
             position = self.catch_up(position).await;
             let poll = if self.availability.health().is_trusted() {
@@ -247,6 +249,23 @@ impl Events {
             tokio::select! {
                 () = self.announcer.wake.notified() => {}
                 () = tokio::time::sleep(poll) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        self.hub.close_all();
+    }
+
+    /// The event log's upkeep, beside the pump: prunes events older than the resume window
+    /// (SPEC §12.4) and appends the customers' `availability` event when the beacon went
+    /// between zero and non-zero (SPEC §12.9). The appended event reaches the streams through
+    /// the pump like any other (`announce`).
+    pub async fn run_housekeeping(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut prune = tokio::time::interval(PRUNE_EVERY);
+        let mut availability = tokio::time::interval(AVAILABILITY_CHECK);
+        availability.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut available = None;
+        loop {
+            tokio::select! {
                 _ = prune.tick() => {
                     self.prune().await;
                     // Compare with the log again: the newest availability event may have been
@@ -257,7 +276,6 @@ impl Events {
                 _ = shutdown.changed() => break,
             }
         }
-        self.hub.close_all();
     }
 
     /// The log's head, retried until Postgres answers; `None` on shutdown.
