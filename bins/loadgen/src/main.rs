@@ -272,17 +272,23 @@ async fn at_start(args: &Args) -> Result<(), RunError> {
         return Ok(());
     };
     eprintln!("at start: {command}");
-    let failed = |why: String| RunError::AtStart(command.clone(), why);
+    run_shell(command)
+        .await
+        .map_err(|why| RunError::AtStart(command.clone(), why))
+}
+
+/// Runs `command` with `sh -c` and waits for it; the reason when it could not run or failed.
+pub(crate) async fn run_shell(command: &str) -> Result<(), String> {
     let status = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
         .status()
         .await
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     if status.success() {
         Ok(())
     } else {
-        Err(failed(status.to_string()))
+        Err(status.to_string())
     }
 }
 

@@ -185,18 +185,9 @@ async fn blasts(
 }
 
 async fn run_command(command: &str) -> Result<(), SseError> {
-    let failed = |why: String| SseError::Phase(command.to_owned(), why);
-    let status = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .status()
+    crate::run_shell(command)
         .await
-        .map_err(|e| failed(e.to_string()))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(failed(status.to_string()))
-    }
+        .map_err(|why| SseError::Phase(command.to_owned(), why))
 }
 
 /// 1 µs to 60 s, three significant figures.
