@@ -163,9 +163,18 @@ async fn a_restart_with_old_data_takes_no_pinging_mitra_offline() {
 #[tokio::test]
 async fn an_empty_restart_is_never_trusted() {
     let mut stack = Stack::start().await;
+    // The event pump looks at the beacon every second (SPEC §12.9): with a short TTL, wait
+    // until it counts what the test set up, so the restart's beacon is the truth's.
+    stack.set_config("beacon_cache_ttl_seconds", 1).await;
     let online = stack.online_mitra().await;
     let deactivated = stack.online_mitra().await;
     stack.set_active(&deactivated, false).await.expect(200);
+    eventually(
+        "the beacon counts the one active mitra",
+        DEADLINE,
+        || async { stack.beacon(0).await["count"] == 1 },
+    )
+    .await;
     stack.valkey.restart().await;
     let end = tokio::time::Instant::now() + Duration::from_secs(2);
     while tokio::time::Instant::now() < end {

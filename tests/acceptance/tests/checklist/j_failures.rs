@@ -31,7 +31,12 @@ async fn j_beacon_falls_back_to_postgres() {
     stack.valkey.kill().await;
     assert_eq!(stack.beacon(0).await, with_valkey, "same answer");
     let metrics = stack.public().metrics().await;
-    assert_eq!(metrics.fallbacks("count_available"), 1, "Valkey tried once");
+    // At least this poll's; the event pump's once-a-second look at the beacon (SPEC §12.9)
+    // may add its own.
+    assert!(
+        metrics.fallbacks("count_available") >= 1,
+        "the poll fell back"
+    );
     // The instance answers its last beacon (Valkey's, or one from Postgres) for the TTL: at
     // most one Postgres computation per TTL, and none for the polls after it.
     let computed = metrics.pg("candidate_states");
