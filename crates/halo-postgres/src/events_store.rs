@@ -349,11 +349,10 @@ impl EventLog for PgEvents {
         let mut client = self.db.client().await?;
         let tx = client.transaction().await.map_err(classify)?;
         let metrics = self.db.metrics();
-        let params: [&(dyn ToSql + Sync); 1] = [&count];
-        let (_, appended) = tokio::try_join!(
-            run(&tx, metrics, &q::LOCK_EVENT_ORDER, &[]),
-            run(&tx, metrics, &q::APPEND_AVAILABILITY, &params),
-        )?;
+        // One after the other, not pipelined: the guard must read the log only once the order
+        // lock is held (a pipelined statement whose plan is cached could run first).
+        run(&tx, metrics, &q::LOCK_EVENT_ORDER, &[]).await?;
+        let appended = run(&tx, metrics, &q::APPEND_AVAILABILITY, &[&count]).await?;
         tx.commit().await.map_err(classify)?;
         Ok(!appended.is_empty())
     }
