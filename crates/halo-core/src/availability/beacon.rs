@@ -139,6 +139,14 @@ impl Availability {
         Ok(beacon)
     }
 
+    /// The beacon this instance last answered, if it is younger than the TTL; `None` else.
+    /// Computes nothing: a reader that only watches the beacon (the customers' availability
+    /// event, SPEC §12.9) must not make the polls' answers older than they would be.
+    pub fn last_beacon(&self) -> Option<Beacon> {
+        let ttl = Duration::from_secs(self.settings.get().beacon_ttl_seconds().into());
+        self.beacon.younger_than(ttl)
+    }
+
     /// Drops the shared snapshot and the local copy (config change).
     pub async fn bust_beacon(&self) {
         self.beacon.forget();

@@ -316,16 +316,13 @@ impl Events {
         }
     }
 
-    /// The customers' `availability` event: appended when the beacon (cached per TTL, so this
-    /// costs no recompute) went from zero to non-zero or back since this instance last
-    /// looked; the log drops the same change seen by another instance.
+    /// The customers' `availability` event: appended when the beacon this instance last
+    /// answered a poll with (younger than its TTL; nothing is computed here) went from zero
+    /// to non-zero or back since this instance last looked; the log drops the same change
+    /// seen by another instance.
     async fn check_availability(&self, available: &mut Option<bool>) {
-        let beacon = match self.availability.count_available().await {
-            Ok(beacon) => beacon,
-            Err(error) => {
-                tracing::debug!(error = %error, "availability check failed; retrying");
-                return;
-            }
+        let Some(beacon) = self.availability.last_beacon() else {
+            return;
         };
         if *available == Some(beacon.available()) {
             return;
