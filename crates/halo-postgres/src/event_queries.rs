@@ -30,11 +30,19 @@ macro_rules! recent_wait {
     };
 }
 
-/// The places in line: every queued session with its position (1 = next).
-macro_rules! line {
+/// The places in line: every queued session with its position (1 = next); an optional extra
+/// condition (`AND …`) can skip the ranking altogether.
+macro_rules! queue_line {
     () => {
-        "(SELECT id, row_number() OVER (ORDER BY created_at, id)::int4 AS position
-            FROM chat_sessions WHERE status = 'queued')"
+        queue_line!("")
+    };
+    ($gate:literal) => {
+        concat!(
+            "(SELECT id, row_number() OVER (ORDER BY created_at, id)::int4 AS position
+                FROM chat_sessions WHERE status = 'queued' ",
+            $gate,
+            ")"
+        )
     };
 }
 
@@ -74,11 +82,9 @@ pub const APPEND_TRANSITION_EVENTS: NamedQuery = NamedQuery {
           place AS (
               -- The line is ranked only when one of these sessions is in it: every other
               -- transition skips that work (an uncorrelated filter Postgres checks once).
-              SELECT line.* FROM (
-                  SELECT id, row_number() OVER (ORDER BY created_at, id)::int4 AS position
-                    FROM chat_sessions
-                   WHERE status = 'queued' AND EXISTS (SELECT 1 FROM s WHERE s.status = 'queued')
-              ) line JOIN s USING (id)),
+              SELECT line.* FROM ",
+        queue_line!("AND EXISTS (SELECT 1 FROM s WHERE s.status = 'queued')"),
+        " line JOIN s USING (id)),
           e AS (
               SELECT s.id, 1 AS ord, 'customer' AS audience, ARRAY[s.customer_id] AS recipients,
                      'session' AS kind, s.status, s.mitra_id, s.minutes, s.ends_at,
@@ -135,7 +141,7 @@ pub const APPEND_QUEUE_PLACES: NamedQuery = NamedQuery {
           SELECT nextval('app_events_seq'), 'customer', ARRAY[c.customer_id], 'session', c.id,
                  'queued', c.minutes, line.position, wait.seconds
             FROM ",
-        line!(),
+        queue_line!(),
         " line JOIN chat_sessions c USING (id), wait
            ORDER BY line.position"
     ),
@@ -233,7 +239,7 @@ pub const CUSTOMER_OPEN_SESSION_ROWS: NamedQuery = NamedQuery {
         recent_wait!(),
         " END AS estimated_wait_seconds
            FROM chat_sessions c LEFT JOIN ",
-        line!(),
+        queue_line!(),
         " line USING (id)
           WHERE c.customer_id = $1
             AND c.status IN ('queued', 'searching', 'active', 'pending_payment')

@@ -44,6 +44,12 @@ async fn due(f: &Fixture, session: Uuid) -> DueRound {
         .expect("the round is due")
 }
 
+/// The events appended after `after`.
+async fn events_after(f: &Fixture, after: i64) -> Vec<AppEvent> {
+    let batch = f.events.read_after(after, 100).await.expect("read_after");
+    batch.events.into_iter().map(|e| e.event).collect()
+}
+
 async fn missed(f: &Fixture, mitra: MitraId) -> i64 {
     let n: i32 =
         f.pg.query_one(
@@ -82,15 +88,7 @@ async fn a_round_moves_once_and_never_reoffers_a_mitra() {
     let moved = [a.unwrap(), b.unwrap()];
     assert_eq!(moved.iter().filter(|m| m.is_some()).count(), 1);
 
-    let events: Vec<AppEvent> = f
-        .events
-        .read_after(head, 100)
-        .await
-        .unwrap()
-        .events
-        .into_iter()
-        .map(|e| e.event)
-        .collect();
+    let events: Vec<AppEvent> = events_after(&f, head).await;
     assert!(events.contains(&AppEvent::OfferWithdrawn {
         session_id: session.id,
         reason: WithdrawReason::Expired,
@@ -202,14 +200,10 @@ async fn the_line_leaves_oldest_first_and_tells_the_rest_their_place() {
         f.chat.mitras_with_open_offers(T).await.unwrap(),
         vec![mitra]
     );
-    let places: Vec<(Uuid, u32)> = f
-        .events
-        .read_after(head, 100)
+    let places: Vec<(Uuid, u32)> = events_after(&f, head)
         .await
-        .unwrap()
-        .events
         .into_iter()
-        .filter_map(|e| match e.event {
+        .filter_map(|event| match event {
             AppEvent::Session {
                 session_id,
                 queue: Some(place),
@@ -251,15 +245,7 @@ async fn one_availability_change_is_logged_once() {
         .append_away(mitra, OnlineReason::Deactivated)
         .await
         .unwrap();
-    let kinds: Vec<AppEvent> = f
-        .events
-        .read_after(0, 100)
-        .await
-        .unwrap()
-        .events
-        .into_iter()
-        .map(|e| e.event)
-        .collect();
+    let kinds: Vec<AppEvent> = events_after(&f, 0).await;
     assert_eq!(kinds.len(), 3, "{kinds:?}");
     assert!(matches!(
         kinds[2],

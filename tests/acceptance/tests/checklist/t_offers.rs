@@ -43,6 +43,8 @@ async fn online_in_order(stack: &Stack, n: usize) -> Vec<Mitra> {
     let mut mitras = Vec::new();
     for _ in 0..n {
         mitras.push(stack.online_mitra().await);
+        // Not a wait for a condition: the idle rank is the online time in milliseconds (ties
+        // broken at random, SPEC §12.5), so the next one must come online a little later.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     mitras
